@@ -1,0 +1,39 @@
+# daihuo: `make run` starts a single box; `make test` runs every test.
+SHELL := /bin/bash
+CARGO ?= cargo
+RELEASE := target/release
+
+.PHONY: run build test check fmt clippy bench deps test-deps clean
+
+run: deps build
+	@scripts/print-usage.sh
+	exec $(RELEASE)/daihuo-edge $(if $(CONFIG),--config $(CONFIG),)
+
+build:
+	$(CARGO) build --release --bins
+
+deps:
+	@scripts/install-deps.sh build
+
+test-deps:
+	@scripts/install-deps.sh test
+
+# Lints, then every unit, property, corpus and end-to-end test of the workspace.
+test: test-deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --all-targets
+
+check: fmt clippy
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: test-deps
+	$(CARGO) bench -p daihuo --bench packaging
+
+clean:
+	$(CARGO) clean

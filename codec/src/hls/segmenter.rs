@@ -1,0 +1,311 @@
+//! The LL-HLS segmenter of one rendition: frames in, partial segments and segment ends out.
+//!
+//! A [`Segmenter`] owns the cutting rules of one track (video-only or audio-only rendition):
+//! where segments start (video: at a keyframe once the segment target is reached; audio: once it
+//! is reached), where parts are cut (before a frame that would push the part past the part
+//! target), and the decode timeline written into each fragment's `tfdt`. Each part comes out as
+//! a finished `moof` + `mdat` ([`crate::fmp4::fragment`]). It does no IO and reads no clock;
+//! playlists are [`super::playlist`]'s business.
+//!
+//! Timing is kept in track timescale ticks ([`TrackConfig::timescale`]) and converted to
+//! [`Duration`] (rounded down to the nanosecond) only in the outputs.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::fmp4::{self, Sample};
+use crate::{Frame, TrackConfig, TrackKind};
+
+/// Samples per AAC frame: the duration of an audio frame in sampling-rate ticks.
+const AAC_FRAME_TICKS: u32 = 1024;
+/// Frame duration assumed for a lone video frame (no neighbour to measure against): 1/30 s.
+const FALLBACK_VIDEO_FPS: u32 = 30;
+
+/// How long segments and parts should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmenterOptions {
+    /// Minimum segment duration: a segment ends at the first cut point (video: keyframe) at or
+    /// after this. Default 2 s.
+    pub segment_target: Duration,
+    /// Maximum part duration (`PART-TARGET`); a part is only longer when one frame is. Default
+    /// 1/3 s (333 334 µs, rounded up so three parts fit a second).
+    pub part_target: Duration,
+}
+
+impl Default for SegmenterOptions {
+    fn default() -> Self {
+        Self {
+            segment_target: Duration::from_secs(2),
+            part_target: Duration::from_micros(333_334),
+        }
+    }
+}
+
+/// A complete partial segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// Media sequence number of the segment this part belongs to.
+    pub msn: u64,
+    /// Index of the part in its segment, from 0.
+    pub index: u32,
+    /// Sum of the part's sample durations (rounded down to the nanosecond).
+    pub duration: Duration,
+    /// True when the part starts with a sync sample (`INDEPENDENT=YES`).
+    pub independent: bool,
+    /// Decode time of the part's first sample, in track timescale ticks (its `tfdt`).
+    pub start_dts: u64,
+    /// One `moof` + `mdat` fragment.
+    pub bytes: Bytes,
+}
+
+/// What the segmenter produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SegmenterOutput {
+    /// A complete partial segment: bytes = one moof+mdat fragment.
+    Part(Part),
+    /// Segment `msn` is complete (all its parts were emitted before this). `duration` is the sum
+    /// of its parts' durations.
+    SegmentEnd { msn: u64, duration: Duration },
+}
+
+/// The segment being built.
+#[derive(Debug)]
+struct OpenSegment {
+    msn: u64,
+    /// Ticks of the parts already emitted plus the open part.
+    ticks: u64,
+    /// Sum of the emitted parts' [`Part::duration`]s.
+    duration: Duration,
+    /// Index the open part will get.
+    next_index: u32,
+}
+
+/// The part being built.
+#[derive(Debug, Default)]
+struct OpenPart {
+    start_dts: u64,
+    ticks: u64,
+    samples: Vec<Sample>,
+}
+
+/// Cuts one rendition's frames into LL-HLS parts and segments.
+///
+/// Frames must come in decode order with growing `dts`. One frame is held back until the next
+/// arrives, because a sample's duration is the distance to the next decode time. After
+/// [`Segmenter::finish`] the segmenter may be fed a new timeline (a re-publish): numbering goes
+/// on, and for video it waits for a keyframe again.
+#[derive(Debug)]
+pub struct Segmenter {
+    config: TrackConfig,
+    kind: TrackKind,
+    /// Segment target in ticks, rounded up: a segment may end once it holds at least this.
+    segment_ticks: u64,
+    /// Part target in ticks, rounded down: no multi-sample part holds more than this.
+    part_ticks: u64,
+    next_msn: u64,
+    /// `mfhd` sequence number of the next fragment.
+    next_sequence: u32,
+    /// The held-back frame, waiting for its successor to know its duration.
+    pending: Option<Frame>,
+    /// Decode time the next committed sample gets in the output timeline.
+    next_dts: Option<u64>,
+    /// Duration of the last committed sample, to estimate the held frame's.
+    last_duration: Option<u32>,
+    segment: Option<OpenSegment>,
+    part: OpenPart,
+}
+
+impl Segmenter {
+    /// A segmenter for one track whose first segment gets media sequence number `first_msn`.
+    pub fn new(config: TrackConfig, options: SegmenterOptions, first_msn: u64) -> Self {
+        let timescale = config.timescale();
+        let kind = config.kind();
+        Self {
+            segment_ticks: duration_to_ticks(options.segment_target, timescale, true),
+            part_ticks: duration_to_ticks(options.part_target, timescale, false),
+            config,
+            kind,
+            next_msn: first_msn,
+            next_sequence: 1,
+            pending: None,
+            next_dts: None,
+            last_duration: None,
+            segment: None,
+            part: OpenPart::default(),
+        }
+    }
+
+    /// The track this segmenter cuts.
+    pub fn config(&self) -> &TrackConfig {
+        &self.config
+    }
+
+    /// Add the next frame in decode order; completed parts and segments are appended to `out`.
+    ///
+    /// Video frames before the first keyframe are dropped. A frame whose `dts` does not grow
+    /// gets the previous frame's duration, so the output timeline always moves forward.
+    pub fn push(&mut self, frame: Frame, out: &mut Vec<SegmenterOutput>) {
+        let frame = match self.kind {
+            TrackKind::Audio => Frame {
+                keyframe: true,
+                ..frame
+            },
+            TrackKind::Video => frame,
+        };
+        let Some(prev) = self.pending.take() else {
+            if self.kind == TrackKind::Video && !frame.keyframe {
+                return;
+            }
+            self.pending = Some(frame);
+            return;
+        };
+        let duration = match frame.dts.checked_sub(prev.dts) {
+            Some(d) if d > 0 => u32::try_from(d).unwrap_or(u32::MAX),
+            _ => self.fallback_duration(),
+        };
+        self.commit(prev, duration, out);
+        self.cut_before(&frame, out);
+        self.pending = Some(frame);
+    }
+
+    /// Flush the held frame as the last sample, emit the open part and close the segment.
+    pub fn finish(&mut self, out: &mut Vec<SegmenterOutput>) {
+        if let Some(frame) = self.pending.take() {
+            let duration = self.fallback_duration();
+            self.commit(frame, duration, out);
+        }
+        self.close_segment(out);
+        self.next_dts = None;
+        self.last_duration = None;
+    }
+
+    /// Duration for a sample whose successor does not tell: the previous one, else one frame.
+    fn fallback_duration(&self) -> u32 {
+        self.last_duration.unwrap_or(match self.kind {
+            TrackKind::Audio => AAC_FRAME_TICKS,
+            TrackKind::Video => (self.config.timescale() / FALLBACK_VIDEO_FPS).max(1),
+        })
+    }
+
+    /// Append `frame` with its now known `duration` to the open part, cutting first if needed.
+    fn commit(&mut self, frame: Frame, duration: u32, out: &mut Vec<SegmenterOutput>) {
+        let ticks = u64::from(duration);
+        if self.starts_segment(&frame) {
+            self.close_segment(out);
+        }
+        if !self.part.samples.is_empty() && self.part.ticks + ticks > self.part_ticks {
+            self.flush_part(out);
+        }
+        let dts = *self.next_dts.get_or_insert(frame.dts);
+        if self.segment.is_none() {
+            self.segment = Some(OpenSegment {
+                msn: self.next_msn,
+                ticks: 0,
+                duration: Duration::ZERO,
+                next_index: 0,
+            });
+            self.next_msn = self.next_msn.saturating_add(1);
+        }
+        if self.part.samples.is_empty() {
+            self.part.start_dts = dts;
+        }
+        self.part.ticks += ticks;
+        self.part.samples.push(Sample {
+            duration,
+            cts: frame.cts,
+            keyframe: frame.keyframe,
+            data: frame.data,
+        });
+        if let Some(segment) = &mut self.segment {
+            segment.ticks += ticks;
+        }
+        self.next_dts = Some(dts.saturating_add(ticks));
+        self.last_duration = Some(duration);
+    }
+
+    /// Cut as early as the next frame allows, so a part goes out without waiting one more
+    /// frame: close the segment if `next` will start a new one, or the part if `next` is
+    /// expected (at the last sample's duration) not to fit. [`Self::commit`] re-checks with the
+    /// real duration.
+    fn cut_before(&mut self, next: &Frame, out: &mut Vec<SegmenterOutput>) {
+        if self.starts_segment(next) {
+            self.close_segment(out);
+            return;
+        }
+        let estimate = u64::from(self.last_duration.unwrap_or(0));
+        if !self.part.samples.is_empty() && self.part.ticks + estimate > self.part_ticks {
+            self.flush_part(out);
+        }
+    }
+
+    /// Whether `frame` is the first of a new segment.
+    fn starts_segment(&self, frame: &Frame) -> bool {
+        match &self.segment {
+            None => true,
+            Some(segment) => frame.keyframe && segment.ticks >= self.segment_ticks,
+        }
+    }
+
+    /// Emit the open part, if it has samples.
+    fn flush_part(&mut self, out: &mut Vec<SegmenterOutput>) {
+        if self.part.samples.is_empty() {
+            return;
+        }
+        let Some(segment) = &mut self.segment else {
+            return;
+        };
+        let part = std::mem::take(&mut self.part);
+        let duration = ticks_to_duration(part.ticks, self.config.timescale());
+        let independent = part.samples.first().is_some_and(|s| s.keyframe);
+        // `fragment` only fails for an empty part (excluded above) or one over 4 GiB, which no
+        // frame source produces; such a part is published empty rather than breaking numbering.
+        let bytes =
+            fmp4::fragment(self.next_sequence, part.start_dts, &part.samples).unwrap_or_default();
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        out.push(SegmenterOutput::Part(Part {
+            msn: segment.msn,
+            index: segment.next_index,
+            duration,
+            independent,
+            start_dts: part.start_dts,
+            bytes,
+        }));
+        segment.next_index = segment.next_index.saturating_add(1);
+        segment.duration += duration;
+    }
+
+    /// Emit the open part and end the open segment, if any.
+    fn close_segment(&mut self, out: &mut Vec<SegmenterOutput>) {
+        self.flush_part(out);
+        if let Some(segment) = self.segment.take() {
+            out.push(SegmenterOutput::SegmentEnd {
+                msn: segment.msn,
+                duration: segment.duration,
+            });
+        }
+    }
+}
+
+/// `d` in ticks of `timescale`, rounded up or down.
+fn duration_to_ticks(d: Duration, timescale: u32, round_up: bool) -> u64 {
+    let scaled = d.as_nanos() * u128::from(timescale);
+    let ticks = if round_up {
+        scaled.div_ceil(1_000_000_000)
+    } else {
+        scaled / 1_000_000_000
+    };
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// `ticks` of `timescale` as a [`Duration`], rounded down to the nanosecond.
+pub(crate) fn ticks_to_duration(ticks: u64, timescale: u32) -> Duration {
+    if timescale == 0 {
+        return Duration::ZERO;
+    }
+    let nanos = u128::from(ticks) * 1_000_000_000 / u128::from(timescale);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

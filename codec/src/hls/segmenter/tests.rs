@@ -1,0 +1,374 @@
+//! Segmenter rules on synthetic frames: fixed cases and properties.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::fmp4::tests::parse_fragment;
+
+fn video() -> TrackConfig {
+    TrackConfig::H264 {
+        sps: Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e]),
+        pps: Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80]),
+        width: 320,
+        height: 180,
+        profile: 0x42,
+        constraints: 0xc0,
+        level: 0x1e,
+    }
+}
+
+fn audio(sample_rate: u32) -> TrackConfig {
+    TrackConfig::Aac {
+        asc: Bytes::from_static(&[0x11, 0x90]),
+        object_type: 2,
+        sample_rate,
+        channels: 2,
+    }
+}
+
+fn frame(dts: u64, cts: i32, keyframe: bool, n: u32) -> Frame {
+    Frame {
+        dts,
+        cts,
+        keyframe,
+        data: Bytes::from(n.to_be_bytes().to_vec()),
+    }
+}
+
+fn run(seg: &mut Segmenter, frames: Vec<Frame>) -> Vec<SegmenterOutput> {
+    let mut out = Vec::new();
+    for f in frames {
+        seg.push(f, &mut out);
+    }
+    seg.finish(&mut out);
+    out
+}
+
+fn parts(out: &[SegmenterOutput]) -> Vec<&Part> {
+    out.iter()
+        .filter_map(|o| match o {
+            SegmenterOutput::Part(p) => Some(p),
+            SegmenterOutput::SegmentEnd { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn thirty_fps_two_second_gop() {
+    // 30 fps, keyframe every 60 frames, 4 s: two segments of 6 parts of 10 frames.
+    let frames = (0..120u32)
+        .map(|i| frame(1000 + u64::from(i) * 3000, 0, i % 60 == 0, i))
+        .collect();
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 5);
+    let out = run(&mut seg, frames);
+    let p = parts(&out);
+    assert_eq!(p.len(), 12);
+    for (k, part) in p.iter().enumerate() {
+        assert_eq!(part.msn, 5 + k as u64 / 6);
+        assert_eq!(part.index, k as u32 % 6);
+        assert_eq!(part.start_dts, 1000 + k as u64 * 30_000);
+        assert_eq!(part.duration, Duration::from_nanos(333_333_333));
+        assert_eq!(part.independent, k % 6 == 0);
+        let f = parse_fragment(&part.bytes);
+        assert_eq!(f.sequence, k as u32 + 1);
+        assert_eq!(f.tfdt, part.start_dts);
+        assert_eq!(f.entries.len(), 10);
+    }
+    let ends: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            SegmenterOutput::SegmentEnd { msn, duration } => Some((*msn, *duration)),
+            SegmenterOutput::Part(_) => None,
+        })
+        .collect();
+    let six = Duration::from_nanos(333_333_333) * 6;
+    assert_eq!(ends, vec![(5, six), (6, six)]);
+}
+
+#[test]
+fn segment_end_comes_as_soon_as_the_next_keyframe_arrives() {
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let mut out = Vec::new();
+    for i in 0..60u32 {
+        seg.push(frame(u64::from(i) * 3000, 0, i == 0, i), &mut out);
+    }
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, SegmenterOutput::SegmentEnd { .. })));
+    seg.push(frame(60 * 3000, 0, true, 60), &mut out);
+    assert!(matches!(
+        out.last(),
+        Some(SegmenterOutput::SegmentEnd { msn: 0, .. })
+    ));
+    assert_eq!(parts(&out).len(), 6);
+}
+
+#[test]
+fn leading_non_keyframes_are_dropped_and_long_gops_stretch_segments() {
+    let frames = (0..200u32)
+        .map(|i| frame(u64::from(i) * 3000, 0, i >= 3 && (i - 3) % 90 == 0, i))
+        .collect();
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let out = run(&mut seg, frames);
+    let ends: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            SegmenterOutput::SegmentEnd { msn, duration } => Some((*msn, *duration)),
+            SegmenterOutput::Part(_) => None,
+        })
+        .collect();
+    // Keyframes every 3 s: segments of 3 s (90 frames), the last one 17 frames.
+    assert_eq!(ends.len(), 3);
+    assert_eq!(ends[0].1, Duration::from_nanos(333_333_333) * 9);
+    assert_eq!(parts(&out)[0].start_dts, 9000);
+}
+
+#[test]
+fn audio_cuts_without_keyframes() {
+    let frames = (0..300u32)
+        .map(|i| frame(u64::from(i) * 1024, 0, false, i))
+        .collect();
+    let mut seg = Segmenter::new(audio(48_000), SegmenterOptions::default(), 0);
+    let out = run(&mut seg, frames);
+    let p = parts(&out);
+    // 1/3 s is 16000 ticks at 48 kHz: 15 frames (15360 ticks) per part.
+    assert!(p.iter().all(|p| p.independent));
+    assert_eq!(parse_fragment(&p[0].bytes).entries.len(), 15);
+    // 2 s = 96000 ticks; the first cut after reaching it: 94 frames = 96256 ticks.
+    let SegmenterOutput::SegmentEnd { msn: 0, duration } = out
+        .iter()
+        .find(|o| matches!(o, SegmenterOutput::SegmentEnd { .. }))
+        .expect("a segment end")
+    else {
+        panic!("first segment is not msn 0");
+    };
+    assert!(*duration >= Duration::from_secs(2));
+    assert!(*duration < Duration::from_millis(2022));
+}
+
+#[test]
+fn lone_frame_gets_a_default_duration() {
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let out = run(&mut seg, vec![frame(7, 0, true, 0)]);
+    let p = parts(&out);
+    assert_eq!(p.len(), 1);
+    assert_eq!(parse_fragment(&p[0].bytes).entries[0].duration, Some(3000));
+    assert_eq!(out.len(), 2);
+}
+
+#[test]
+fn non_increasing_dts_keeps_the_timeline_moving() {
+    let frames = vec![
+        frame(9000, 0, true, 0),
+        frame(12000, 0, false, 1),
+        frame(12000, 0, false, 2),
+        frame(6000, 0, false, 3),
+        frame(9000, 0, false, 4),
+    ];
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let out = run(&mut seg, frames);
+    let f = parse_fragment(&parts(&out)[0].bytes);
+    let durations: Vec<_> = f.entries.iter().map(|e| e.duration).collect();
+    assert_eq!(durations, vec![Some(3000); 5]);
+}
+
+#[test]
+fn restart_after_finish_continues_numbering() {
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let mut out = Vec::new();
+    for i in 0..10u32 {
+        seg.push(frame(u64::from(i) * 3000, 0, i == 0, i), &mut out);
+    }
+    seg.finish(&mut out);
+    // New publish: timeline restarts; a delta frame first is dropped.
+    seg.push(frame(5, 0, false, 0), &mut out);
+    for i in 0..10u32 {
+        seg.push(frame(100 + u64::from(i) * 3000, 0, i == 0, i), &mut out);
+    }
+    seg.finish(&mut out);
+    let p = parts(&out);
+    assert_eq!((p[0].msn, p[1].msn), (0, 1));
+    assert_eq!(p[1].start_dts, 100);
+    assert!(p[1].independent);
+    assert_eq!(parse_fragment(&p[1].bytes).sequence, 2);
+}
+
+/// A synthetic stream: frames and what the segmenter should make of them.
+#[derive(Debug, Clone)]
+struct Stream {
+    config: TrackConfig,
+    options: SegmenterOptions,
+    frames: Vec<Frame>,
+}
+
+fn video_stream() -> impl Strategy<Value = Stream> {
+    (
+        prop::sample::select(vec![3600u64, 3003, 3000, 1800, 1500]),
+        1usize..150,
+        0usize..6,
+        prop::sample::select(vec![0u64, (1 << 33) - 50_000, 1 << 40, u64::MAX / 4]),
+        1usize..400,
+        any::<bool>(),
+        prop::sample::select(vec![
+            (2_000_000u64, 333_334u64),
+            (1_000_000, 200_000),
+            (4_000_000, 1_000_000),
+            (2_000_000, 50_000),
+        ]),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(frame_ticks, gop, lead, start, n, jitter, (seg_us, part_us), seed)| {
+                let mut rng = seed;
+                let mut next = || {
+                    rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    rng >> 33
+                };
+                let mut dts = start;
+                let frames = (0..n)
+                    .map(|i| {
+                        let keyframe = i >= lead && (i - lead) % gop == 0;
+                        let cts = (next() % 4) as i32 * frame_ticks as i32;
+                        let f = frame(dts, cts, keyframe, i as u32);
+                        dts += frame_ticks;
+                        if jitter {
+                            dts += next() % (frame_ticks / 10);
+                        }
+                        f
+                    })
+                    .collect();
+                Stream {
+                    config: video(),
+                    options: SegmenterOptions {
+                        segment_target: Duration::from_micros(seg_us),
+                        part_target: Duration::from_micros(part_us),
+                    },
+                    frames,
+                }
+            },
+        )
+}
+
+fn audio_stream() -> impl Strategy<Value = Stream> {
+    (
+        prop::sample::select(vec![44_100u32, 48_000]),
+        prop::sample::select(vec![0u64, (1 << 33) - 5000, 1 << 40]),
+        1usize..600,
+    )
+        .prop_map(|(rate, start, n)| Stream {
+            config: audio(rate),
+            options: SegmenterOptions::default(),
+            frames: (0..n)
+                .map(|i| frame(start + i as u64 * 1024, 0, true, i as u32))
+                .collect(),
+        })
+}
+
+fn check(stream: Stream) -> Result<(), TestCaseError> {
+    let kind = stream.config.kind();
+    let timescale = stream.config.timescale();
+    let expected_samples = match kind {
+        TrackKind::Audio => stream.frames.len(),
+        TrackKind::Video => stream
+            .frames
+            .iter()
+            .position(|f| f.keyframe)
+            .map_or(0, |first| stream.frames.len() - first),
+    };
+    let mut seg = Segmenter::new(stream.config, stream.options, 42);
+    let out = run(&mut seg, stream.frames);
+
+    let mut samples = 0;
+    let mut prev: Option<&Part> = None;
+    let mut segment_parts = Duration::ZERO;
+    let mut open_msn: Option<u64> = None;
+    let mut sequence = 0;
+    let mut last_msn = None;
+    for o in &out {
+        match o {
+            SegmenterOutput::Part(p) => {
+                let f = parse_fragment(&p.bytes);
+                prop_assert_eq!(f.tfdt, p.start_dts);
+                prop_assert_eq!(f.sequence, sequence + 1);
+                sequence = f.sequence;
+                prop_assert!(!f.entries.is_empty());
+                let ticks: u64 = f
+                    .entries
+                    .iter()
+                    .map(|e| u64::from(e.duration.unwrap_or(0)))
+                    .sum();
+                prop_assert_eq!(ticks_to_duration(ticks, timescale), p.duration);
+                if f.entries.len() > 1 {
+                    prop_assert!(
+                        p.duration <= stream.options.part_target,
+                        "part {:?} too long",
+                        p.duration
+                    );
+                }
+                let first_sync = f.entries[0].flags == Some(0x0200_0000);
+                prop_assert_eq!(first_sync, p.independent);
+                match open_msn {
+                    None => {
+                        // First part of a segment.
+                        prop_assert!(p.independent, "segment starts with a non-keyframe");
+                        prop_assert_eq!(p.index, 0);
+                        prop_assert_eq!(p.msn, last_msn.map_or(42, |m: u64| m + 1));
+                        open_msn = Some(p.msn);
+                        segment_parts = Duration::ZERO;
+                    }
+                    Some(msn) => {
+                        prop_assert_eq!(p.msn, msn);
+                        prop_assert_eq!(Some(p.index), prev.map(|q| q.index + 1));
+                    }
+                }
+                if let Some(q) = prev {
+                    prop_assert_eq!(
+                        ticks_to_duration(p.start_dts - q.start_dts, timescale),
+                        q.duration
+                    );
+                }
+                segment_parts += p.duration;
+                samples += f.entries.len();
+                prev = Some(p);
+            }
+            SegmenterOutput::SegmentEnd { msn, duration } => {
+                prop_assert_eq!(Some(*msn), open_msn);
+                prop_assert_eq!(*duration, segment_parts);
+                open_msn = None;
+                last_msn = Some(*msn);
+            }
+        }
+    }
+    prop_assert_eq!(open_msn, None, "last segment not closed");
+    prop_assert_eq!(samples, expected_samples);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn video_streams(stream in video_stream()) {
+        check(stream)?;
+    }
+
+    #[test]
+    fn audio_streams(stream in audio_stream()) {
+        check(stream)?;
+    }
+}
+
+#[test]
+fn segments_reach_the_target_before_cutting() {
+    // 25 fps with a keyframe every 25 frames (1 s): segments of exactly 2 s.
+    let frames = (0..250u32)
+        .map(|i| frame(u64::from(i) * 3600, 0, i % 25 == 0, i))
+        .collect();
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let out = run(&mut seg, frames);
+    for o in &out {
+        if let SegmenterOutput::SegmentEnd { duration, .. } = o {
+            assert_eq!(*duration, Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The typed configuration tree. Every field has a default; see `conf/examples/` for a fully
+//! commented file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{ConfError, Errors};
+
+/// `daihuo-edge` configuration. With no `[upstream]` the edge runs the origin in-process.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// SRT ingest from streamers' encoders.
+    pub srt: SrtConfig,
+    /// HTTPS (HTTP/1.1 and HTTP/2 over TLS) for viewers.
+    pub https: HttpsConfig,
+    /// HTTP/3 (QUIC) for viewers; shares the certificate of `[https]`.
+    pub http3: Http3Config,
+    /// Plain HTTP, meant for loopback players and local tools.
+    pub http: HttpConfig,
+    /// Metrics and health checks.
+    pub admin: AdminConfig,
+    /// The in-memory object cache in front of the origin.
+    pub cache: CacheConfig,
+    /// LL-HLS packaging of the embedded origin.
+    pub hls: HlsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `daihuo-origin` configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginConfig {
+    /// SRT ingest (from edges or encoders directly).
+    pub srt: SrtConfig,
+    /// The origin HTTP API that edges pull from.
+    pub http: OriginHttpConfig,
+    /// Metrics and health checks.
+    pub admin: AdminConfig,
+    /// LL-HLS packaging.
+    pub hls: HlsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// SRT listener settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SrtConfig {
+    /// UDP address the SRT listener binds. Default `0.0.0.0:9000`.
+    pub listen: SocketAddr,
+    /// Receiver latency in milliseconds (SRT `latency`): how long lost packets may be
+    /// retransmitted before they are given up. Default 120.
+    pub latency_ms: u64,
+    /// Optional passphrase (10 to 79 characters) required from publishers; enables AES.
+    pub passphrase: Option<String>,
+    /// AES key length in bytes when `passphrase` is set: 16, 24 or 32. Default 16.
+    pub key_length: u16,
+    /// Most streams published at once; further publishers are refused. Default 64.
+    pub max_streams: usize,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
+            latency_ms: 120,
+            passphrase: None,
+            key_length: 16,
+            max_streams: 64,
+        }
+    }
+}
+
+/// HTTPS listener for viewers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpsConfig {
+    /// TCP address. Default `0.0.0.0:8443`.
+    pub listen: SocketAddr,
+    /// PEM certificate chain. When neither `cert` nor `key` is set, a self-signed certificate
+    /// for `localhost` is generated at start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching `cert`.
+    pub key: Option<PathBuf>,
+    /// Whether to serve HTTPS at all. Default true.
+    pub enabled: bool,
+}
+
+impl Default for HttpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            cert: None,
+            key: None,
+            enabled: true,
+        }
+    }
+}
+
+/// HTTP/3 listener for viewers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http3Config {
+    /// UDP address. Default `0.0.0.0:8443` (same port number as HTTPS, as `Alt-Svc` advertises).
+    pub listen: SocketAddr,
+    /// Whether to serve HTTP/3. Default true.
+    pub enabled: bool,
+}
+
+impl Default for Http3Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            enabled: true,
+        }
+    }
+}
+
+/// Plain-HTTP listener (no TLS).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// TCP address. Default `127.0.0.1:8080`: loopback only, for local players.
+    pub listen: SocketAddr,
+    /// Whether to serve plain HTTP. Default true.
+    pub enabled: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            enabled: true,
+        }
+    }
+}
+
+/// The origin's HTTP API (what edges pull from).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginHttpConfig {
+    /// TCP address. Default `0.0.0.0:8081`.
+    pub listen: SocketAddr,
+}
+
+impl Default for OriginHttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+        }
+    }
+}
+
+/// Internal listener for `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// TCP address. Default `127.0.0.1:9100`.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+        }
+    }
+}
+
+/// The edge's object cache.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Upper bound of cached media bytes (init segments, parts, segments). Default 512 MiB.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// LL-HLS packaging.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// Segment target duration in milliseconds; segments are cut at the first IDR after it.
+    /// Default 2000.
+    pub segment_target_ms: u64,
+    /// Partial segment target in milliseconds. Default 334 (1/3 s).
+    pub part_target_ms: u64,
+    /// Complete segments listed in each media playlist. Default 10.
+    pub window_segments: usize,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            segment_target_ms: 2000,
+            part_target_ms: 334,
+            window_segments: 10,
+        }
+    }
+}
+
+impl HlsConfig {
+    /// Segment target as a duration.
+    pub fn segment_target(&self) -> Duration {
+        Duration::from_millis(self.segment_target_ms)
+    }
+
+    /// Part target as a duration.
+    pub fn part_target(&self) -> Duration {
+        Duration::from_millis(self.part_target_ms)
+    }
+
+    fn validate(&self, e: &mut Errors) {
+        e.check(
+            (500..=10_000).contains(&self.segment_target_ms),
+            "hls.segment_target_ms",
+            format!("{} is outside 500..=10000", self.segment_target_ms),
+        );
+        e.check(
+            (100..=2000).contains(&self.part_target_ms),
+            "hls.part_target_ms",
+            format!("{} is outside 100..=2000", self.part_target_ms),
+        );
+        e.check(
+            self.part_target_ms < self.segment_target_ms,
+            "hls.part_target_ms",
+            "must be shorter than hls.segment_target_ms",
+        );
+        e.check(
+            (3..=100).contains(&self.window_segments),
+            "hls.window_segments",
+            format!("{} is outside 3..=100", self.window_segments),
+        );
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `info,origin=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl SrtConfig {
+    fn validate(&self, e: &mut Errors) {
+        e.check(
+            self.latency_ms <= 10_000,
+            "srt.latency_ms",
+            format!("{} is above 10000", self.latency_ms),
+        );
+        if let Some(p) = &self.passphrase {
+            e.check(
+                (10..=79).contains(&p.chars().count()),
+                "srt.passphrase",
+                "must be 10 to 79 characters (SRT's limits)",
+            );
+        }
+        e.check(
+            matches!(self.key_length, 16 | 24 | 32),
+            "srt.key_length",
+            format!("{} is not 16, 24 or 32", self.key_length),
+        );
+        e.check(
+            self.max_streams > 0,
+            "srt.max_streams",
+            "must be at least 1",
+        );
+    }
+}
+
+impl EdgeConfig {
+    /// Checks everything the types cannot; returns every problem with its key path.
+    pub fn validate(&self) -> Result<(), ConfError> {
+        let mut e = Errors::default();
+        self.srt.validate(&mut e);
+        self.hls.validate(&mut e);
+        match (&self.https.cert, &self.https.key) {
+            (Some(_), None) => e.push("https.key", "required when https.cert is set"),
+            (None, Some(_)) => e.push("https.cert", "required when https.key is set"),
+            (Some(cert), Some(key)) => {
+                e.check(
+                    cert.is_file(),
+                    "https.cert",
+                    format!("{} is not a readable file", cert.display()),
+                );
+                e.check(
+                    key.is_file(),
+                    "https.key",
+                    format!("{} is not a readable file", key.display()),
+                );
+            }
+            (None, None) => {}
+        }
+        e.check(
+            self.cache.max_bytes >= 1024 * 1024,
+            "cache.max_bytes",
+            "must be at least 1 MiB (1048576)",
+        );
+        let mut tcp = vec![("admin.listen", self.admin.listen)];
+        if self.https.enabled {
+            tcp.push(("https.listen", self.https.listen));
+        }
+        if self.http.enabled {
+            tcp.push(("http.listen", self.http.listen));
+        }
+        check_distinct(&tcp, &mut e);
+        let mut udp = vec![("srt.listen", self.srt.listen)];
+        if self.http3.enabled {
+            udp.push(("http3.listen", self.http3.listen));
+        }
+        check_distinct(&udp, &mut e);
+        e.finish()
+    }
+}
+
+impl OriginConfig {
+    /// Checks everything the types cannot; returns every problem with its key path.
+    pub fn validate(&self) -> Result<(), ConfError> {
+        let mut e = Errors::default();
+        self.srt.validate(&mut e);
+        self.hls.validate(&mut e);
+        check_distinct(
+            &[
+                ("admin.listen", self.admin.listen),
+                ("http.listen", self.http.listen),
+            ],
+            &mut e,
+        );
+        e.finish()
+    }
+}
+
+/// Two listeners of one protocol cannot share an address (port 0 means "any free port").
+fn check_distinct(addrs: &[(&str, SocketAddr)], e: &mut Errors) {
+    for (i, (key, addr)) in addrs.iter().enumerate() {
+        if addr.port() == 0 {
+            continue;
+        }
+        if let Some((other, _)) = addrs[..i].iter().find(|(_, a)| a == addr) {
+            e.push(key, format!("{addr} is already used by {other}"));
+        }
+    }
+}

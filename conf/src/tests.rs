@@ -1,0 +1,71 @@
+use super::*;
+
+#[test]
+fn empty_file_is_a_working_single_box() {
+    let c = EdgeConfig::from_toml("").expect("defaults are valid");
+    assert_eq!(c.srt.listen.port(), 9000);
+    assert_eq!(c.https.listen.port(), 8443);
+    assert_eq!(c.http3.listen.port(), 8443);
+    assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9100");
+    assert_eq!(c.hls.segment_target_ms, 2000);
+    OriginConfig::from_toml("").expect("origin defaults are valid");
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    let err = EdgeConfig::from_toml("[hls]\nsegment_taget_ms = 2000\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("segment_taget_ms"), "{text}");
+    assert!(text.contains("line 2"), "{text}");
+}
+
+#[test]
+fn wrong_types_name_the_line() {
+    let err = EdgeConfig::from_toml("[srt]\nlisten = \"not an address\"\n").unwrap_err();
+    assert!(matches!(err, ConfError::Parse { .. }));
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[test]
+fn validation_reports_every_error_with_its_key_path() {
+    let text = r#"
+[srt]
+passphrase = "short"
+key_length = 20
+[hls]
+segment_target_ms = 1000
+part_target_ms = 1500
+[https]
+cert = "/nonexistent/cert.pem"
+[cache]
+max_bytes = 10
+[http]
+listen = "127.0.0.1:9100"
+"#;
+    let err = EdgeConfig::from_toml(text).unwrap_err();
+    let keys: Vec<&str> = err.field_errors().iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "srt.passphrase",
+        "srt.key_length",
+        "hls.part_target_ms",
+        "https.key",
+        "cache.max_bytes",
+        "http.listen",
+    ] {
+        assert!(keys.contains(&key), "missing {key} in {keys:?}");
+    }
+    assert!(err.to_string().contains("http.listen: 127.0.0.1:9100 is already used by admin.listen"));
+}
+
+#[test]
+fn port_zero_listeners_may_repeat() {
+    let text = "[https]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    EdgeConfig::from_toml(text).expect("port 0 everywhere is valid");
+}
+
+#[test]
+fn load_names_the_file() {
+    let err = EdgeConfig::load(std::path::Path::new("/nonexistent/daihuo.toml")).unwrap_err();
+    assert!(err.to_string().starts_with("cannot read /nonexistent/daihuo.toml"), "{err}");
+}

@@ -1,0 +1,116 @@
+//! HTTP/3 for viewers: a quinn endpoint and the h3 server, adapting each request into the
+//! shared [`Router`]. Each connection gets a task; each request stream another, so one slow
+//! viewer stream holds up nothing else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, Response};
+use origin::serve::{text, Handler, Peer, Proto, MAX_BODY};
+use tokio::sync::watch;
+use tracing::debug;
+
+/// Accepts QUIC connections until `shutdown` turns true, then closes the endpoint and waits
+/// for connections to finish.
+pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+            _ = origin::serve::stopped(&mut shutdown) => break,
+        };
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let addr = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => connection(conn, handler, addr, shutdown).await,
+                Err(e) => debug!(peer = %addr, "quic handshake failed: {e}"),
+            }
+        });
+    }
+    endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
+    endpoint.wait_idle().await;
+}
+
+async fn connection<H: Handler>(
+    conn: quinn::Connection,
+    handler: Arc<H>,
+    addr: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut h3 = match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(peer = %addr, "h3 setup failed: {e}");
+            return;
+        }
+    };
+    loop {
+        let resolver = tokio::select! {
+            r = h3.accept() => match r {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    debug!(peer = %addr, "h3 connection ended: {e}");
+                    return;
+                }
+            },
+            _ = origin::serve::stopped(&mut shutdown) => {
+                // GOAWAY: let in-flight requests finish, take no new ones.
+                let _ = h3.shutdown(0).await;
+                return;
+            }
+        };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let (req, mut stream) = match resolver.resolve_request().await {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!(peer = %addr, "h3 request failed: {e}");
+                    return;
+                }
+            };
+            let mut body = BytesMut::new();
+            let res = loop {
+                match stream.recv_data().await {
+                    Ok(Some(mut chunk)) => {
+                        if body.len() + chunk.remaining() > MAX_BODY {
+                            break text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                        }
+                        while chunk.has_remaining() {
+                            let c = chunk.chunk();
+                            body.extend_from_slice(c);
+                            let n = c.len();
+                            chunk.advance(n);
+                        }
+                    }
+                    Ok(None) => {
+                        let (parts, ()) = req.into_parts();
+                        let req = Request::from_parts(parts, body.freeze());
+                        break handler.handle(req, Peer { addr, proto: Proto::Http3 }).await;
+                    }
+                    Err(e) => {
+                        debug!(peer = %addr, "h3 request body: {e}");
+                        return;
+                    }
+                }
+            };
+            let (parts, body) = res.into_parts();
+            if let Err(e) = stream.send_response(Response::from_parts(parts, ())).await {
+                debug!(peer = %addr, "h3 send response: {e}");
+                return;
+            }
+            if !body.is_empty() {
+                if let Err(e) = stream.send_data(body).await {
+                    debug!(peer = %addr, "h3 send body: {e}");
+                    return;
+                }
+            }
+            let _ = stream.finish().await;
+        });
+    }
+}

@@ -1,0 +1,104 @@
+//! Certificates for viewers' TLS: the configured PEM files, or a self-signed certificate for
+//! `localhost` generated at start so a bare single box serves HTTPS and HTTP/3 at once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why the TLS set-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}: no certificate found in the PEM file")]
+    NoCertificate(String),
+    #[error("{0}: no private key found in the PEM file")]
+    NoKey(String),
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("tls configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("quic tls configuration: {0}")]
+    Quic(String),
+}
+
+/// A certificate chain and its key.
+#[derive(Debug)]
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl Identity {
+    /// Loads a PEM chain and key from files.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| TlsError::Read {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let cert_pem = read(cert)?;
+        let key_pem = read(key)?;
+        let chain: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem)
+            .filter_map(Result::ok)
+            .collect();
+        if chain.is_empty() {
+            return Err(TlsError::NoCertificate(cert.display().to_string()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|_| TlsError::NoKey(key.display().to_string()))?;
+        Ok(Self { chain, key })
+    }
+
+    /// A fresh self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
+    pub fn self_signed() -> Result<Self, TlsError> {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        let certified = rcgen::generate_simple_self_signed(names)?;
+        Ok(Self {
+            chain: vec![certified.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+        })
+    }
+
+    /// TLS 1.2+ for TCP with ALPN `h2` and `http/1.1`.
+    pub fn tcp_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// TLS 1.3 for QUIC with ALPN `h3`.
+    pub fn quic_config(&self) -> Result<quinn::ServerConfig, TlsError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        config.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(config)
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+        Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    }
+}
+
+/// The crypto provider (ring), chosen explicitly so no process-wide default is needed.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}

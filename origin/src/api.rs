@@ -1,0 +1,114 @@
+//! The origin's playback API: routes a parsed request to the [`Store`] and shapes the answer
+//! (content type, caching headers, status). The edge's viewer router calls the same functions
+//! for its embedded origin, with its cache in front of the immutable objects.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+
+use crate::error::ApiError;
+use crate::route::{self, Route};
+use crate::serve::{text, Handler, Peer};
+use crate::store::{Object, Store};
+
+/// What kind of body an answer carries; decides content type and cache lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Playlist,
+    Init,
+    Media,
+}
+
+impl Kind {
+    pub fn of(object: Object) -> Self {
+        match object {
+            Object::Init => Kind::Init,
+            _ => Kind::Media,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Kind::Playlist => "application/vnd.apple.mpegurl",
+            Kind::Init => "video/mp4",
+            Kind::Media => "video/iso.segment",
+        }
+    }
+
+    /// Playlists change every part; init segments change on re-publish; parts and segments
+    /// never change (their numbers are never reused).
+    fn cache_control(self) -> &'static str {
+        match self {
+            Kind::Playlist => "no-cache",
+            Kind::Init => "max-age=1",
+            Kind::Media => "public, max-age=300, immutable",
+        }
+    }
+}
+
+/// Builds the response for a store answer.
+pub fn respond(result: Result<(Bytes, Kind), ApiError>) -> Response<Bytes> {
+    match result {
+        Ok((body, kind)) => {
+            let mut res = Response::new(body);
+            let h = res.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind.content_type()));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(kind.cache_control()));
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            res
+        }
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut res = text(status, format!("{e}\n"));
+            res.headers_mut()
+                .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            res
+        }
+    }
+}
+
+/// Answers a playlist route (multivariant or media, with the LL-HLS query) from the store.
+pub async fn playlist(store: &Store, route: &Route, query: &str) -> Result<(Bytes, Kind), ApiError> {
+    let text = match route {
+        Route::Multivariant { room } => store.multivariant(room).await?,
+        Route::MediaPlaylist { room, rendition } => {
+            let request = codec::hls::query::parse(query)?;
+            store.media_playlist(room, rendition, &request).await?
+        }
+        _ => return Err(ApiError::NotFound("not a playlist".into())),
+    };
+    Ok((Bytes::from(text), Kind::Playlist))
+}
+
+/// Checks method and parses the path: the part of request handling both tiers share.
+pub fn route_request<B>(req: &Request<B>) -> Result<Route, ApiError> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    route::parse(req.uri().path()).map_err(|e| ApiError::NotFound(e.to_string()))
+}
+
+/// The origin's HTTP API as a [`Handler`]: what remote edges pull from.
+pub struct Api {
+    pub store: Arc<Store>,
+}
+
+impl Handler for Api {
+    async fn handle(&self, req: Request<Bytes>, _peer: Peer) -> Response<Bytes> {
+        let result = async {
+            let route = route_request(&req)?;
+            match &route {
+                Route::Object { room, rendition, object } => {
+                    let body = self.store.object(room, rendition, *object).await?;
+                    Ok((body, Kind::of(*object)))
+                }
+                Route::Events { .. } => Err(ApiError::NotFound("events are not served yet".into())),
+                _ => playlist(&self.store, &route, req.uri().query().unwrap_or("")).await,
+            }
+        }
+        .await;
+        // hyper leaves the body out of HEAD answers itself.
+        respond(result)
+    }
+}

@@ -1,0 +1,109 @@
+//! The daihuo origin: SRT ingest, the per-stream pipeline, the part/segment store with
+//! blocking-reload waiters, and the origin HTTP API.
+//!
+//! Where to start: [`Node::start`] wires a standalone `daihuo-origin`; the edge's single-box
+//! mode uses [`Store`], [`Ingest`] and [`api`] directly, in-process. [`pipeline`] turns one
+//! publish's transport stream into parts; [`store`] holds them and answers viewers.
+//! Shared daemon plumbing used by both binaries lives here too: [`serve`] (hyper over TCP),
+//! [`admin`] (metrics and health), [`cli`] (arguments, logging, signals).
+//!
+//! This crate does not serve viewers' caches or terminate viewer TLS: that is the edge.
+
+pub mod admin;
+pub mod api;
+pub mod cli;
+mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod route;
+pub mod serve;
+pub mod store;
+pub mod streamid;
+
+pub use error::ApiError;
+pub use ingest::Ingest;
+pub use metrics::Metrics;
+pub use store::{Store, StoreOptions};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conf::{HlsConfig, OriginConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How long an ended stream keeps answering (with `EXT-X-ENDLIST`) before it is forgotten.
+pub const LINGER: Duration = Duration::from_secs(60);
+
+/// Store options from the `[hls]` section.
+pub fn store_options(hls: &HlsConfig) -> StoreOptions {
+    StoreOptions {
+        segment_target: hls.segment_target(),
+        part_target: hls.part_target(),
+        window: hls.window_segments,
+        linger: LINGER,
+    }
+}
+
+/// A running standalone origin (`daihuo-origin`).
+pub struct Node {
+    pub srt_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub store: Arc<Store>,
+    ready: Arc<AtomicBool>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    admin_stop: watch::Sender<bool>,
+    admin_task: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    /// Binds every listener, then starts serving. Returns once all are bound (ready).
+    pub async fn start(config: &OriginConfig) -> std::io::Result<Self> {
+        let metrics = Metrics::new();
+        let store = Store::new(store_options(&config.hls));
+        let ingest = Ingest::bind(&config.srt).await?;
+        let http = TcpListener::bind(config.http.listen).await?;
+        let admin = TcpListener::bind(config.admin.listen).await?;
+        let (shutdown, rx) = watch::channel(false);
+        let ready = Arc::new(AtomicBool::new(false));
+        let node_addrs = (ingest.local_addr(), http.local_addr()?, admin.local_addr()?);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(ingest.run(store.clone(), metrics.clone(), rx.clone()));
+        let api = Arc::new(api::Api { store: store.clone() });
+        tasks.spawn(serve::serve_plain(http, api, rx.clone()));
+        let admin_handler = Arc::new(admin::Admin {
+            metrics,
+            ready: ready.clone(),
+        });
+        // The admin listener keeps answering during the drain (readiness reads false).
+        let (admin_stop, admin_rx) = watch::channel(false);
+        let admin_task = tokio::spawn(serve::serve_plain(admin, admin_handler, admin_rx));
+        ready.store(true, Ordering::Release);
+        Ok(Self {
+            srt_addr: node_addrs.0,
+            http_addr: node_addrs.1,
+            admin_addr: node_addrs.2,
+            store,
+            ready,
+            shutdown,
+            tasks,
+            admin_stop,
+            admin_task,
+        })
+    }
+
+    /// Drains: readiness false, listeners stop, in-flight work finishes within `grace`.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.ready.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        cli::drain(&mut self.tasks, grace).await;
+        let _ = self.admin_stop.send(true);
+        let _ = self.admin_task.await;
+    }
+}

@@ -1,0 +1,171 @@
+//! The playback URL layout, parsed once for the origin API and the edge router alike:
+//!
+//! ```text
+//! /live/ROOM/index.m3u8               multivariant playlist
+//! /live/ROOM/RENDITION/index.m3u8     media playlist (LL-HLS query parameters apply)
+//! /live/ROOM/RENDITION/init.mp4       init segment
+//! /live/ROOM/RENDITION/segN.m4s       segment N
+//! /live/ROOM/RENDITION/partN.K.m4s    part K of segment N
+//! /live/ROOM/events                   viewer events
+//! ```
+//!
+//! Names must pass [`crate::streamid::valid_name`], so no request component can smuggle `.`,
+//! `/`, `%` or NUL into anything downstream. The path is matched raw (not percent-decoded):
+//! an encoded character in a name is simply an invalid name.
+
+use crate::store::Object;
+use crate::streamid::{valid_name, APP};
+
+/// A parsed playback path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Multivariant { room: String },
+    MediaPlaylist { room: String, rendition: String },
+    Object { room: String, rendition: String, object: Object },
+    Events { room: String },
+}
+
+/// Why a path is not a playback path. Always a 404 to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("path is not under /live/")]
+    NotLive,
+    #[error("invalid room or rendition name")]
+    BadName,
+    #[error("unknown file {0:?}")]
+    UnknownFile(String),
+}
+
+impl Route {
+    /// The room this route is about.
+    pub fn room(&self) -> &str {
+        match self {
+            Route::Multivariant { room }
+            | Route::MediaPlaylist { room, .. }
+            | Route::Object { room, .. }
+            | Route::Events { room } => room,
+        }
+    }
+}
+
+/// Parses a request path (without the query string).
+pub fn parse(path: &str) -> Result<Route, RouteError> {
+    let rest = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(APP))
+        .and_then(|p| p.strip_prefix('/'))
+        .ok_or(RouteError::NotLive)?;
+    let mut parts = rest.split('/');
+    let (Some(room), Some(second)) = (parts.next(), parts.next()) else {
+        return Err(RouteError::NotLive);
+    };
+    if !valid_name(room) {
+        return Err(RouteError::BadName);
+    }
+    let room = room.to_string();
+    let third = parts.next();
+    if parts.next().is_some() {
+        return Err(RouteError::UnknownFile(rest.to_string()));
+    }
+    match (second, third) {
+        ("index.m3u8", None) => Ok(Route::Multivariant { room }),
+        ("events", None) => Ok(Route::Events { room }),
+        (rendition, Some(file)) => {
+            if !valid_name(rendition) {
+                return Err(RouteError::BadName);
+            }
+            let rendition = rendition.to_string();
+            if file == "index.m3u8" {
+                return Ok(Route::MediaPlaylist { room, rendition });
+            }
+            let object = object(file).ok_or_else(|| RouteError::UnknownFile(file.to_string()))?;
+            Ok(Route::Object {
+                room,
+                rendition,
+                object,
+            })
+        }
+        (file, None) => Err(RouteError::UnknownFile(file.to_string())),
+    }
+}
+
+fn object(file: &str) -> Option<Object> {
+    if file == "init.mp4" {
+        return Some(Object::Init);
+    }
+    if let Some(n) = file.strip_prefix("seg").and_then(|f| f.strip_suffix(".m4s")) {
+        return Some(Object::Segment { msn: number(n)? });
+    }
+    let (msn, index) = file
+        .strip_prefix("part")
+        .and_then(|f| f.strip_suffix(".m4s"))?
+        .split_once('.')?;
+    Some(Object::Part {
+        msn: number(msn)?,
+        index: u32::try_from(number(index)?).ok()?,
+    })
+}
+
+/// A plain decimal number: digits only (no sign, no `+`), no leading zeros, no overflow.
+fn number(s: &str) -> Option<u64> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(path: &str) -> Object {
+        match parse(path) {
+            Ok(Route::Object { object, .. }) => object,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn playback_paths() {
+        assert_eq!(
+            parse("/live/demo/index.m3u8"),
+            Ok(Route::Multivariant { room: "demo".into() })
+        );
+        assert_eq!(
+            parse("/live/demo/720p/index.m3u8"),
+            Ok(Route::MediaPlaylist {
+                room: "demo".into(),
+                rendition: "720p".into()
+            })
+        );
+        assert_eq!(obj("/live/demo/720p/init.mp4"), Object::Init);
+        assert_eq!(obj("/live/demo/720p/seg12.m4s"), Object::Segment { msn: 12 });
+        assert_eq!(obj("/live/demo/audio/part12.3.m4s"), Object::Part { msn: 12, index: 3 });
+        assert_eq!(parse("/live/demo/events"), Ok(Route::Events { room: "demo".into() }));
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for bad in [
+            "/live/../etc/passwd",
+            "/live/%2e%2e/index.m3u8",
+            "/live/demo/..%2f/index.m3u8",
+            "/live/demo/../index.m3u8",
+            "/live/de\0mo/index.m3u8",
+            "/live/demo/720p/../../x",
+            "/live/demo/720p/seg-1.m4s",
+            "/live/demo/720p/seg+1.m4s",
+            "/live/demo/720p/seg01.m4s",
+            "/live/demo/720p/seg99999999999999999999999.m4s",
+            "/live/demo/720p/part1.99999999999.m4s",
+            "/live/demo/720p/part1.m4s",
+            "/live/demo/720p/index.m3u8/x",
+            "/live/demo",
+            "/live/",
+            "/vod/demo/index.m3u8",
+            "",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        let long = format!("/live/{}/index.m3u8", "a".repeat(10_000));
+        assert_eq!(parse(&long), Err(RouteError::BadName));
+    }
+}

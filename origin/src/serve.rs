@@ -1,0 +1,141 @@
+//! HTTP/1.1 and HTTP/2 serving on hyper, shared by every TCP listener of both daemons.
+//!
+//! A [`Handler`] answers a request whose body is already read (bounded); transports only adapt
+//! to it. Connections drain on shutdown: hyper's `graceful_shutdown()` finishes in-flight
+//! requests and refuses new ones.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::debug;
+
+/// Largest request body read into memory, in bytes.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// How long a client may take to send the request head (slowloris defence), and to finish a
+/// TLS handshake.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which transport a request came in on (for metrics and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Http1,
+    Http2,
+    Http3,
+}
+
+impl Proto {
+    pub fn label(self) -> &'static str {
+        match self {
+            Proto::Http1 => "h1",
+            Proto::Http2 => "h2",
+            Proto::Http3 => "h3",
+        }
+    }
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub proto: Proto,
+}
+
+/// Answers requests. One implementation per listener role (viewer router, origin API, admin).
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: Request<Bytes>, peer: Peer) -> impl Future<Output = Response<Bytes>> + Send;
+}
+
+/// A response with a plain-text body.
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
+    let mut res = Response::new(body.into());
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, so callers' futures stay `Send`.
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Serves one accepted connection (plain or TLS) until it closes or `shutdown` turns true.
+pub async fn serve_connection<IO, H>(io: IO, handler: Arc<H>, addr: SocketAddr, mut shutdown: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let proto = if req.version() == http::Version::HTTP_2 {
+                Proto::Http2
+            } else {
+                Proto::Http1
+            };
+            let (parts, body) = req.into_parts();
+            let res = match Limited::new(body, MAX_BODY).collect().await {
+                Ok(body) => {
+                    let req = Request::from_parts(parts, body.to_bytes());
+                    handler.handle(req, Peer { addr, proto }).await
+                }
+                Err(e) => text(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}\n")),
+            };
+            Ok::<_, std::convert::Infallible>(res.map(Full::new))
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                debug!(peer = %addr, "connection ended: {e}");
+            }
+        }
+        _ = crate::serve::stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Accepts plain-TCP HTTP connections until `shutdown` turns true.
+pub async fn serve_plain<H: Handler>(listener: TcpListener, handler: Arc<H>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    debug!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = crate::serve::stopped(&mut shutdown) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(stream, handler.clone(), addr, shutdown.clone()));
+    }
+}

@@ -1,0 +1,546 @@
+//! Recent media of every live stream, and the waiting room for blocking requests.
+//!
+//! The ingest pipeline writes parts and segments in ([`Publication`]); viewers' requests read
+//! them out ([`Store::media_playlist`], [`Store::object`]). A request for something that is
+//! about to exist (LL-HLS blocking playlist reload, the preload-hinted part) waits on the
+//! stream's change notification — it is woken by the publish itself, never by polling — and
+//! gives up after three target durations, as the HLS spec asks.
+//!
+//! Media bytes are [`Bytes`]: a part is stored once and shared by every reader.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use codec::hls::multivariant::{self, AudioRendition, Variant};
+use codec::hls::playlist::{Blocking, MediaPlaylist, PlaylistOptions, RenditionReport};
+use codec::hls::query::BlockingRequest;
+use codec::TrackConfig;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+
+/// Packaging settings shared by every stream of a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub segment_target: Duration,
+    pub part_target: Duration,
+    /// Complete segments listed per media playlist.
+    pub window: usize,
+    /// How long an ended stream stays (with `EXT-X-ENDLIST`) before it is forgotten.
+    pub linger: Duration,
+}
+
+impl StoreOptions {
+    /// How long a blocking request may wait: three target durations (RFC 8216bis 6.2.5.2).
+    pub fn block_timeout(&self) -> Duration {
+        self.segment_target * 3
+    }
+}
+
+/// Which immutable object of a rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Object {
+    Init,
+    Segment { msn: u64 },
+    Part { msn: u64, index: u32 },
+}
+
+/// Every stream the origin has media for, live or recently ended.
+pub struct Store {
+    options: StoreOptions,
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+}
+
+struct Stream {
+    state: Mutex<StreamState>,
+    /// Bumped after every change; blocking requests wait on it.
+    changed: watch::Sender<u64>,
+}
+
+struct StreamState {
+    live: bool,
+    /// Increments per publish, so a stale publication cannot touch a newer one.
+    generation: u64,
+    /// The next segment number to use (continues across re-publish so URLs never repeat).
+    next_msn: u64,
+    renditions: BTreeMap<String, Rendition>,
+}
+
+struct Rendition {
+    config: TrackConfig,
+    init: Bytes,
+    playlist: MediaPlaylist,
+    parts: BTreeMap<(u64, u32), Bytes>,
+    segments: BTreeMap<u64, Bytes>,
+    /// Parts of the segment being built, joined into its bytes when it ends.
+    open: Vec<Bytes>,
+    /// Highest bitrate of one complete segment, bits per second.
+    peak_bps: u64,
+    /// Sum of complete segments' bits and seconds, for AVERAGE-BANDWIDTH.
+    total_bits: u64,
+    total_secs: f64,
+    ended: bool,
+}
+
+impl Store {
+    pub fn new(options: StoreOptions) -> Arc<Self> {
+        Arc::new(Self {
+            options,
+            streams: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Starts publishing `room`. Fails when someone is already publishing it.
+    ///
+    /// `now_unix_ms` seeds the first media sequence number (wall-clock segments since the
+    /// epoch), so a stream started again after the origin forgot it never reuses a URL that a
+    /// cache may still hold.
+    pub fn publish(self: &Arc<Self>, room: &str, now_unix_ms: u64) -> Result<Publication, ApiError> {
+        let mut streams = lock(&self.streams);
+        let seg_ms = self.options.segment_target.as_millis().max(1) as u64;
+        let clock_msn = now_unix_ms / seg_ms;
+        let stream = streams
+            .entry(room.to_string())
+            .or_insert_with(|| {
+                Arc::new(Stream {
+                    state: Mutex::new(StreamState {
+                        live: false,
+                        generation: 0,
+                        next_msn: clock_msn,
+                        renditions: BTreeMap::new(),
+                    }),
+                    changed: watch::Sender::new(0),
+                })
+            })
+            .clone();
+        let generation = {
+            let mut state = lock(&stream.state);
+            if state.live {
+                return Err(ApiError::Conflict(format!("room {room} is already live")));
+            }
+            state.live = true;
+            state.generation += 1;
+            state.next_msn = state.next_msn.max(clock_msn);
+            // Renditions of the previous publish stay until their replacements appear, each
+            // then continues its numbering after a discontinuity.
+            state.generation
+        };
+        Ok(Publication {
+            store: self.clone(),
+            room: room.to_string(),
+            stream,
+            generation,
+        })
+    }
+
+    fn stream(&self, room: &str) -> Result<Arc<Stream>, ApiError> {
+        lock(&self.streams)
+            .get(room)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("no stream {room}")))
+    }
+
+    /// Rooms that have media now, live or lingering.
+    pub fn rooms(&self) -> Vec<String> {
+        lock(&self.streams).keys().cloned().collect()
+    }
+
+    /// The multivariant playlist of `room`. Waits (up to the block timeout) for a stream that
+    /// is live but has not produced its first part yet.
+    pub async fn multivariant(&self, room: &str) -> Result<String, ApiError> {
+        let stream = self.stream(room)?;
+        stream
+            .wait(self.options.block_timeout(), |s| {
+                // Every rendition declared so far has media (so the audio group is not left
+                // out because audio's first part is a few frames behind video's).
+                let ready = !s.renditions.is_empty()
+                    && s.renditions
+                        .values()
+                        .all(|r| r.ended || r.playlist.last_part().is_some());
+                ready.then(|| s.multivariant(self.options.part_target))
+            })
+            .await
+    }
+
+    /// A media playlist, honouring `_HLS_msn`/`_HLS_part` (blocking) and `_HLS_skip` (delta).
+    pub async fn media_playlist(
+        &self,
+        room: &str,
+        rendition: &str,
+        request: &BlockingRequest,
+    ) -> Result<String, ApiError> {
+        let stream = self.stream(room)?;
+        stream
+            .wait_result(self.options.block_timeout(), |s| {
+                let r = s.rendition(rendition)?;
+                if r.playlist.last_part().is_none() && !r.ended {
+                    return Ok(None);
+                }
+                match r.playlist.check_blocking(request) {
+                    Blocking::Ready => Ok(Some(r.playlist.render(request.skip, &s.reports(rendition)))),
+                    Blocking::Wait if r.ended => Err(ApiError::NotFound(
+                        "the stream ended before that part".into(),
+                    )),
+                    Blocking::Wait => Ok(None),
+                    Blocking::TooFar => Err(ApiError::BadRequest(
+                        "_HLS_msn/_HLS_part is too far ahead of the playlist".into(),
+                    )),
+                }
+            })
+            .await
+    }
+
+    /// An init segment, part or segment. A part or segment that is next to be published is
+    /// waited for; one that is further ahead or already gone is not found.
+    pub async fn object(&self, room: &str, rendition: &str, object: Object) -> Result<Bytes, ApiError> {
+        let stream = self.stream(room)?;
+        stream
+            .wait_result(self.options.block_timeout(), |s| {
+                let r = s.rendition(rendition)?;
+                r.object(object)
+            })
+            .await
+    }
+}
+
+impl Stream {
+    /// Runs `check` under the lock until it yields a value, waking on every change, for at
+    /// most `timeout`.
+    async fn wait<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&StreamState) -> Option<T>,
+    ) -> Result<T, ApiError> {
+        self.wait_result(timeout, |s| Ok(check(s))).await
+    }
+
+    async fn wait_result<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&StreamState) -> Result<Option<T>, ApiError>,
+    ) -> Result<T, ApiError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.changed.subscribe();
+        loop {
+            // Mark the current version seen before checking, so a change that lands between
+            // the check and the wait still wakes us.
+            changes.borrow_and_update();
+            if let Some(value) = check(&lock(&self.state))? {
+                return Ok(value);
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(ApiError::NotFound("stream is gone".into())),
+                Err(_) => {
+                    return Err(ApiError::Unavailable(
+                        "not available within three target durations".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+impl StreamState {
+    fn rendition(&self, name: &str) -> Result<&Rendition, ApiError> {
+        self.renditions
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound(format!("no rendition {name}")))
+    }
+
+    fn reports(&self, except: &str) -> Vec<RenditionReport> {
+        self.renditions
+            .iter()
+            .filter(|(name, r)| name.as_str() != except && !r.ended)
+            .filter_map(|(name, r)| {
+                let (last_msn, last_part) = r.playlist.last_part()?;
+                Some(RenditionReport {
+                    uri: format!("../{name}/index.m3u8"),
+                    last_msn,
+                    last_part,
+                })
+            })
+            .collect()
+    }
+
+    fn multivariant(&self, part_target: Duration) -> String {
+        let live = |r: &&Rendition| !r.ended || self.renditions.values().all(|r| r.ended);
+        let audio = self
+            .renditions
+            .iter()
+            .filter(|(_, r)| live(r))
+            .find(|(_, r)| hwaccel::is_shared_audio(&r.config));
+        let audio_codec = audio.map(|(_, r)| r.config.codec_string());
+        let audio_bps = audio.map(|(_, r)| r.bandwidth(part_target).0).unwrap_or(0);
+        let mut variants: Vec<Variant> = self
+            .renditions
+            .iter()
+            .filter(|(_, r)| live(r) && !hwaccel::is_shared_audio(&r.config))
+            .map(|(name, r)| {
+                let (peak, average) = r.bandwidth(part_target);
+                let mut codecs = r.config.codec_string();
+                if let Some(a) = &audio_codec {
+                    codecs = format!("{codecs},{a}");
+                }
+                let resolution = match r.config {
+                    TrackConfig::H264 { width, height, .. } => Some((width, height)),
+                    TrackConfig::Aac { .. } => None,
+                };
+                Variant {
+                    uri: format!("{name}/index.m3u8"),
+                    bandwidth: peak + audio_bps,
+                    average_bandwidth: average.map(|a| a + audio_bps),
+                    codecs,
+                    resolution,
+                    frame_rate: None,
+                }
+            })
+            .collect();
+        variants.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth));
+        match (variants.is_empty(), audio) {
+            // Audio-only stream: its one variant is the audio playlist itself.
+            (true, Some((name, r))) => {
+                let (peak, average) = r.bandwidth(part_target);
+                let only = Variant {
+                    uri: format!("{name}/index.m3u8"),
+                    bandwidth: peak,
+                    average_bandwidth: average,
+                    codecs: r.config.codec_string(),
+                    resolution: None,
+                    frame_rate: None,
+                };
+                multivariant::render(&[only], None)
+            }
+            _ => {
+                let group = audio.map(|(name, _)| AudioRendition {
+                    uri: format!("{name}/index.m3u8"),
+                    name: name.clone(),
+                    group_id: "audio".to_string(),
+                });
+                multivariant::render(&variants, group.as_ref())
+            }
+        }
+    }
+}
+
+impl Rendition {
+    fn object(&self, object: Object) -> Result<Option<Bytes>, ApiError> {
+        let next = self.playlist.last_part();
+        match object {
+            Object::Init => Ok(Some(self.init.clone())),
+            Object::Part { msn, index } => {
+                if let Some(b) = self.parts.get(&(msn, index)) {
+                    return Ok(Some(b.clone()));
+                }
+                // The preload-hinted part (the next one, in this segment or the next) is
+                // waited for; anything else is not there.
+                let hinted = match next {
+                    Some((m, i)) => (msn == m && index == i + 1) || (msn == m + 1 && index == 0),
+                    None => index == 0,
+                };
+                if hinted && !self.ended {
+                    Ok(None)
+                } else {
+                    Err(ApiError::NotFound(format!("no part {msn}.{index}")))
+                }
+            }
+            Object::Segment { msn } => {
+                if let Some(b) = self.segments.get(&msn) {
+                    return Ok(Some(b.clone()));
+                }
+                let building = match next {
+                    Some((m, _)) => msn == m || msn == m + 1,
+                    None => true,
+                };
+                if building && !self.ended {
+                    Ok(None)
+                } else {
+                    Err(ApiError::NotFound(format!("no segment {msn}")))
+                }
+            }
+        }
+    }
+
+    /// (peak, average) bits per second of complete segments; before the first segment ends,
+    /// an estimate from the parts so far.
+    fn bandwidth(&self, part_target: Duration) -> (u64, Option<u64>) {
+        if self.total_secs > 0.0 {
+            let average = (self.total_bits as f64 / self.total_secs) as u64;
+            return (self.peak_bps.max(average), Some(average));
+        }
+        let bits: u64 = self.open.iter().map(|p| p.len() as u64 * 8).sum();
+        // Parts are cut on the part target, so their count times the target is a fair estimate.
+        let secs = (self.open.len() as f64 * part_target.as_secs_f64()).max(0.001);
+        ((bits as f64 / secs) as u64, None)
+    }
+}
+
+/// The writing side of one publish of one room. Dropping it ends the stream: playlists get
+/// `EXT-X-ENDLIST` and the room is forgotten after the linger time.
+pub struct Publication {
+    store: Arc<Store>,
+    room: String,
+    stream: Arc<Stream>,
+    generation: u64,
+}
+
+impl Publication {
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+
+    /// Declares (or re-declares, after a configuration change) a rendition and its init
+    /// segment. Returns the media sequence number its segmenter must start at.
+    pub fn set_rendition(&self, name: &str, config: TrackConfig, init: Bytes) -> u64 {
+        let options = self.store.options.clone();
+        let msn = self.with_state(|s| {
+            let first_msn = s.next_msn;
+            match s.renditions.get_mut(name) {
+                Some(r) => {
+                    let continues = r.playlist.last_part().map(|(m, _)| m + 1);
+                    r.config = config;
+                    r.init = init;
+                    r.open.clear();
+                    r.ended = false;
+                    r.playlist.mark_discontinuity();
+                    continues.unwrap_or(first_msn).max(first_msn)
+                }
+                None => {
+                    s.renditions.insert(
+                        name.to_string(),
+                        Rendition {
+                            config,
+                            init,
+                            playlist: MediaPlaylist::new(PlaylistOptions {
+                                target_duration: options.segment_target,
+                                part_target: options.part_target,
+                                window: options.window,
+                            }),
+                            parts: BTreeMap::new(),
+                            segments: BTreeMap::new(),
+                            open: Vec::new(),
+                            peak_bps: 0,
+                            total_bits: 0,
+                            total_secs: 0.0,
+                            ended: false,
+                        },
+                    );
+                    first_msn
+                }
+            }
+        });
+        msn.unwrap_or(0)
+    }
+
+    /// Stops serving a rendition as live (its source went away mid-stream).
+    pub fn end_rendition(&self, name: &str) {
+        self.with_state(|s| {
+            if let Some(r) = s.renditions.get_mut(name) {
+                r.playlist.set_ended();
+                r.ended = true;
+            }
+        });
+    }
+
+    /// Publishes a completed part.
+    pub fn push_part(&self, rendition: &str, part: codec::hls::segmenter::Part, now_unix_ms: i64) {
+        self.with_state(|s| {
+            let Some(r) = s.renditions.get_mut(rendition) else {
+                return;
+            };
+            r.playlist
+                .push_part(part.msn, part.index, part.duration, part.independent, now_unix_ms);
+            r.parts.insert((part.msn, part.index), part.bytes.clone());
+            r.open.push(part.bytes);
+            s.next_msn = s.next_msn.max(part.msn + 1);
+        });
+    }
+
+    /// Closes a segment: its bytes become the concatenation of its parts.
+    pub fn end_segment(&self, rendition: &str, msn: u64, duration: Duration) {
+        self.with_state(|s| {
+            let Some(r) = s.renditions.get_mut(rendition) else {
+                return;
+            };
+            let mut bytes = BytesMut::with_capacity(r.open.iter().map(Bytes::len).sum());
+            for part in r.open.drain(..) {
+                bytes.extend_from_slice(&part);
+            }
+            let bits = bytes.len() as u64 * 8;
+            let secs = duration.as_secs_f64();
+            if secs > 0.0 {
+                r.peak_bps = r.peak_bps.max((bits as f64 / secs) as u64);
+                r.total_bits += bits;
+                r.total_secs += secs;
+            }
+            r.segments.insert(msn, bytes.freeze());
+            r.playlist.end_segment(msn, duration);
+            // Forget what left the playlist window; keep parts only for the recent segments
+            // that still list them (three target durations, plus one for readers in flight).
+            if let Some(oldest) = r.playlist.oldest_msn() {
+                r.segments = r.segments.split_off(&oldest);
+            }
+            let keep_parts_from = msn.saturating_sub(4);
+            r.parts = r.parts.split_off(&(keep_parts_from, 0));
+        });
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut StreamState) -> T) -> Option<T> {
+        let out = {
+            let mut state = lock(&self.stream.state);
+            if state.generation != self.generation {
+                return None;
+            }
+            f(&mut state)
+        };
+        self.stream.notify();
+        Some(out)
+    }
+}
+
+impl Drop for Publication {
+    fn drop(&mut self) {
+        self.with_state(|s| {
+            s.live = false;
+            for r in s.renditions.values_mut() {
+                r.playlist.set_ended();
+                r.ended = true;
+            }
+        });
+        let store = self.store.clone();
+        let room = self.room.clone();
+        let generation = self.generation;
+        let linger = self.store.options.linger;
+        // Forget the room after the linger time unless it was published again meanwhile.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                tokio::time::sleep(linger).await;
+                let mut streams = lock(&store.streams);
+                let stale = streams.get(&room).is_some_and(|s| {
+                    let state = lock(&s.state);
+                    !state.live && state.generation == generation
+                });
+                if stale {
+                    streams.remove(&room);
+                }
+            });
+        }
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: the state here is
+/// always left consistent between statements, so poisoning carries no information.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+

@@ -1,0 +1,207 @@
+//! End-to-end: a single-box edge (embedded origin) on loopback, Debian's ffmpeg publishing
+//! 1080p30 H.264 (B-frames) + AAC over SRT, viewers over HTTP/3 (quinn + h3), HTTPS (curl,
+//! HTTP/2) and plain HTTP; what was served is decoded by ffmpeg.
+
+use std::time::Duration;
+
+use daihuo::peers::{curl, curl_http_version, ffmpeg_push};
+use daihuo::playlist::{attr, media_sequence, part_numbers, preload_hint, segments, tags};
+use daihuo::{ffmpeg_available, Child, H3Client};
+use edge_node::Edge;
+
+fn loopback_config() -> conf::EdgeConfig {
+    conf::EdgeConfig::from_toml(
+        r#"
+[srt]
+listen = "127.0.0.1:0"
+[https]
+listen = "127.0.0.1:0"
+[http3]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+"#,
+    )
+    .expect("test config is valid")
+}
+
+fn require_ffmpeg() {
+    assert!(
+        ffmpeg_available(),
+        "ffmpeg with libsrt is required (make test-deps installs Debian's)"
+    );
+}
+
+/// Polls `f` until it returns Some, up to `secs` seconds (the stream needs real time to start).
+async fn eventually<T>(secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs} s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_push_plays_over_h3_https_and_http() {
+    require_ffmpeg();
+    let edge = Edge::start(&loopback_config()).await.expect("edge starts");
+    let a = edge.addrs;
+    let https = a.https.expect("https enabled");
+    let http = a.http.expect("http enabled");
+    // linger: ffmpeg waits for its last packets to be delivered before it closes.
+    let srt = format!("srt://{}?streamid=#!::r=live/demo,m=publish&linger=2", a.srt);
+    let seconds = 12;
+    let mut push = Child::spawn(&mut ffmpeg_push(1920, 1080, seconds, &srt)).expect("spawn ffmpeg");
+
+    // Multivariant over HTTPS (curl negotiates HTTP/2).
+    let base = format!("https://localhost:{}/live/demo", https.port());
+    let multivariant = eventually(15, async || {
+        let (status, body) = curl(&format!("{base}/index.m3u8")).ok()?;
+        (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
+    })
+    .await;
+    assert_eq!(curl_http_version(&format!("{base}/index.m3u8")).unwrap(), "2");
+    let inf = tags(&multivariant, "#EXT-X-STREAM-INF:");
+    assert_eq!(inf.len(), 1, "{multivariant}");
+    assert_eq!(attr(inf[0], "RESOLUTION"), Some("1920x1080"), "{multivariant}");
+    let codecs = attr(inf[0], "CODECS").unwrap();
+    assert!(codecs.starts_with("avc1.64") && codecs.ends_with("mp4a.40.2"), "{codecs}");
+    assert!(attr(inf[0], "BANDWIDTH").unwrap().parse::<u64>().unwrap() > 100_000);
+    assert_eq!(attr(inf[0], "AUDIO"), Some("audio"));
+    let media = tags(&multivariant, "#EXT-X-MEDIA:");
+    assert_eq!(attr(media[0], "URI"), Some("audio/index.m3u8"));
+    assert_eq!(segments(&multivariant), vec!["1080p/index.m3u8"]);
+
+    // Media playlist over HTTP/3, with every LL-HLS tag.
+    let h3 = H3Client::connect(a.http3.expect("h3 enabled"), &edge.certificate)
+        .await
+        .expect("h3 connect");
+    let path = "/live/demo/1080p/index.m3u8";
+    let reply = h3.get(path).await.unwrap();
+    assert_eq!(reply.status, 200);
+    let playlist = String::from_utf8(reply.body.to_vec()).unwrap();
+    for tag in [
+        "#EXT-X-TARGETDURATION:2",
+        "#EXT-X-SERVER-CONTROL:",
+        "#EXT-X-PART-INF:PART-TARGET=",
+        "#EXT-X-MAP:URI=\"init.mp4\"",
+        "#EXT-X-PART:",
+        "#EXT-X-PRELOAD-HINT:TYPE=PART",
+        "#EXT-X-PROGRAM-DATE-TIME:",
+        "#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\"",
+    ] {
+        assert!(playlist.contains(tag), "missing {tag} in\n{playlist}");
+    }
+    let control = tags(&playlist, "#EXT-X-SERVER-CONTROL:")[0];
+    assert_eq!(attr(control, "CAN-BLOCK-RELOAD"), Some("YES"));
+    assert!(attr(control, "PART-HOLD-BACK").is_some() && attr(control, "CAN-SKIP-UNTIL").is_some());
+
+    // Blocking reload for a part that does not exist yet: the request waits and is answered
+    // with a playlist that has it. Meanwhile the part itself is requested (also blocking).
+    let (msn, part) = preload_hint(&playlist).expect("preload hint");
+    let part_path = format!("/live/demo/1080p/part{msn}.{part}.m4s");
+    let blocking = format!("{path}?_HLS_msn={msn}&_HLS_part={part}");
+    let (reloaded, part_reply) = tokio::join!(h3.get(&blocking), h3.get(&part_path));
+    let reloaded = String::from_utf8(reloaded.unwrap().body.to_vec()).unwrap();
+    let listed = tags(&reloaded, "#EXT-X-PART:")
+        .iter()
+        .filter_map(|l| part_numbers(attr(l, "URI")?))
+        .any(|p| p == (msn, part));
+    assert!(listed, "part {msn}.{part} not in blocking reload:\n{reloaded}");
+    let part_reply = part_reply.unwrap();
+    assert_eq!(part_reply.status, 200);
+    assert!(part_reply.body.len() > 100);
+    assert!(part_reply.headers.get("content-type").is_some());
+
+    // The same bytes over HTTPS and plain HTTP.
+    let (status, over_https) = curl(&format!("https://localhost:{}{part_path}", https.port())).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(over_https, part_reply.body.to_vec());
+    let (status, over_http) = curl(&format!("http://{http}{part_path}")).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(over_http, part_reply.body.to_vec());
+
+    // Answers advertise HTTP/3 on the port it is served on.
+    let alt = reply.headers.get("alt-svc").expect("alt-svc");
+    assert!(alt.to_str().unwrap().starts_with("h3=\":"), "{alt:?}");
+
+    // Bad requests get 4xx, the stream goes on.
+    for bad in [
+        "/live/demo/4k/index.m3u8",
+        "/live/demo/1080p/seg99999999999.m4s",
+        "/live/../etc/passwd",
+        "/live/demo/1080p/index.m3u8?_HLS_part=1",
+    ] {
+        let r = h3.get(bad).await.unwrap();
+        assert!((400..500).contains(&r.status), "{bad}: {}", r.status);
+    }
+
+    // After the publish ends: ENDLIST, and every segment decodes with the right frame count.
+    let status = tokio::task::spawn_blocking(move || push.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "ffmpeg push failed: {status}");
+    let ended = eventually(10, async || {
+        let body = h3.get(path).await.ok()?.body;
+        let text = String::from_utf8(body.to_vec()).ok()?;
+        text.contains("#EXT-X-ENDLIST").then_some(text)
+    })
+    .await;
+    let video = download(&h3, "/live/demo/1080p", &ended).await;
+    let frames = count_frames(&video, "v:0");
+    assert_eq!(frames, seconds as u64 * 30, "video frames");
+    let audio_playlist = String::from_utf8(h3.get("/live/demo/audio/index.m3u8").await.unwrap().body.to_vec()).unwrap();
+    let audio = download(&h3, "/live/demo/audio", &audio_playlist).await;
+    let audio_frames = count_frames(&audio, "a:0");
+    // 48 kHz AAC: 1024 samples a frame, plus the encoder's priming frames. ffmpeg writes its
+    // last audio PES at close (hence linger above).
+    let expected = seconds as u64 * 48_000 / 1024;
+    assert!(
+        (expected..=expected + 3).contains(&audio_frames),
+        "audio frames {audio_frames}, expected ~{expected}"
+    );
+
+    edge.shutdown(Duration::from_secs(5)).await;
+}
+
+/// init.mp4 + every segment of `playlist` (which must start at its first segment), into a
+/// temporary file.
+async fn download(h3: &H3Client, base: &str, playlist: &str) -> tempfile::NamedTempFile {
+    let mut bytes = h3.get(&format!("{base}/init.mp4")).await.unwrap().body.to_vec();
+    let segs = segments(playlist);
+    assert!(!segs.is_empty(), "{playlist}");
+    let first = media_sequence(playlist).unwrap();
+    assert_eq!(segs[0], format!("seg{first}.m4s"));
+    for seg in segs {
+        let r = h3.get(&format!("{base}/{seg}")).await.unwrap();
+        assert_eq!(r.status, 200, "{seg}");
+        bytes.extend_from_slice(&r.body);
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    file
+}
+
+/// Decodes `stream` of the file with ffmpeg (zero errors required) and returns its frame count.
+fn count_frames(file: &tempfile::NamedTempFile, stream: &str) -> u64 {
+    let decode = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file.path())
+        .args(["-map", &format!("0:{stream}"), "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(decode.status.success());
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(errors.trim().is_empty(), "decode errors: {errors}");
+    let probe = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", stream])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&probe.stdout);
+    text.trim().parse().unwrap_or_else(|_| panic!("ffprobe said {text:?}"))
+}
