@@ -2,49 +2,15 @@
 //! 1080p30 H.264 (B-frames) + AAC over SRT, viewers over HTTP/3 (quinn + h3), HTTPS (curl,
 //! HTTP/2) and plain HTTP; what was served is decoded by ffmpeg.
 
+// Tests panic on purpose when the system under test misbehaves.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use daihuo::peers::{curl, curl_http_version, ffmpeg_push};
 use daihuo::playlist::{attr, media_sequence, part_numbers, preload_hint, segments, tags};
-use daihuo::{ffmpeg_available, Child, H3Client};
+use daihuo::{eventually, loopback_config, require_ffmpeg, Child, H3Client};
 use edge_node::Edge;
-
-fn loopback_config() -> conf::EdgeConfig {
-    conf::EdgeConfig::from_toml(
-        r#"
-[srt]
-listen = "127.0.0.1:0"
-[https]
-listen = "127.0.0.1:0"
-[http3]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-"#,
-    )
-    .expect("test config is valid")
-}
-
-fn require_ffmpeg() {
-    assert!(
-        ffmpeg_available(),
-        "ffmpeg with libsrt is required (make test-deps installs Debian's)"
-    );
-}
-
-/// Polls `f` until it returns Some, up to `secs` seconds (the stream needs real time to start).
-async fn eventually<T>(secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {secs} s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_push_plays_over_h3_https_and_http() {
@@ -54,7 +20,10 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
     let https = a.https.expect("https enabled");
     let http = a.http.expect("http enabled");
     // linger: ffmpeg waits for its last packets to be delivered before it closes.
-    let srt = format!("srt://{}?streamid=#!::r=live/demo,m=publish&linger=2", a.srt);
+    let srt = format!(
+        "srt://{}?streamid=#!::r=live/demo,m=publish&linger=2",
+        a.srt
+    );
     let seconds = 12;
     let mut push = Child::spawn(&mut ffmpeg_push(1920, 1080, seconds, &srt)).expect("spawn ffmpeg");
 
@@ -65,12 +34,22 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
         (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
     })
     .await;
-    assert_eq!(curl_http_version(&format!("{base}/index.m3u8")).unwrap(), "2");
+    assert_eq!(
+        curl_http_version(&format!("{base}/index.m3u8")).unwrap(),
+        "2"
+    );
     let inf = tags(&multivariant, "#EXT-X-STREAM-INF:");
     assert_eq!(inf.len(), 1, "{multivariant}");
-    assert_eq!(attr(inf[0], "RESOLUTION"), Some("1920x1080"), "{multivariant}");
+    assert_eq!(
+        attr(inf[0], "RESOLUTION"),
+        Some("1920x1080"),
+        "{multivariant}"
+    );
     let codecs = attr(inf[0], "CODECS").unwrap();
-    assert!(codecs.starts_with("avc1.64") && codecs.ends_with("mp4a.40.2"), "{codecs}");
+    assert!(
+        codecs.starts_with("avc1.64") && codecs.ends_with("mp4a.40.2"),
+        "{codecs}"
+    );
     assert!(attr(inf[0], "BANDWIDTH").unwrap().parse::<u64>().unwrap() > 100_000);
     assert_eq!(attr(inf[0], "AUDIO"), Some("audio"));
     let media = tags(&multivariant, "#EXT-X-MEDIA:");
@@ -112,14 +91,18 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
         .iter()
         .filter_map(|l| part_numbers(attr(l, "URI")?))
         .any(|p| p == (msn, part));
-    assert!(listed, "part {msn}.{part} not in blocking reload:\n{reloaded}");
+    assert!(
+        listed,
+        "part {msn}.{part} not in blocking reload:\n{reloaded}"
+    );
     let part_reply = part_reply.unwrap();
     assert_eq!(part_reply.status, 200);
     assert!(part_reply.body.len() > 100);
     assert!(part_reply.headers.get("content-type").is_some());
 
     // The same bytes over HTTPS and plain HTTP.
-    let (status, over_https) = curl(&format!("https://localhost:{}{part_path}", https.port())).unwrap();
+    let (status, over_https) =
+        curl(&format!("https://localhost:{}{part_path}", https.port())).unwrap();
     assert_eq!(status, 200);
     assert_eq!(over_https, part_reply.body.to_vec());
     let (status, over_http) = curl(&format!("http://{http}{part_path}")).unwrap();
@@ -142,7 +125,10 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
     }
 
     // After the publish ends: ENDLIST, and every segment decodes with the right frame count.
-    let status = tokio::task::spawn_blocking(move || push.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "ffmpeg push failed: {status}");
     let ended = eventually(10, async || {
         let body = h3.get(path).await.ok()?.body;
@@ -153,7 +139,14 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
     let video = download(&h3, "/live/demo/1080p", &ended).await;
     let frames = count_frames(&video, "v:0");
     assert_eq!(frames, seconds as u64 * 30, "video frames");
-    let audio_playlist = String::from_utf8(h3.get("/live/demo/audio/index.m3u8").await.unwrap().body.to_vec()).unwrap();
+    let audio_playlist = String::from_utf8(
+        h3.get("/live/demo/audio/index.m3u8")
+            .await
+            .unwrap()
+            .body
+            .to_vec(),
+    )
+    .unwrap();
     let audio = download(&h3, "/live/demo/audio", &audio_playlist).await;
     let audio_frames = count_frames(&audio, "a:0");
     // 48 kHz AAC: 1024 samples a frame, plus the encoder's priming frames. ffmpeg writes its
@@ -170,7 +163,12 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
 /// init.mp4 + every segment of `playlist` (which must start at its first segment), into a
 /// temporary file.
 async fn download(h3: &H3Client, base: &str, playlist: &str) -> tempfile::NamedTempFile {
-    let mut bytes = h3.get(&format!("{base}/init.mp4")).await.unwrap().body.to_vec();
+    let mut bytes = h3
+        .get(&format!("{base}/init.mp4"))
+        .await
+        .unwrap()
+        .body
+        .to_vec();
     let segs = segments(playlist);
     assert!(!segs.is_empty(), "{playlist}");
     let first = media_sequence(playlist).unwrap();
@@ -203,5 +201,7 @@ fn count_frames(file: &tempfile::NamedTempFile, stream: &str) -> u64 {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&probe.stdout);
-    text.trim().parse().unwrap_or_else(|_| panic!("ffprobe said {text:?}"))
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe said {text:?}"))
 }

@@ -13,7 +13,7 @@ mod model;
 
 pub use error::{ConfError, FieldError};
 pub use model::{
-    AdminConfig, CacheConfig, EdgeConfig, HlsConfig, HttpConfig, HttpsConfig, Http3Config,
+    AdminConfig, CacheConfig, EdgeConfig, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, SrtConfig,
 };
 

@@ -55,7 +55,9 @@ listen = "127.0.0.1:9100"
     ] {
         assert!(keys.contains(&key), "missing {key} in {keys:?}");
     }
-    assert!(err.to_string().contains("http.listen: 127.0.0.1:9100 is already used by admin.listen"));
+    assert!(err
+        .to_string()
+        .contains("http.listen: 127.0.0.1:9100 is already used by admin.listen"));
 }
 
 #[test]
@@ -67,5 +69,9 @@ fn port_zero_listeners_may_repeat() {
 #[test]
 fn load_names_the_file() {
     let err = EdgeConfig::load(std::path::Path::new("/nonexistent/daihuo.toml")).unwrap_err();
-    assert!(err.to_string().starts_with("cannot read /nonexistent/daihuo.toml"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot read /nonexistent/daihuo.toml"),
+        "{err}"
+    );
 }

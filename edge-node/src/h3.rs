@@ -13,7 +13,11 @@ use tracing::debug;
 
 /// Accepts QUIC connections until `shutdown` turns true, then closes the endpoint and waits
 /// for connections to finish.
-pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve<H: Handler>(
+    endpoint: quinn::Endpoint,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i {
@@ -42,13 +46,14 @@ async fn connection<H: Handler>(
     addr: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut h3 = match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await {
-        Ok(c) => c,
-        Err(e) => {
-            debug!(peer = %addr, "h3 setup failed: {e}");
-            return;
-        }
-    };
+    let mut h3 =
+        match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(peer = %addr, "h3 setup failed: {e}");
+                return;
+            }
+        };
     loop {
         let resolver = tokio::select! {
             r = h3.accept() => match r {
@@ -79,7 +84,10 @@ async fn connection<H: Handler>(
                 match stream.recv_data().await {
                     Ok(Some(mut chunk)) => {
                         if body.len() + chunk.remaining() > MAX_BODY {
-                            break text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                            break text(
+                                http::StatusCode::PAYLOAD_TOO_LARGE,
+                                "request body too large\n",
+                            );
                         }
                         while chunk.has_remaining() {
                             let c = chunk.chunk();
@@ -91,7 +99,15 @@ async fn connection<H: Handler>(
                     Ok(None) => {
                         let (parts, ()) = req.into_parts();
                         let req = Request::from_parts(parts, body.freeze());
-                        break handler.handle(req, Peer { addr, proto: Proto::Http3 }).await;
+                        break handler
+                            .handle(
+                                req,
+                                Peer {
+                                    addr,
+                                    proto: Proto::Http3,
+                                },
+                            )
+                            .await;
                     }
                     Err(e) => {
                         debug!(peer = %addr, "h3 request body: {e}");

@@ -126,16 +126,24 @@ impl Edge {
             https: local(&https),
             http3: quic.as_ref().and_then(|q| q.local_addr().ok()),
             http: local(&http),
-            admin: admin.local_addr().map_err(|e| bind("admin", config.admin.listen, e))?,
+            admin: admin
+                .local_addr()
+                .map_err(|e| bind("admin", config.admin.listen, e))?,
         };
 
         let requests = IntCounterVec::new(
-            Opts::new("daihuo_http_requests_total", "Viewer requests by protocol and status."),
+            Opts::new(
+                "daihuo_http_requests_total",
+                "Viewer requests by protocol and status.",
+            ),
             &["proto", "status"],
         )
         .expect("static metric definition");
         let cache_requests = IntCounterVec::new(
-            Opts::new("daihuo_cache_requests_total", "Object cache lookups by result."),
+            Opts::new(
+                "daihuo_cache_requests_total",
+                "Object cache lookups by result.",
+            ),
             &["result"],
         )
         .expect("static metric definition");

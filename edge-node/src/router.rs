@@ -44,7 +44,9 @@ impl Router {
                 let body = self.cache.get(key, fetch).await?;
                 Ok((body, Kind::of(*object)))
             }
-            Route::Events { .. } => Err(ApiError::NotFound("viewer events are not served yet".into())),
+            Route::Events { .. } => Err(ApiError::NotFound(
+                "viewer events are not served yet".into(),
+            )),
             _ => api::playlist(&self.store, &route, req.uri().query().unwrap_or("")).await,
         }
     }

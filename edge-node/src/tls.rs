@@ -67,7 +67,11 @@ impl Identity {
 
     /// A fresh self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
     pub fn self_signed() -> Result<Self, TlsError> {
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        let names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
         let certified = rcgen::generate_simple_self_signed(names)?;
         Ok(Self {
             chain: vec![certified.cert.der().clone()],

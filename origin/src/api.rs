@@ -53,23 +53,39 @@ pub fn respond(result: Result<(Bytes, Kind), ApiError>) -> Response<Bytes> {
         Ok((body, kind)) => {
             let mut res = Response::new(body);
             let h = res.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind.content_type()));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(kind.cache_control()));
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(kind.content_type()),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(kind.cache_control()),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
             res
         }
         Err(e) => {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut res = text(status, format!("{e}\n"));
-            res.headers_mut()
-                .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            res.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
             res
         }
     }
 }
 
 /// Answers a playlist route (multivariant or media, with the LL-HLS query) from the store.
-pub async fn playlist(store: &Store, route: &Route, query: &str) -> Result<(Bytes, Kind), ApiError> {
+pub async fn playlist(
+    store: &Store,
+    route: &Route,
+    query: &str,
+) -> Result<(Bytes, Kind), ApiError> {
     let text = match route {
         Route::Multivariant { room } => store.multivariant(room).await?,
         Route::MediaPlaylist { room, rendition } => {
@@ -99,7 +115,11 @@ impl Handler for Api {
         let result = async {
             let route = route_request(&req)?;
             match &route {
-                Route::Object { room, rendition, object } => {
+                Route::Object {
+                    room,
+                    rendition,
+                    object,
+                } => {
                     let body = self.store.object(room, rendition, *object).await?;
                     Ok((body, Kind::of(*object)))
                 }

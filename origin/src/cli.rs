@@ -14,9 +14,13 @@ use tracing::warn;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the daemon, with this config file (or the built-in defaults).
-    Run { config: Option<PathBuf> },
+    Run {
+        config: Option<PathBuf>,
+    },
     /// Validate the config file, print every error, exit non-zero on any.
-    Check { config: PathBuf },
+    Check {
+        config: PathBuf,
+    },
     Version,
     Help,
 }
@@ -33,7 +37,9 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
                 let path = args.next().ok_or("--config needs a file")?;
                 config = Some(PathBuf::from(path));
             }
-            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s["--config=".len()..])),
+            s if s.starts_with("--config=") => {
+                config = Some(PathBuf::from(&s["--config=".len()..]))
+            }
             "--version" | "-V" => return Ok(Command::Version),
             "--help" | "-h" => return Ok(Command::Help),
             other => return Err(format!("unexpected argument {other:?}")),
@@ -58,7 +64,9 @@ pub fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     // A second call (tests start several nodes in one process) keeps the first subscriber.
     let _ = match log.format {
         LogFormat::Text => builder.try_init(),
@@ -111,11 +119,15 @@ mod tests {
         assert_eq!(parse(&[]), Ok(Command::Run { config: None }));
         assert_eq!(
             parse(&["--config", "/etc/daihuo/edge.toml"]),
-            Ok(Command::Run { config: Some("/etc/daihuo/edge.toml".into()) })
+            Ok(Command::Run {
+                config: Some("/etc/daihuo/edge.toml".into())
+            })
         );
         assert_eq!(
             parse(&["check", "--config", "x.toml"]),
-            Ok(Command::Check { config: "x.toml".into() })
+            Ok(Command::Check {
+                config: "x.toml".into()
+            })
         );
         assert_eq!(parse(&["--version"]), Ok(Command::Version));
         assert!(parse(&["check"]).is_err());

@@ -80,7 +80,7 @@ impl Ingest {
                 store: store.clone(),
                 metrics: metrics.clone(),
                 config: self.config.clone(),
-                options: options.clone(),
+                options,
                 shutdown: shutdown.clone(),
             };
             // The handshake answer is awaited off the accept loop so one slow peer cannot
@@ -158,7 +158,10 @@ impl Accept {
         let mut shutdown = self.shutdown;
         let options = self.options;
         async move {
-            info!(user = publish.user.as_deref().unwrap_or(""), "publish started");
+            info!(
+                user = publish.user.as_deref().unwrap_or(""),
+                "publish started"
+            );
             metrics.streams_live.inc();
             let mut pipeline = Pipeline::new(publication, options);
             loop {
@@ -194,7 +197,10 @@ impl Accept {
     }
 
     /// The encryption this publisher must use: none, or the configured passphrase.
-    fn key_settings(&self, request: &ConnectionRequest) -> Result<Option<KeySettings>, &'static str> {
+    fn key_settings(
+        &self,
+        request: &ConnectionRequest,
+    ) -> Result<Option<KeySettings>, &'static str> {
         let Some(passphrase) = &self.config.passphrase else {
             return Ok(None);
         };

@@ -75,7 +75,9 @@ impl Node {
         let node_addrs = (ingest.local_addr(), http.local_addr()?, admin.local_addr()?);
         let mut tasks = JoinSet::new();
         tasks.spawn(ingest.run(store.clone(), metrics.clone(), rx.clone()));
-        let api = Arc::new(api::Api { store: store.clone() });
+        let api = Arc::new(api::Api {
+            store: store.clone(),
+        });
         tasks.spawn(serve::serve_plain(http, api, rx.clone()));
         let admin_handler = Arc::new(admin::Admin {
             metrics,

@@ -32,7 +32,10 @@ impl Metrics {
         )
         .expect("static metric definition");
         let build = IntGaugeVec::new(
-            Opts::new("daihuo_build_info", "Build information; the value is always 1."),
+            Opts::new(
+                "daihuo_build_info",
+                "Build information; the value is always 1.",
+            ),
             &["version"],
         )
         .expect("static metric definition");

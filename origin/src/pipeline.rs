@@ -95,7 +95,11 @@ impl Pipeline {
                     let n = self.stats.warnings;
                     // Loss can make these frequent: log the first few, then a sample.
                     if n <= 10 || n % 1000 == 0 {
-                        warn!(stream = self.publication.room(), warnings = n, "ingest: {e}");
+                        warn!(
+                            stream = self.publication.room(),
+                            warnings = n,
+                            "ingest: {e}"
+                        );
                     }
                 }
             }
@@ -120,7 +124,10 @@ impl Pipeline {
         let init = match fmp4::init_segment(&config) {
             Ok(init) => init,
             Err(e) => {
-                warn!(stream = self.publication.room(), pid, "cannot package track: {e}");
+                warn!(
+                    stream = self.publication.room(),
+                    pid, "cannot package track: {e}"
+                );
                 return;
             }
         };
@@ -139,9 +146,17 @@ impl Pipeline {
             codec = config.codec_string(),
             "track"
         );
-        let first_msn = self.publication.set_rendition(&rendition, config.clone(), init);
-        let segmenter = Segmenter::new(config, self.options.clone(), first_msn);
-        self.tracks.insert(pid, Track { rendition, segmenter });
+        let first_msn = self
+            .publication
+            .set_rendition(&rendition, config.clone(), init);
+        let segmenter = Segmenter::new(config, self.options, first_msn);
+        self.tracks.insert(
+            pid,
+            Track {
+                rendition,
+                segmenter,
+            },
+        );
     }
 
     /// Flushes and removes a track; returns its rendition name.
@@ -161,7 +176,8 @@ impl Pipeline {
             match output {
                 SegmenterOutput::Part(part) => {
                     self.stats.parts += 1;
-                    self.publication.push_part(&track.rendition, part, now_unix_ms);
+                    self.publication
+                        .push_part(&track.rendition, part, now_unix_ms);
                 }
                 SegmenterOutput::SegmentEnd { msn, duration } => {
                     if duration > self.options.segment_target * 3 / 2 {
@@ -172,7 +188,8 @@ impl Pipeline {
                             "segment much longer than the target: set the encoder's keyframe interval to the segment target"
                         );
                     }
-                    self.publication.end_segment(&track.rendition, msn, duration);
+                    self.publication
+                        .end_segment(&track.rendition, msn, duration);
                 }
             }
         }

@@ -19,10 +19,21 @@ use crate::streamid::{valid_name, APP};
 /// A parsed playback path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    Multivariant { room: String },
-    MediaPlaylist { room: String, rendition: String },
-    Object { room: String, rendition: String, object: Object },
-    Events { room: String },
+    Multivariant {
+        room: String,
+    },
+    MediaPlaylist {
+        room: String,
+        rendition: String,
+    },
+    Object {
+        room: String,
+        rendition: String,
+        object: Object,
+    },
+    Events {
+        room: String,
+    },
 }
 
 /// Why a path is not a playback path. Always a 404 to the client.
@@ -93,7 +104,10 @@ fn object(file: &str) -> Option<Object> {
     if file == "init.mp4" {
         return Some(Object::Init);
     }
-    if let Some(n) = file.strip_prefix("seg").and_then(|f| f.strip_suffix(".m4s")) {
+    if let Some(n) = file
+        .strip_prefix("seg")
+        .and_then(|f| f.strip_suffix(".m4s"))
+    {
         return Some(Object::Segment { msn: number(n)? });
     }
     let (msn, index) = file
@@ -108,7 +122,8 @@ fn object(file: &str) -> Option<Object> {
 
 /// A plain decimal number: digits only (no sign, no `+`), no leading zeros, no overflow.
 fn number(s: &str) -> Option<u64> {
-    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical.then(|| s.parse().ok()).flatten()
 }
 
@@ -127,7 +142,9 @@ mod tests {
     fn playback_paths() {
         assert_eq!(
             parse("/live/demo/index.m3u8"),
-            Ok(Route::Multivariant { room: "demo".into() })
+            Ok(Route::Multivariant {
+                room: "demo".into()
+            })
         );
         assert_eq!(
             parse("/live/demo/720p/index.m3u8"),
@@ -137,9 +154,20 @@ mod tests {
             })
         );
         assert_eq!(obj("/live/demo/720p/init.mp4"), Object::Init);
-        assert_eq!(obj("/live/demo/720p/seg12.m4s"), Object::Segment { msn: 12 });
-        assert_eq!(obj("/live/demo/audio/part12.3.m4s"), Object::Part { msn: 12, index: 3 });
-        assert_eq!(parse("/live/demo/events"), Ok(Route::Events { room: "demo".into() }));
+        assert_eq!(
+            obj("/live/demo/720p/seg12.m4s"),
+            Object::Segment { msn: 12 }
+        );
+        assert_eq!(
+            obj("/live/demo/audio/part12.3.m4s"),
+            Object::Part { msn: 12, index: 3 }
+        );
+        assert_eq!(
+            parse("/live/demo/events"),
+            Ok(Route::Events {
+                room: "demo".into()
+            })
+        );
     }
 
     #[test]

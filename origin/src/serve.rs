@@ -53,7 +53,11 @@ pub struct Peer {
 
 /// Answers requests. One implementation per listener role (viewer router, origin API, admin).
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<Bytes>, peer: Peer) -> impl Future<Output = Response<Bytes>> + Send;
+    fn handle(
+        &self,
+        req: Request<Bytes>,
+        peer: Peer,
+    ) -> impl Future<Output = Response<Bytes>> + Send;
 }
 
 /// A response with a plain-text body.
@@ -74,8 +78,12 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Serves one accepted connection (plain or TLS) until it closes or `shutdown` turns true.
-pub async fn serve_connection<IO, H>(io: IO, handler: Arc<H>, addr: SocketAddr, mut shutdown: watch::Receiver<bool>)
-where
+pub async fn serve_connection<IO, H>(
+    io: IO,
+    handler: Arc<H>,
+    addr: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
@@ -93,7 +101,10 @@ where
                     let req = Request::from_parts(parts, body.to_bytes());
                     handler.handle(req, Peer { addr, proto }).await
                 }
-                Err(e) => text(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}\n")),
+                Err(e) => text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body: {e}\n"),
+                ),
             };
             Ok::<_, std::convert::Infallible>(res.map(Full::new))
         }
@@ -104,7 +115,10 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -121,7 +135,11 @@ where
 }
 
 /// Accepts plain-TCP HTTP connections until `shutdown` turns true.
-pub async fn serve_plain<H: Handler>(listener: TcpListener, handler: Arc<H>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_plain<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -136,6 +154,11 @@ pub async fn serve_plain<H: Handler>(listener: TcpListener, handler: Arc<H>, mut
             _ = crate::serve::stopped(&mut shutdown) => return,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, handler.clone(), addr, shutdown.clone()));
+        tokio::spawn(serve_connection(
+            stream,
+            handler.clone(),
+            addr,
+            shutdown.clone(),
+        ));
     }
 }

@@ -101,7 +101,11 @@ impl Store {
     /// `now_unix_ms` seeds the first media sequence number (wall-clock segments since the
     /// epoch), so a stream started again after the origin forgot it never reuses a URL that a
     /// cache may still hold.
-    pub fn publish(self: &Arc<Self>, room: &str, now_unix_ms: u64) -> Result<Publication, ApiError> {
+    pub fn publish(
+        self: &Arc<Self>,
+        room: &str,
+        now_unix_ms: u64,
+    ) -> Result<Publication, ApiError> {
         let mut streams = lock(&self.streams);
         let seg_ms = self.options.segment_target.as_millis().max(1) as u64;
         let clock_msn = now_unix_ms / seg_ms;
@@ -183,7 +187,9 @@ impl Store {
                     return Ok(None);
                 }
                 match r.playlist.check_blocking(request) {
-                    Blocking::Ready => Ok(Some(r.playlist.render(request.skip, &s.reports(rendition)))),
+                    Blocking::Ready => {
+                        Ok(Some(r.playlist.render(request.skip, &s.reports(rendition))))
+                    }
                     Blocking::Wait if r.ended => Err(ApiError::NotFound(
                         "the stream ended before that part".into(),
                     )),
@@ -198,7 +204,12 @@ impl Store {
 
     /// An init segment, part or segment. A part or segment that is next to be published is
     /// waited for; one that is further ahead or already gone is not found.
-    pub async fn object(&self, room: &str, rendition: &str, object: Object) -> Result<Bytes, ApiError> {
+    pub async fn object(
+        &self,
+        room: &str,
+        rendition: &str,
+        object: Object,
+    ) -> Result<Bytes, ApiError> {
         let stream = self.stream(room)?;
         stream
             .wait_result(self.options.block_timeout(), |s| {
@@ -306,7 +317,7 @@ impl StreamState {
                 }
             })
             .collect();
-        variants.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth));
+        variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
         match (variants.is_empty(), audio) {
             // Audio-only stream: its one variant is the audio playlist itself.
             (true, Some((name, r))) => {
@@ -458,8 +469,13 @@ impl Publication {
             let Some(r) = s.renditions.get_mut(rendition) else {
                 return;
             };
-            r.playlist
-                .push_part(part.msn, part.index, part.duration, part.independent, now_unix_ms);
+            r.playlist.push_part(
+                part.msn,
+                part.index,
+                part.duration,
+                part.independent,
+                now_unix_ms,
+            );
             r.parts.insert((part.msn, part.index), part.bytes.clone());
             r.open.push(part.bytes);
             s.next_msn = s.next_msn.max(part.msn + 1);
@@ -543,4 +559,3 @@ impl Drop for Publication {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
-

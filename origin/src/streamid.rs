@@ -131,16 +131,38 @@ mod tests {
     fn refusals() {
         assert_eq!(parse(None), Err(StreamIdError::Missing));
         assert_eq!(room(""), Err(StreamIdError::Missing));
-        assert!(matches!(room("#!::r=live/demo,m=request"), Err(StreamIdError::Mode(_))));
-        assert!(matches!(room("#!::r=vod/demo"), Err(StreamIdError::Resource(_))));
-        assert!(matches!(room("#!::m=publish"), Err(StreamIdError::Resource(_))));
-        assert!(matches!(room("#!::r=live/a,r=live/b"), Err(StreamIdError::Syntax(_))));
+        assert!(matches!(
+            room("#!::r=live/demo,m=request"),
+            Err(StreamIdError::Mode(_))
+        ));
+        assert!(matches!(
+            room("#!::r=vod/demo"),
+            Err(StreamIdError::Resource(_))
+        ));
+        assert!(matches!(
+            room("#!::m=publish"),
+            Err(StreamIdError::Resource(_))
+        ));
+        assert!(matches!(
+            room("#!::r=live/a,r=live/b"),
+            Err(StreamIdError::Syntax(_))
+        ));
         assert!(matches!(room("#!::garbage"), Err(StreamIdError::Syntax(_))));
-        for bad in ["live/..", "live/a/b", "live/a%2f", "live/a\0", "live/", "live/a.b"] {
+        for bad in [
+            "live/..",
+            "live/a/b",
+            "live/a%2f",
+            "live/a\0",
+            "live/",
+            "live/a.b",
+        ] {
             assert!(matches!(room(bad), Err(StreamIdError::Room(_))), "{bad}");
         }
         let long = format!("live/{}", "a".repeat(10_000));
         assert_eq!(room(&long), Err(StreamIdError::TooLong(10_005)));
-        assert!(matches!(room(&format!("live/{}", "a".repeat(65))), Err(StreamIdError::Room(_))));
+        assert!(matches!(
+            room(&format!("live/{}", "a".repeat(65))),
+            Err(StreamIdError::Room(_))
+        ));
     }
 }

@@ -8,3 +8,46 @@ pub mod playlist;
 
 pub use h3client::H3Client;
 pub use peers::{ffmpeg_available, Child};
+
+/// An edge config with every listener on a free loopback port.
+pub fn loopback_config() -> conf::EdgeConfig {
+    conf::EdgeConfig::from_toml(
+        r#"
+[srt]
+listen = "127.0.0.1:0"
+[https]
+listen = "127.0.0.1:0"
+[http3]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+"#,
+    )
+    .expect("test config is valid")
+}
+
+/// Polls `f` until it returns Some, for at most `secs` seconds (streams need real time to
+/// start); panics after that.
+pub async fn eventually<T>(secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Panics with a clear message when ffmpeg with libsrt is missing.
+pub fn require_ffmpeg() {
+    assert!(
+        ffmpeg_available(),
+        "ffmpeg with libsrt is required (make test-deps installs Debian's)"
+    );
+}

@@ -30,7 +30,11 @@ pub fn ffmpeg_available() -> bool {
         .arg("-protocols")
         .stderr(Stdio::null())
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "srt"))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "srt")
+        })
         .unwrap_or(false)
 }
 
@@ -39,11 +43,34 @@ pub fn ffmpeg_available() -> bool {
 pub fn ffmpeg_push(width: u32, height: u32, seconds: u32, url: &str) -> Command {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={width}x{height}:rate=30")])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={width}x{height}:rate=30"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "superfast", "-profile:v", "high", "-bf", "2"])
-        .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "3M"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "superfast",
+            "-profile:v",
+            "high",
+            "-bf",
+            "2",
+        ])
+        .args([
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "3M",
+        ])
         .args(["-c:a", "aac", "-b:a", "96k"])
         .args(["-f", "mpegts", url]);
     cmd
@@ -53,12 +80,25 @@ pub fn ffmpeg_push(width: u32, height: u32, seconds: u32, url: &str) -> Command 
 /// returns (status, body).
 pub fn curl(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
     let out = Command::new("curl")
-        .args(["-sS", "-k", "--http2", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .args([
+            "-sS",
+            "-k",
+            "--http2",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
         .arg(url)
         .output()?;
     let mut body = out.stdout;
     let split = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-    let status = String::from_utf8_lossy(&body[split..]).trim().parse().unwrap_or(0);
+    let status = String::from_utf8_lossy(&body[split..])
+        .trim()
+        .parse()
+        .unwrap_or(0);
     body.truncate(split);
     Ok((status, body))
 }
@@ -66,7 +106,17 @@ pub fn curl(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
 /// The HTTP version curl negotiated for `url` (`2` for HTTP/2).
 pub fn curl_http_version(url: &str) -> std::io::Result<String> {
     let out = Command::new("curl")
-        .args(["-sS", "-k", "--http2", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_version}"])
+        .args([
+            "-sS",
+            "-k",
+            "--http2",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+        ])
         .arg(url)
         .output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())

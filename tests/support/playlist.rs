@@ -54,7 +54,10 @@ pub fn preload_hint(playlist: &str) -> Option<(u64, u32)> {
 
 /// (msn, part) of a `partN.K.m4s` URI.
 pub fn part_numbers(uri: &str) -> Option<(u64, u32)> {
-    let (m, k) = uri.strip_prefix("part")?.strip_suffix(".m4s")?.split_once('.')?;
+    let (m, k) = uri
+        .strip_prefix("part")?
+        .strip_suffix(".m4s")?
+        .split_once('.')?;
     Some((m.parse().ok()?, k.parse().ok()?))
 }
 

@@ -1,0 +1,165 @@
+//! Peers other than ffmpeg, and peers that misbehave: srt-live-transmit as a second SRT
+//! implementation; garbage UDP on the SRT port, refused stream ids, a second publisher for a
+//! live room, an audio-only stream. The edge refuses what it must and keeps serving the rest.
+
+// Tests panic on purpose when the system under test misbehaves.
+#![allow(clippy::unwrap_used)]
+
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use daihuo::peers::{curl, ffmpeg_push};
+use daihuo::playlist::{attr, preload_hint, tags};
+use daihuo::{eventually, loopback_config, require_ffmpeg, Child};
+use edge_node::Edge;
+
+/// The newest (msn, part) of a media playlist over plain HTTP, once it answers 200.
+fn newest_part(url: &str) -> Option<(u64, u32)> {
+    let (status, body) = curl(url).ok()?;
+    (status == 200).then_some(())?;
+    preload_hint(&String::from_utf8_lossy(&body))
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_live_transmit_publishes() {
+    require_ffmpeg();
+    let edge = Edge::start(&loopback_config()).await.expect("edge starts");
+    let http = edge.addrs.http.expect("http");
+    // ffmpeg encodes to stdout; srt-live-transmit is the SRT caller.
+    let pipeline = format!(
+        "ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=640x360:rate=30 \
+         -t 20 -c:v libx264 -preset superfast -g 60 -f mpegts - | \
+         srt-live-transmit -q file://con 'srt://{}?streamid=live/slt'",
+        edge.addrs.srt
+    );
+    let _push = Child::spawn(
+        Command::new("sh")
+            .args(["-c", &pipeline])
+            .stderr(Stdio::null()),
+    )
+    .expect("spawn srt-live-transmit");
+    let url = format!("http://{http}/live/slt/index.m3u8");
+    let multivariant = eventually(15, async || {
+        let (status, body) = curl(&url).ok()?;
+        (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
+    })
+    .await;
+    let inf = tags(&multivariant, "#EXT-X-STREAM-INF:");
+    assert_eq!(
+        attr(inf[0], "RESOLUTION"),
+        Some("640x360"),
+        "{multivariant}"
+    );
+    assert!(
+        tags(&multivariant, "#EXT-X-MEDIA:").is_empty(),
+        "no audio in this stream"
+    );
+    let media = format!("http://{http}/live/slt/360p/index.m3u8");
+    let first = eventually(10, async || newest_part(&media)).await;
+    let later = eventually(10, async || newest_part(&media).filter(|p| *p > first)).await;
+    assert!(later > first);
+    edge.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_leaves_other_streams_serving() {
+    require_ffmpeg();
+    let edge = Edge::start(&loopback_config()).await.expect("edge starts");
+    let http = edge.addrs.http.expect("http");
+    let srt = edge.addrs.srt;
+    let _good = Child::spawn(&mut ffmpeg_push(
+        640,
+        360,
+        40,
+        &format!("srt://{srt}?streamid=#!::r=live/good,m=publish"),
+    ))
+    .expect("spawn ffmpeg");
+    let media = format!("http://{http}/live/good/360p/index.m3u8");
+    let before = eventually(15, async || newest_part(&media)).await;
+
+    // Garbage datagrams of every size, some shaped like SRT control packets (top bit set).
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..3000usize {
+        let len = (i * 7) % 1500 + 1;
+        let mut packet = Vec::with_capacity(len);
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            packet.push(seed as u8);
+        }
+        if i % 2 == 0 {
+            packet[0] |= 0x80;
+        }
+        let _ = udp.send_to(&packet, srt);
+    }
+
+    // Refused publishers: path tricks in the room, a mode other than publish, a room that is
+    // already live. Each ffmpeg must fail to connect.
+    for id in [
+        "live/..",
+        "#!::r=live/a%2fb,m=publish",
+        "#!::r=live/x,m=request",
+        "live/good",
+    ] {
+        let mut push = Child::spawn(
+            ffmpeg_push(320, 180, 2, &format!("srt://{srt}?streamid={id}")).stderr(Stdio::null()),
+        )
+        .expect("spawn ffmpeg");
+        let status = tokio::task::spawn_blocking(move || push.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !status.success(),
+            "publish with stream id {id:?} must be refused"
+        );
+    }
+
+    // A transport stream with no video: served as an audio-only stream.
+    let audio_only = format!(
+        "ffmpeg -hide_banner -loglevel error -re -f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -t 20 -c:a aac -f mpegts 'srt://{srt}?streamid=live/radio'"
+    );
+    let _radio = Child::spawn(Command::new("sh").args(["-c", &audio_only])).expect("spawn");
+    let radio = eventually(15, async || {
+        let (status, body) = curl(&format!("http://{http}/live/radio/index.m3u8")).ok()?;
+        (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
+    })
+    .await;
+    let inf = tags(&radio, "#EXT-X-STREAM-INF:");
+    assert_eq!(attr(inf[0], "CODECS"), Some("mp4a.40.2"), "{radio}");
+    assert!(radio.contains("audio/index.m3u8"));
+
+    // Unknown rooms and renditions are 404s, hostile paths 4xx.
+    for (path, want) in [
+        ("/live/nobody/index.m3u8", 404),
+        ("/live/good/4k/index.m3u8", 404),
+        ("/live/%2e%2e/index.m3u8", 404),
+        ("/live/good/360p/part1.2.3.m4s", 404),
+    ] {
+        let (status, _) = curl(&format!("http://{http}{path}")).unwrap();
+        assert_eq!(status, want, "{path}");
+    }
+
+    // The good stream kept going through all of it.
+    let after = eventually(10, async || newest_part(&media).filter(|p| *p > before)).await;
+    assert!(after > before);
+    let (_, metrics) = curl(&format!("http://{}/metrics", edge.addrs.admin)).unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metric(&metrics, "daihuo_publish_refused_total") >= 4.0,
+        "{metrics}"
+    );
+    edge.shutdown(Duration::from_secs(5)).await;
+}
