@@ -81,7 +81,6 @@ struct Rendition {
     /// Sum of complete segments' bits and seconds, for AVERAGE-BANDWIDTH.
     total_bits: u64,
     total_secs: f64,
-    ended: bool,
 }
 
 impl Store {
@@ -166,7 +165,7 @@ impl Store {
                 let ready = !s.renditions.is_empty()
                     && s.renditions
                         .values()
-                        .all(|r| r.ended || r.playlist.last_part().is_some());
+                        .all(|r| r.playlist.is_ended() || r.playlist.last_part().is_some());
                 ready.then(|| s.multivariant(self.options.part_target))
             })
             .await
@@ -183,16 +182,14 @@ impl Store {
         stream
             .wait_result(self.options.block_timeout(), |s| {
                 let r = s.rendition(rendition)?;
-                if r.playlist.last_part().is_none() && !r.ended {
+                if r.playlist.last_part().is_none() && !r.playlist.is_ended() {
                     return Ok(None);
                 }
+                // An ended playlist is always Ready: blocking requests get ENDLIST at once.
                 match r.playlist.check_blocking(request) {
                     Blocking::Ready => {
                         Ok(Some(r.playlist.render(request.skip, &s.reports(rendition))))
                     }
-                    Blocking::Wait if r.ended => Err(ApiError::NotFound(
-                        "the stream ended before that part".into(),
-                    )),
                     Blocking::Wait => Ok(None),
                     Blocking::TooFar => Err(ApiError::BadRequest(
                         "_HLS_msn/_HLS_part is too far ahead of the playlist".into(),
@@ -272,7 +269,7 @@ impl StreamState {
     fn reports(&self, except: &str) -> Vec<RenditionReport> {
         self.renditions
             .iter()
-            .filter(|(name, r)| name.as_str() != except && !r.ended)
+            .filter(|(name, r)| name.as_str() != except && !r.playlist.is_ended())
             .filter_map(|(name, r)| {
                 let (last_msn, last_part) = r.playlist.last_part()?;
                 Some(RenditionReport {
@@ -285,7 +282,8 @@ impl StreamState {
     }
 
     fn multivariant(&self, part_target: Duration) -> String {
-        let live = |r: &&Rendition| !r.ended || self.renditions.values().all(|r| r.ended);
+        let all_ended = self.renditions.values().all(|r| r.playlist.is_ended());
+        let live = |r: &&Rendition| all_ended || !r.playlist.is_ended();
         let audio = self
             .renditions
             .iter()
@@ -359,7 +357,7 @@ impl Rendition {
                     Some((m, i)) => (msn == m && index == i + 1) || (msn == m + 1 && index == 0),
                     None => index == 0,
                 };
-                if hinted && !self.ended {
+                if hinted && !self.playlist.is_ended() {
                     Ok(None)
                 } else {
                     Err(ApiError::NotFound(format!("no part {msn}.{index}")))
@@ -373,7 +371,7 @@ impl Rendition {
                     Some((m, _)) => msn == m || msn == m + 1,
                     None => true,
                 };
-                if building && !self.ended {
+                if building && !self.playlist.is_ended() {
                     Ok(None)
                 } else {
                     Err(ApiError::NotFound(format!("no segment {msn}")))
@@ -422,7 +420,6 @@ impl Publication {
                     r.config = config;
                     r.init = init;
                     r.open.clear();
-                    r.ended = false;
                     r.playlist.mark_discontinuity();
                     continues.unwrap_or(first_msn).max(first_msn)
                 }
@@ -443,7 +440,6 @@ impl Publication {
                             peak_bps: 0,
                             total_bits: 0,
                             total_secs: 0.0,
-                            ended: false,
                         },
                     );
                     first_msn
@@ -458,7 +454,6 @@ impl Publication {
         self.with_state(|s| {
             if let Some(r) = s.renditions.get_mut(name) {
                 r.playlist.set_ended();
-                r.ended = true;
             }
         });
     }
@@ -530,7 +525,6 @@ impl Drop for Publication {
             s.live = false;
             for r in s.renditions.values_mut() {
                 r.playlist.set_ended();
-                r.ended = true;
             }
         });
         let store = self.store.clone();
@@ -559,3 +553,6 @@ impl Drop for Publication {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests;

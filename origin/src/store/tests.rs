@@ -1,0 +1,251 @@
+//! Store behaviour with virtual time: blocking requests are woken by publishes (not timers),
+//! time out after three target durations, and refuse what is too far ahead.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use codec::hls::query::{self, BlockingRequest};
+use codec::hls::segmenter::Part;
+use codec::TrackConfig;
+
+use super::*;
+
+const PART: Duration = Duration::from_millis(500);
+
+fn store() -> Arc<Store> {
+    Store::new(StoreOptions {
+        segment_target: Duration::from_secs(2),
+        part_target: PART,
+        window: 5,
+        linger: Duration::from_secs(60),
+    })
+}
+
+fn audio() -> TrackConfig {
+    TrackConfig::Aac {
+        asc: Bytes::from_static(&[0x11, 0x90]),
+        object_type: 2,
+        sample_rate: 48_000,
+        channels: 2,
+    }
+}
+
+fn part(msn: u64, index: u32) -> Part {
+    Part {
+        msn,
+        index,
+        duration: PART,
+        independent: true,
+        start_dts: 0,
+        bytes: Bytes::from(format!("part {msn}.{index}")),
+    }
+}
+
+fn blocking(q: &str) -> BlockingRequest {
+    query::parse(q).expect("valid query")
+}
+
+/// Publishes four parts (one segment) of `audio` starting at the store's first msn.
+fn publish_segment(p: &Publication, msn: u64) {
+    for i in 0..4 {
+        p.push_part("audio", part(msn, i), 0);
+    }
+    p.end_segment("audio", msn, PART * 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_reload_is_woken_by_the_publish() {
+    let store = store();
+    let p = store.publish("demo", 0).unwrap();
+    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    p.push_part("audio", part(msn, 0), 0);
+
+    let q = blocking(&format!("_HLS_msn={msn}&_HLS_part=1"));
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.media_playlist("demo", "audio", &q).await })
+    };
+    let part_waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .object("demo", "audio", Object::Part { msn, index: 1 })
+                .await
+        })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiter.is_finished() && !part_waiter.is_finished());
+    let start = tokio::time::Instant::now();
+    p.push_part("audio", part(msn, 1), 0);
+    let text = waiter.await.unwrap().unwrap();
+    assert!(text.contains(&format!("part{msn}.1.m4s")), "{text}");
+    assert_eq!(
+        part_waiter.await.unwrap().unwrap(),
+        Bytes::from(format!("part {msn}.1"))
+    );
+    // Answered by the wake-up itself: no virtual time passed.
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_requests_time_out_after_three_target_durations() {
+    let store = store();
+    let p = store.publish("demo", 0).unwrap();
+    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    p.push_part("audio", part(msn, 0), 0);
+    let start = tokio::time::Instant::now();
+    let q = blocking(&format!("_HLS_msn={msn}&_HLS_part=1"));
+    let err = store.media_playlist("demo", "audio", &q).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert_eq!(start.elapsed(), Duration::from_secs(6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_far_ahead_and_unknown_things_are_refused_at_once() {
+    let store = store();
+    let p = store.publish("demo", 0).unwrap();
+    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    p.push_part("audio", part(msn, 0), 0);
+    let start = tokio::time::Instant::now();
+    let far = blocking(&format!("_HLS_msn={}", msn + 10));
+    let err = store
+        .media_playlist("demo", "audio", &far)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    let not_hinted = Object::Part { msn, index: 3 };
+    assert_eq!(
+        store
+            .object("demo", "audio", not_hinted)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        store
+            .object("demo", "video", Object::Init)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    assert_eq!(
+        store.multivariant("nobody").await.unwrap_err().status(),
+        404
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn segments_are_their_parts_and_leave_with_the_window() {
+    let store = store();
+    let p = store.publish("demo", 0).unwrap();
+    let first = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    for msn in first..first + 8 {
+        publish_segment(&p, msn);
+    }
+    let last = first + 7;
+    let seg = store
+        .object("demo", "audio", Object::Segment { msn: last })
+        .await
+        .unwrap();
+    let expected: String = (0..4).map(|i| format!("part {last}.{i}")).collect();
+    assert_eq!(seg, Bytes::from(expected));
+    // Window of 5: the first segments are gone, and so are old parts.
+    let gone = Object::Segment { msn: first };
+    assert_eq!(
+        store
+            .object("demo", "audio", gone)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    let old_part = Object::Part {
+        msn: first,
+        index: 0,
+    };
+    assert_eq!(
+        store
+            .object("demo", "audio", old_part)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn republish_continues_numbering_after_a_discontinuity() {
+    let store = store();
+    let p = store.publish("demo", 0).unwrap();
+    assert_eq!(
+        store.publish("demo", 0).err().map(|e| e.status()),
+        Some(409)
+    );
+    let first = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    publish_segment(&p, first);
+    drop(p);
+
+    // Ended: ENDLIST, and a blocking request is answered at once.
+    let q = blocking(&format!("_HLS_msn={}", first + 1));
+    let ended = store.media_playlist("demo", "audio", &q).await.unwrap();
+    assert!(ended.contains("#EXT-X-ENDLIST"), "{ended}");
+
+    let p = store.publish("demo", 0).unwrap();
+    let next = p.set_rendition("audio", audio(), Bytes::from_static(b"init2"));
+    assert_eq!(next, first + 1);
+    p.push_part("audio", part(next, 0), 0);
+    let live = store
+        .media_playlist("demo", "audio", &BlockingRequest::default())
+        .await
+        .unwrap();
+    assert!(live.contains("#EXT-X-DISCONTINUITY"), "{live}");
+    assert!(!live.contains("#EXT-X-ENDLIST"), "{live}");
+    assert_eq!(
+        store.object("demo", "audio", Object::Init).await.unwrap(),
+        Bytes::from_static(b"init2")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_sequence_number_comes_from_the_clock() {
+    let store = store();
+    let p = store.publish("demo", 1_700_000_000_000).unwrap();
+    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    assert_eq!(msn, 1_700_000_000_000 / 2000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn multivariant_waits_for_every_rendition() {
+    let store = store();
+    let p = store.publish("demo", 0).unwrap();
+    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"a"));
+    let video = TrackConfig::H264 {
+        sps: Bytes::new(),
+        pps: Bytes::new(),
+        width: 640,
+        height: 360,
+        profile: 100,
+        constraints: 0,
+        level: 30,
+    };
+    p.set_rendition("360p", video, Bytes::from_static(b"v"));
+    p.push_part("360p", part(msn, 0), 0);
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.multivariant("demo").await })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiter.is_finished(), "audio has no part yet");
+    p.push_part("audio", part(msn, 0), 0);
+    let text = waiter.await.unwrap().unwrap();
+    assert!(text.contains("RESOLUTION=640x360"), "{text}");
+    assert!(text.contains("GROUP-ID=\"audio\""), "{text}");
+    assert!(text.contains("avc1.64001e,mp4a.40.2"), "{text}");
+}
