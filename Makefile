@@ -22,7 +22,7 @@ test-deps:
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace
 
 check: fmt clippy
 
