@@ -75,3 +75,15 @@ fn load_names_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn example_files_are_valid_and_match_the_defaults() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let edge = std::fs::read_to_string(dir.join("edge.toml")).unwrap();
+    assert_eq!(EdgeConfig::from_toml(&edge).unwrap(), EdgeConfig::default());
+    let origin = std::fs::read_to_string(dir.join("origin.toml")).unwrap();
+    assert_eq!(
+        OriginConfig::from_toml(&origin).unwrap(),
+        OriginConfig::default()
+    );
+}
