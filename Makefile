@@ -10,7 +10,7 @@ run: deps build
 	exec $(RELEASE)/daihuo-edge $(if $(CONFIG),--config $(CONFIG),)
 
 build:
-	$(CARGO) build --release --bins
+	$(CARGO) build --release -p edge-node -p origin --bins
 
 deps:
 	@scripts/install-deps.sh build

@@ -105,12 +105,14 @@ async fn hostile_input_leaves_other_streams_serving() {
     }
 
     // Refused publishers: path tricks in the room, a mode other than publish, a room that is
-    // already live. Each ffmpeg must fail to connect.
+    // already live, an encrypting caller on this unencrypted listener (which panicked the
+    // upstream SRT library's listener: see vendor/README.md). Each ffmpeg must fail to connect.
     for id in [
         "live/..",
         "#!::r=live/a%2fb,m=publish",
         "#!::r=live/x,m=request",
         "live/good",
+        "live/enc&passphrase=correcthorsebattery",
     ] {
         let mut push = Child::spawn(
             ffmpeg_push(320, 180, 2, &format!("srt://{srt}?streamid={id}")).stderr(Stdio::null()),
@@ -161,5 +163,33 @@ async fn hostile_input_leaves_other_streams_serving() {
         metric(&metrics, "daihuo_publish_refused_total") >= 4.0,
         "{metrics}"
     );
+    edge.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passphrase_is_required_when_configured() {
+    require_ffmpeg();
+    let mut config = loopback_config();
+    config.srt.passphrase = Some("correcthorsebattery".into());
+    let edge = Edge::start(&config).await.expect("edge starts");
+    let (srt, http) = (edge.addrs.srt, edge.addrs.http.expect("http"));
+    for (room, extra) in [("none", ""), ("wrong", "&passphrase=incorrectstaple1")] {
+        let url = format!("srt://{srt}?streamid=live/{room}{extra}");
+        let mut push = Child::spawn(ffmpeg_push(320, 180, 3, &url).stderr(Stdio::null())).unwrap();
+        let status = tokio::task::spawn_blocking(move || push.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        let (code, _) = curl(&format!("http://{http}/live/{room}/index.m3u8")).unwrap();
+        assert!(
+            !status.success() || code == 404,
+            "{room}: publish without the right passphrase must not play ({status}, {code})"
+        );
+    }
+    let url = format!("srt://{srt}?streamid=live/ok&passphrase=correcthorsebattery");
+    let _push = Child::spawn(&mut ffmpeg_push(320, 180, 20, &url)).unwrap();
+    let media = format!("http://{http}/live/ok/180p/index.m3u8");
+    let first = eventually(15, async || newest_part(&media)).await;
+    eventually(10, async || newest_part(&media).filter(|p| *p > first)).await;
     edge.shutdown(Duration::from_secs(5)).await;
 }

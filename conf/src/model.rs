@@ -56,10 +56,9 @@ pub struct SrtConfig {
     /// Receiver latency in milliseconds (SRT `latency`): how long lost packets may be
     /// retransmitted before they are given up. Default 120.
     pub latency_ms: u64,
-    /// Optional passphrase (10 to 79 characters) required from publishers; enables AES.
+    /// Optional passphrase (10 to 79 characters) required from publishers; enables AES with
+    /// the key length the publisher chooses (16, 24 or 32 bytes; libsrt's default is 16).
     pub passphrase: Option<String>,
-    /// AES key length in bytes when `passphrase` is set: 16, 24 or 32. Default 16.
-    pub key_length: u16,
     /// Most streams published at once; further publishers are refused. Default 64.
     pub max_streams: usize,
 }
@@ -70,7 +69,6 @@ impl Default for SrtConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
             latency_ms: 120,
             passphrase: None,
-            key_length: 16,
             max_streams: 64,
         }
     }
@@ -288,11 +286,6 @@ impl SrtConfig {
                 "must be 10 to 79 characters (SRT's limits)",
             );
         }
-        e.check(
-            matches!(self.key_length, 16 | 24 | 32),
-            "srt.key_length",
-            format!("{} is not 16, 24 or 32", self.key_length),
-        );
         e.check(
             self.max_streams > 0,
             "srt.max_streams",

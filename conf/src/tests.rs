@@ -32,7 +32,6 @@ fn validation_reports_every_error_with_its_key_path() {
     let text = r#"
 [srt]
 passphrase = "short"
-key_length = 20
 [hls]
 segment_target_ms = 1000
 part_target_ms = 1500
@@ -47,7 +46,6 @@ listen = "127.0.0.1:9100"
     let keys: Vec<&str> = err.field_errors().iter().map(|e| e.key.as_str()).collect();
     for key in [
         "srt.passphrase",
-        "srt.key_length",
         "hls.part_target_ms",
         "https.key",
         "cache.max_bytes",

@@ -88,3 +88,6 @@ impl ObjectCache {
         self.cache.weighted_size()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,7 +14,7 @@ use conf::SrtConfig;
 use futures::StreamExt;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
-use srt_tokio::options::{KeySize, Passphrase};
+use srt_tokio::options::Passphrase;
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -204,9 +204,9 @@ impl Accept {
         let Some(passphrase) = &self.config.passphrase else {
             return Ok(None);
         };
-        if request.key_size() == KeySize::Unspecified {
-            return Err("a passphrase is required (srt.passphrase is set)");
-        }
+        // The caller's announced key size (Unspecified means libsrt's default, 16 bytes). A
+        // caller without key material, or with another passphrase, is refused by the
+        // handshake itself (SRT reject UNSECURE / BADSECRET).
         let passphrase =
             Passphrase::try_from(passphrase.clone()).map_err(|_| "srt.passphrase is invalid")?;
         Ok(Some(KeySettings {

@@ -1,0 +1,92 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use origin::store::Object;
+use origin::ApiError;
+use prometheus::{IntCounter, IntCounterVec, Opts};
+
+use super::{Key, ObjectCache};
+
+fn cache(max_bytes: u64) -> ObjectCache {
+    let requests = IntCounterVec::new(Opts::new("requests", "test"), &["result"]).expect("metric");
+    let fetches = IntCounter::new("fetches", "test").expect("metric");
+    ObjectCache::new(max_bytes, requests, fetches)
+}
+
+fn key(msn: u64) -> Key {
+    Key {
+        room: "demo".into(),
+        rendition: "720p".into(),
+        object: Object::Part { msn, index: 0 },
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_make_one_fetch() {
+    let cache = cache(1 << 20);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut waiters = Vec::new();
+    for _ in 0..200 {
+        let cache = cache.clone();
+        let calls = calls.clone();
+        waiters.push(tokio::spawn(async move {
+            cache
+                .get(key(1), async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    // The part completes a little later; every asker waits for this one fetch.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(Bytes::from_static(b"part bytes"))
+                })
+                .await
+        }));
+    }
+    for w in waiters {
+        assert_eq!(w.await.expect("task").expect("bytes"), "part bytes");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.fetches.get(), 1);
+    assert_eq!(
+        cache.requests.with_label_values(&["miss"]).get()
+            + cache.requests.with_label_values(&["hit"]).get(),
+        200
+    );
+    // Later askers hit.
+    let again = cache
+        .get(key(1), async {
+            Err(ApiError::NotFound("not asked".into()))
+        })
+        .await;
+    assert_eq!(again.expect("cached"), "part bytes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_are_not_cached() {
+    let cache = cache(1 << 20);
+    let err = cache
+        .get(key(2), async {
+            Err(ApiError::Unavailable("origin down".into()))
+        })
+        .await;
+    assert_eq!(err.unwrap_err().status(), 503);
+    let ok = cache
+        .get(key(2), async { Ok(Bytes::from_static(b"x")) })
+        .await;
+    assert_eq!(ok.expect("second fetch runs"), "x");
+}
+
+#[tokio::test]
+async fn memory_is_bounded_by_bytes() {
+    let cache = cache(1 << 20);
+    for msn in 0..100 {
+        let part = Bytes::from(vec![0u8; 64 * 1024]);
+        let _ = cache.get(key(msn), async move { Ok(part) }).await;
+    }
+    cache.cache.run_pending_tasks().await;
+    assert!(
+        cache.weighted_size() <= 1 << 20,
+        "{}",
+        cache.weighted_size()
+    );
+}
