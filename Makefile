@@ -1,5 +1,6 @@
 # daihuo: `make run` starts a single box; `make test` runs every test.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 CARGO ?= cargo
 RELEASE := target/release
 
@@ -22,7 +23,9 @@ test-deps:
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) test --workspace
+	@mkdir -p target
+	$(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log
+	@scripts/test-summary.sh target/test.log
 
 check: fmt clippy
 

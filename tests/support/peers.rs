@@ -2,13 +2,15 @@
 
 use std::process::{Command, Stdio};
 
-/// A child process that is killed (and reaped) when dropped, so a failing test leaves nothing
-/// running.
+/// A child process, in a process group of its own, whose whole group is killed (and the
+/// child reaped) when dropped: a failing test, or a shell pipeline such as
+/// `ffmpeg | srt-live-transmit`, leaves nothing running.
 pub struct Child(pub std::process::Child);
 
 impl Child {
     pub fn spawn(cmd: &mut Command) -> std::io::Result<Self> {
-        cmd.stdin(Stdio::null()).spawn().map(Child)
+        use std::os::unix::process::CommandExt;
+        cmd.stdin(Stdio::null()).process_group(0).spawn().map(Child)
     }
 
     /// Waits for the process to exit on its own.
@@ -19,6 +21,11 @@ impl Child {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
