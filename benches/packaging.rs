@@ -126,22 +126,8 @@ fn best_of(mut f: impl FnMut()) -> Duration {
 }
 
 fn make_input(path: &Path, seconds: u32) {
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "superfast",
-            "-bf",
-            "2",
-            "-g",
-            "60",
-        ])
-        .args(["-b:v", "8M", "-c:a", "aac", "-b:a", "128k", "-f", "mpegts"])
+    let status = daihuo::peers::ffmpeg_source(1920, 1080, seconds, "8M", false)
+        .args(["-f", "mpegts"])
         .arg(path)
         .status()
         .expect("run ffmpeg (make test-deps installs it)");

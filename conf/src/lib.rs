@@ -13,8 +13,8 @@ mod model;
 
 pub use error::{ConfError, FieldError};
 pub use model::{
-    AdminConfig, CacheConfig, EdgeConfig, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
-    LogConfig, LogFormat, OriginConfig, OriginHttpConfig, SrtConfig,
+    AdminConfig, CacheConfig, EdgeConfig, Encoder, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
+    LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, SrtConfig, TranscodeConfig,
 };
 
 use std::path::Path;

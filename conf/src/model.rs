@@ -27,6 +27,8 @@ pub struct EdgeConfig {
     pub cache: CacheConfig,
     /// LL-HLS packaging of the embedded origin.
     pub hls: HlsConfig,
+    /// The transcoding ladder of the embedded origin.
+    pub transcode: TranscodeConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -43,6 +45,8 @@ pub struct OriginConfig {
     pub admin: AdminConfig,
     /// LL-HLS packaging.
     pub hls: HlsConfig,
+    /// The transcoding ladder.
+    pub transcode: TranscodeConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -244,6 +248,174 @@ impl HlsConfig {
     }
 }
 
+/// Which encoder backend the ladder uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoder {
+    /// NVENC when a working NVIDIA encoder is found at start, software otherwise.
+    #[default]
+    Auto,
+    /// NVENC or refuse to start.
+    Nvenc,
+    /// FFmpeg's libx264.
+    Software,
+    /// No transcoding: every source track is served as it arrives.
+    Off,
+}
+
+/// The transcoding ladder.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscodeConfig {
+    /// `auto`, `nvenc`, `software` or `off`. Default `auto`.
+    pub encoder: Encoder,
+    /// Encoder threads per rung for software encoding (0 = let the encoder decide).
+    pub threads: usize,
+    /// The rungs, highest first. Rungs taller than the source are skipped (never upscale).
+    /// Earlier rungs have priority: under overload the last remaining rung is shed first.
+    pub rungs: Vec<RungConfig>,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        let rung = |name: &str, width, height, bitrate, max_bitrate| RungConfig {
+            name: name.to_string(),
+            width,
+            height,
+            bitrate,
+            max_bitrate,
+            ..RungConfig::default()
+        };
+        Self {
+            encoder: Encoder::Auto,
+            threads: 0,
+            rungs: vec![
+                rung("1080p", 1920, 1080, 4_500_000, 5_400_000),
+                rung("720p", 1280, 720, 2_500_000, 3_000_000),
+                rung("480p", 854, 480, 1_000_000, 1_200_000),
+            ],
+        }
+    }
+}
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RungConfig {
+    /// Rendition name in URLs (`/live/ROOM/NAME/index.m3u8`): 1-64 of A-Z a-z 0-9 _ -.
+    pub name: String,
+    /// Output size in pixels (even numbers).
+    pub width: u16,
+    pub height: u16,
+    /// Target bitrate in bits per second.
+    pub bitrate: u32,
+    /// Peak bitrate in bits per second (VBV); at least `bitrate`.
+    pub max_bitrate: u32,
+    /// H.264 profile: `baseline`, `main` or `high`.
+    pub profile: String,
+    /// x264 preset (`ultrafast` ... `veryslow`); NVENC uses the nearest preset.
+    pub preset: String,
+    /// Serve the source untouched on this rung when it fits (no encode).
+    pub copy: bool,
+}
+
+impl Default for RungConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            width: 0,
+            height: 0,
+            bitrate: 0,
+            max_bitrate: 0,
+            profile: "high".into(),
+            preset: "veryfast".into(),
+            copy: false,
+        }
+    }
+}
+
+const PRESETS: &[&str] = &[
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+];
+
+impl TranscodeConfig {
+    fn validate(&self, e: &mut Errors) {
+        if self.encoder != Encoder::Off {
+            e.check(
+                !self.rungs.is_empty(),
+                "transcode.rungs",
+                "at least one rung is needed",
+            );
+        }
+        e.check(self.threads <= 64, "transcode.threads", "at most 64");
+        for (i, r) in self.rungs.iter().enumerate() {
+            let key = |field: &str| format!("transcode.rungs[{i}].{field}");
+            let name_ok = (1..=64).contains(&r.name.len())
+                && r.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            e.check(
+                name_ok,
+                &key("name"),
+                format!("{:?} must be 1 to 64 of A-Z a-z 0-9 _ -", r.name),
+            );
+            e.check(
+                r.name != "audio",
+                &key("name"),
+                "\"audio\" is the audio rendition's name",
+            );
+            if self.rungs[..i].iter().any(|o| o.name == r.name) {
+                e.push(
+                    &key("name"),
+                    format!("{:?} is used by an earlier rung", r.name),
+                );
+            }
+            if r.copy {
+                continue;
+            }
+            for (field, v) in [("width", r.width), ("height", r.height)] {
+                e.check(
+                    (16..=4096).contains(&v) && v % 2 == 0,
+                    &key(field),
+                    format!("{v} must be an even number in 16..=4096"),
+                );
+            }
+            e.check(
+                r.bitrate >= 50_000,
+                &key("bitrate"),
+                "must be at least 50000 bit/s",
+            );
+            e.check(
+                r.max_bitrate >= r.bitrate,
+                &key("max_bitrate"),
+                "must be at least the rung's bitrate",
+            );
+            e.check(
+                matches!(r.profile.as_str(), "baseline" | "main" | "high"),
+                &key("profile"),
+                format!("{:?} is not baseline, main or high", r.profile),
+            );
+            e.check(
+                PRESETS.contains(&r.preset.as_str()),
+                &key("preset"),
+                format!(
+                    "{:?} is not an x264 preset ({})",
+                    r.preset,
+                    PRESETS.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -300,6 +472,7 @@ impl EdgeConfig {
         let mut e = Errors::default();
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
+        self.transcode.validate(&mut e);
         match (&self.https.cert, &self.https.key) {
             (Some(_), None) => e.push("https.key", "required when https.cert is set"),
             (None, Some(_)) => e.push("https.cert", "required when https.key is set"),
@@ -345,6 +518,7 @@ impl OriginConfig {
         let mut e = Errors::default();
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
+        self.transcode.validate(&mut e);
         check_distinct(
             &[
                 ("admin.listen", self.admin.listen),

@@ -85,3 +85,43 @@ fn example_files_are_valid_and_match_the_defaults() {
         OriginConfig::default()
     );
 }
+
+#[test]
+fn ladder_validation_names_each_rung() {
+    let text = r#"
+[transcode]
+encoder = "software"
+[[transcode.rungs]]
+name = "720p"
+width = 1280
+height = 721
+bitrate = 2000000
+max_bitrate = 1000000
+profile = "extended"
+preset = "warp"
+[[transcode.rungs]]
+name = "720p"
+width = 640
+height = 360
+bitrate = 800000
+max_bitrate = 900000
+[[transcode.rungs]]
+name = "audio"
+copy = true
+"#;
+    let err = EdgeConfig::from_toml(text).unwrap_err();
+    let keys: Vec<&str> = err.field_errors().iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "transcode.rungs[0].height",
+        "transcode.rungs[0].max_bitrate",
+        "transcode.rungs[0].profile",
+        "transcode.rungs[0].preset",
+        "transcode.rungs[1].name",
+        "transcode.rungs[2].name",
+    ] {
+        assert!(keys.contains(&key), "missing {key} in {keys:?}");
+    }
+    assert!(EdgeConfig::from_toml("[transcode]\nencoder = \"gpu\"\n").is_err());
+    let off = EdgeConfig::from_toml("[transcode]\nencoder = \"off\"\nrungs = []\n").unwrap();
+    assert_eq!(off.transcode.encoder, Encoder::Off);
+}

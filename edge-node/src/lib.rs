@@ -41,6 +41,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Probe(#[from] hwaccel::ProbeError),
 }
 
 /// Addresses actually bound (port 0 in the config resolves here).
@@ -74,6 +76,7 @@ impl Edge {
             (Some(cert), Some(key)) => Identity::load(cert, key)?,
             _ => Identity::self_signed()?,
         };
+        let settings = Arc::new(origin::transcode::probe(&config.transcode)?);
         let metrics = Metrics::new();
         let store = Store::new(store_options(&config.hls));
         let (shutdown, rx) = watch::channel(false);
@@ -180,7 +183,7 @@ impl Edge {
         // One cache for every transport: build it once and share the router.
         let router = make_router(alt_svc);
 
-        tasks.spawn(ingest.run(store.clone(), metrics.clone(), rx.clone()));
+        tasks.spawn(ingest.run(store.clone(), metrics.clone(), settings, rx.clone()));
         if let Some(l) = https {
             let acceptor = tokio_rustls::TlsAcceptor::from(identity.tcp_config()?);
             tasks.spawn(https::serve(l, acceptor, router.clone(), rx.clone()));

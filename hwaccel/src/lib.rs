@@ -1,10 +1,44 @@
-//! Decode, scale and encode backends behind one interface, and the IDR-aligned ladder.
+//! Decode, scale and encode backends behind one interface, runtime backend selection, and the
+//! IDR-aligned transcoding ladder. Nothing in this crate knows about HTTP, SRT or playlists.
 //!
-//! Today this crate knows one rung: the source passed through untouched (`copy`), which is what
-//! the single-box walking skeleton serves. Encoding backends (NVENC, FFmpeg software) and the
-//! multi-rung ladder land here; nothing in this crate knows about HTTP, SRT or playlists.
+//! Where to start:
+//! - [`probe`]: at startup, picks the encoder backend for the configured [`EncoderChoice`] by
+//!   opening a tiny real session per candidate (NVENC direct with feature `nvenc`, NVENC
+//!   through libavcodec, libx264), and reports why each candidate failed.
+//! - [`plan`] fits a ladder ([`default_ladder`] or configured [`RungSpec`]s) to the source size.
+//! - [`Ladder`]: one per stream, synchronous (run it on a dedicated thread): source video
+//!   [`codec::Frame`]s in, per-rung [`LadderOutput`]s (track configs, frames, fallbacks) out,
+//!   with IDRs at the same source pictures on every rung ([`keyframes`] has the rule).
+//! - [`passthrough_name`] / [`is_shared_audio`]: rendition names for untouched tracks.
+//!
+//! Everything goes through libavcodec/libswscale (`ffmpeg-next`); NVIDIA libraries are loaded
+//! at run time by libavcodec, so every build runs without CUDA. The only unsafe code is in
+//! `src/ffi.rs` (libav* log capture, a `Send` swscale context).
+//!
+//! Test hook: with the `test-hooks` feature (always in this crate's own tests),
+//! `Ladder::inject_encoder_failure` makes one rung's encoder fail after N frames, so the
+//! hardware-to-software fallback is exercised without a GPU.
+
+mod backend;
+mod decode;
+mod encode;
+mod error;
+mod ffi;
+pub mod keyframes;
+mod ladder;
+#[cfg(feature = "nvenc")]
+mod nvenc;
+mod probe;
+mod rung;
+mod scale;
 
 use codec::{TrackConfig, TrackKind};
+
+pub use backend::{BackendKind, EncoderChoice};
+pub use error::{LadderError, ParseEncoderChoiceError, ProbeError};
+pub use ladder::{Ladder, LadderOptions, LadderOutput};
+pub use probe::{probe, ProbeReport};
+pub use rung::{default_ladder, plan, RungSpec};
 
 /// Name of the rendition that serves a track untouched: `1080p`, `720p`... for video (from the
 /// picture height), `audio` for audio. These names are part of the playback URL contract.

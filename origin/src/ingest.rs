@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::store::Store;
 use crate::streamid;
+use crate::transcode::TranscodeSettings;
 
 /// A bound SRT listener, not yet accepting.
 pub struct Ingest {
@@ -61,6 +62,7 @@ impl Ingest {
         mut self,
         store: Arc<Store>,
         metrics: Metrics,
+        settings: Arc<TranscodeSettings>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         info!(addr = %self.local_addr, "srt ingest listening");
@@ -79,6 +81,7 @@ impl Ingest {
             let ctx = Accept {
                 store: store.clone(),
                 metrics: metrics.clone(),
+                settings: settings.clone(),
                 config: self.config.clone(),
                 options,
                 shutdown: shutdown.clone(),
@@ -94,6 +97,7 @@ impl Ingest {
 struct Accept {
     store: Arc<Store>,
     metrics: Metrics,
+    settings: Arc<TranscodeSettings>,
     config: SrtConfig,
     options: SegmenterOptions,
     shutdown: watch::Receiver<bool>,
@@ -156,14 +160,14 @@ impl Accept {
         let span = info_span!("publish", stream = %room, %peer);
         let metrics = self.metrics.clone();
         let mut shutdown = self.shutdown;
-        let options = self.options;
+        let (mut pipeline, mut ladder) =
+            Pipeline::new(publication, self.options, self.settings, self.metrics);
         async move {
             info!(
                 user = publish.user.as_deref().unwrap_or(""),
                 "publish started"
             );
             metrics.streams_live.inc();
-            let mut pipeline = Pipeline::new(publication, options);
             loop {
                 tokio::select! {
                     packet = socket.next() => match packet {
@@ -177,8 +181,14 @@ impl Accept {
                         }
                         None => break,
                     },
+                    Some(output) = ladder.recv() => pipeline.ladder_output(output, unix_ms()),
                     _ = crate::serve::stopped(&mut shutdown) => break,
                 }
+            }
+            // Let the ladder flush what it holds before the renditions close.
+            pipeline.end_input(unix_ms());
+            while let Some(output) = ladder.recv().await {
+                pipeline.ladder_output(output, unix_ms());
             }
             pipeline.finish(unix_ms());
             let stats = pipeline.stats();
@@ -188,6 +198,7 @@ impl Accept {
                 frames = stats.frames,
                 parts = stats.parts,
                 warnings = stats.warnings,
+                dropped = stats.dropped,
                 "publish ended"
             );
             let _ = socket.close_and_finish().await;

@@ -20,6 +20,7 @@ pub mod route;
 pub mod serve;
 pub mod store;
 pub mod streamid;
+pub mod transcode;
 
 pub use error::ApiError;
 pub use ingest::Ingest;
@@ -49,6 +50,19 @@ pub fn store_options(hls: &HlsConfig) -> StoreOptions {
     }
 }
 
+/// Why a daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Probe(#[from] hwaccel::ProbeError),
+}
+
 /// A running standalone origin (`daihuo-origin`).
 pub struct Node {
     pub srt_addr: SocketAddr,
@@ -63,18 +77,32 @@ pub struct Node {
 }
 
 impl Node {
-    /// Binds every listener, then starts serving. Returns once all are bound (ready).
-    pub async fn start(config: &OriginConfig) -> std::io::Result<Self> {
+    /// Probes the encoders, binds every listener, then starts serving. Returns once all are
+    /// bound (ready).
+    pub async fn start(config: &OriginConfig) -> Result<Self, StartError> {
+        let settings = Arc::new(transcode::probe(&config.transcode)?);
         let metrics = Metrics::new();
         let store = Store::new(store_options(&config.hls));
-        let ingest = Ingest::bind(&config.srt).await?;
-        let http = TcpListener::bind(config.http.listen).await?;
-        let admin = TcpListener::bind(config.admin.listen).await?;
+        let bind = |what, addr, source| StartError::Bind { what, addr, source };
+        let ingest = Ingest::bind(&config.srt)
+            .await
+            .map_err(|e| bind("srt", config.srt.listen, e))?;
+        let http = TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|e| bind("http", config.http.listen, e))?;
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|e| bind("admin", config.admin.listen, e))?;
         let (shutdown, rx) = watch::channel(false);
         let ready = Arc::new(AtomicBool::new(false));
-        let node_addrs = (ingest.local_addr(), http.local_addr()?, admin.local_addr()?);
+        let local = |l: &TcpListener, what, addr| l.local_addr().map_err(|e| bind(what, addr, e));
+        let node_addrs = (
+            ingest.local_addr(),
+            local(&http, "http", config.http.listen)?,
+            local(&admin, "admin", config.admin.listen)?,
+        );
         let mut tasks = JoinSet::new();
-        tasks.spawn(ingest.run(store.clone(), metrics.clone(), rx.clone()));
+        tasks.spawn(ingest.run(store.clone(), metrics.clone(), settings, rx.clone()));
         let api = Arc::new(api::Api {
             store: store.clone(),
         });

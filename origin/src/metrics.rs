@@ -13,6 +13,12 @@ pub struct Metrics {
     pub ingest_bytes: IntCounter,
     /// Publish attempts refused (bad stream id, auth, room taken, limit).
     pub publish_refused: IntCounter,
+    /// Hardware encoders replaced by software mid-stream.
+    pub ladder_fallbacks: IntCounter,
+    /// Source frames dropped because the ladder was behind real time.
+    pub ladder_dropped: IntCounter,
+    /// `daihuo_encoder_backend{stream, rendition, backend}` = 1 for what encodes each rendition.
+    pub encoder_backend: IntGaugeVec,
 }
 
 impl Metrics {
@@ -31,6 +37,24 @@ impl Metrics {
             "Publish attempts refused (stream id, authorization, room already live, limits).",
         )
         .expect("static metric definition");
+        let ladder_fallbacks = IntCounter::new(
+            "daihuo_ladder_fallbacks_total",
+            "Hardware encoders replaced by software mid-stream.",
+        )
+        .expect("static metric definition");
+        let ladder_dropped = IntCounter::new(
+            "daihuo_ladder_dropped_frames_total",
+            "Source frames dropped because encoding was behind real time.",
+        )
+        .expect("static metric definition");
+        let encoder_backend = IntGaugeVec::new(
+            Opts::new(
+                "daihuo_encoder_backend",
+                "1 for the backend encoding each rendition (nvenc, nvenc-ffmpeg, x264, copy).",
+            ),
+            &["stream", "rendition", "backend"],
+        )
+        .expect("static metric definition");
         let build = IntGaugeVec::new(
             Opts::new(
                 "daihuo_build_info",
@@ -44,6 +68,9 @@ impl Metrics {
             Box::new(streams_live.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ingest_bytes.clone()),
             Box::new(publish_refused.clone()),
+            Box::new(ladder_fallbacks.clone()),
+            Box::new(ladder_dropped.clone()),
+            Box::new(encoder_backend.clone()),
             Box::new(build),
         ] {
             registry
@@ -55,7 +82,24 @@ impl Metrics {
             streams_live,
             ingest_bytes,
             publish_refused,
+            ladder_fallbacks,
+            ladder_dropped,
+            encoder_backend,
         }
+    }
+
+    /// Records which backend encodes `rendition` of `stream` now (replacing any other).
+    pub fn set_backend(&self, stream: &str, rendition: &str, backend: &str) {
+        for other in ["nvenc", "nvenc-ffmpeg", "x264", "copy"] {
+            if other != backend {
+                let _ = self
+                    .encoder_backend
+                    .remove_label_values(&[stream, rendition, other]);
+            }
+        }
+        self.encoder_backend
+            .with_label_values(&[stream, rendition, backend])
+            .set(1);
     }
 
     /// The registry in Prometheus text format.

@@ -1,18 +1,27 @@
 //! One publish of one stream, from transport-stream bytes to published parts.
 //!
-//! [`Pipeline`] does no IO: the ingest task hands it each SRT payload with the wall-clock time
-//! it read, and it demuxes, segments and packages into the [`Publication`]. Today every track
-//! is passed through as its own rendition (video as `{height}p`, audio as `audio`); the
-//! transcoding ladder plugs in between the demuxer and the segmenters.
+//! [`Pipeline`] does no IO and reads no clock: the ingest task hands it each SRT payload with
+//! the wall-clock time it read, and ladder outputs as they arrive. Audio is passed through as
+//! the shared `audio` rendition. Video either goes through the transcoding ladder (one
+//! rendition per rung, encoded on the ladder's own thread, see [`crate::transcode`]) or, with
+//! transcoding off or unusable for this source, is passed through as `{height}p`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use codec::hls::segmenter::{Segmenter, SegmenterOptions, SegmenterOutput};
 use codec::ingest::{Demuxer, MediaEvent};
-use codec::{fmp4, TrackConfig};
+use codec::{fmp4, Frame, TrackConfig, TrackKind};
+use hwaccel::LadderOutput;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::metrics::Metrics;
 use crate::store::Publication;
+use crate::transcode::{TranscodeSettings, Transcoder};
+
+/// Ladder outputs buffered between the ladder thread and the ingest task.
+const LADDER_OUTPUT: usize = 256;
 
 /// Counters of one publish, for logs and metrics.
 #[derive(Debug, Default, Clone, Copy)]
@@ -21,40 +30,68 @@ pub struct PipelineStats {
     pub frames: u64,
     pub parts: u64,
     pub warnings: u64,
+    /// Source frames dropped because the ladder was behind real time.
+    pub dropped: u64,
 }
 
-/// Demuxer, segmenters and the publication of one stream.
+/// Where a source track's frames go.
+enum Source {
+    /// Straight to the segmenter of one rendition.
+    Direct { rendition: String, kind: TrackKind },
+    /// Into the ladder, which emits the renditions.
+    Ladder(Transcoder),
+}
+
+/// Demuxer, ladder, segmenters and the publication of one stream.
 pub struct Pipeline {
     publication: Publication,
     options: SegmenterOptions,
+    settings: Arc<TranscodeSettings>,
+    metrics: Metrics,
     demuxer: Demuxer,
-    /// Tracks being packaged, by PID.
-    tracks: HashMap<u16, Track>,
+    /// Source tracks by PID.
+    sources: HashMap<u16, Source>,
+    /// Segmenters by rendition name.
+    renditions: HashMap<String, Segmenter>,
+    /// Handed to each ladder thread; dropped at the end of input so the channel closes.
+    ladder_tx: Option<mpsc::Sender<LadderOutput>>,
     events: Vec<MediaEvent>,
     outputs: Vec<SegmenterOutput>,
     stats: PipelineStats,
 }
 
-struct Track {
-    rendition: String,
-    segmenter: Segmenter,
-}
-
 impl Pipeline {
-    pub fn new(publication: Publication, options: SegmenterOptions) -> Self {
-        Self {
+    /// A pipeline and the receiver of its ladder outputs, which the caller feeds back through
+    /// [`Pipeline::ladder_output`].
+    pub fn new(
+        publication: Publication,
+        options: SegmenterOptions,
+        settings: Arc<TranscodeSettings>,
+        metrics: Metrics,
+    ) -> (Self, mpsc::Receiver<LadderOutput>) {
+        let (tx, rx) = mpsc::channel(LADDER_OUTPUT);
+        let pipeline = Self {
             publication,
             options,
+            settings,
+            metrics,
             demuxer: Demuxer::new(),
-            tracks: HashMap::new(),
+            sources: HashMap::new(),
+            renditions: HashMap::new(),
+            ladder_tx: Some(tx),
             events: Vec::new(),
             outputs: Vec::new(),
             stats: PipelineStats::default(),
-        }
+        };
+        (pipeline, rx)
     }
 
     pub fn stats(&self) -> PipelineStats {
         self.stats
+    }
+
+    fn room(&self) -> &str {
+        self.publication.room()
     }
 
     /// Feeds transport-stream bytes received at `now_unix_ms`.
@@ -66,130 +103,206 @@ impl Pipeline {
         self.events = events;
     }
 
-    /// Flushes everything buffered (end of the publish). Dropping the pipeline afterwards ends
-    /// the publication.
-    pub fn finish(&mut self, now_unix_ms: i64) {
+    /// The publisher is gone: flushes the demuxer and asks every ladder to flush. The ladder
+    /// output channel closes once they have; then call [`Pipeline::finish`].
+    pub fn end_input(&mut self, now_unix_ms: i64) {
         let mut events = std::mem::take(&mut self.events);
         self.demuxer.finish(&mut events);
         self.handle(&mut events, now_unix_ms);
-        let pids: Vec<u16> = self.tracks.keys().copied().collect();
-        for pid in pids {
-            self.finish_track(pid, now_unix_ms);
+        for (_, source) in self.sources.drain() {
+            if let Source::Ladder(t) = source {
+                t.finish();
+            }
+        }
+        self.ladder_tx = None;
+    }
+
+    /// Flushes every segmenter (end of the publish). Dropping the pipeline afterwards ends the
+    /// publication.
+    pub fn finish(&mut self, now_unix_ms: i64) {
+        let names: Vec<String> = self.renditions.keys().cloned().collect();
+        for name in names {
+            self.finish_rendition(&name, now_unix_ms);
+        }
+    }
+
+    /// Takes one output of the ladder.
+    pub fn ladder_output(&mut self, output: LadderOutput, now_unix_ms: i64) {
+        match output {
+            LadderOutput::Track { rung, config } => self.set_rendition(&rung, config, now_unix_ms),
+            LadderOutput::Frame { rung, frame } => self.segment(&rung, frame, now_unix_ms),
+            LadderOutput::Fallback { rung, reason } => {
+                warn!(
+                    stream = self.room(),
+                    rung, "hardware encoder replaced by software: {reason}"
+                );
+                self.metrics.ladder_fallbacks.inc();
+                self.metrics
+                    .set_backend(self.publication.room(), &rung, "x264");
+            }
         }
     }
 
     fn handle(&mut self, events: &mut Vec<MediaEvent>, now_unix_ms: i64) {
         for event in events.drain(..) {
             match event {
-                MediaEvent::Track { track, config } => self.set_track(track, config, now_unix_ms),
+                MediaEvent::Track { track, config } => self.set_source(track, config, now_unix_ms),
                 MediaEvent::Frame { track, frame } => {
-                    let Some(t) = self.tracks.get_mut(&track) else {
-                        continue;
-                    };
                     self.stats.frames += 1;
-                    t.segmenter.push(frame, &mut self.outputs);
-                    self.publish(track, now_unix_ms);
+                    match self.sources.get_mut(&track) {
+                        Some(Source::Direct { rendition, .. }) => {
+                            let rendition = rendition.clone();
+                            self.segment(&rendition, frame, now_unix_ms);
+                        }
+                        Some(Source::Ladder(t)) => {
+                            let queued = t.push(frame);
+                            if !queued {
+                                self.stats.dropped += 1;
+                                self.metrics.ladder_dropped.inc();
+                            }
+                        }
+                        None => {}
+                    }
                 }
                 MediaEvent::Warning(e) => {
                     self.stats.warnings += 1;
                     let n = self.stats.warnings;
                     // Loss can make these frequent: log the first few, then a sample.
                     if n <= 10 || n % 1000 == 0 {
-                        warn!(
-                            stream = self.publication.room(),
-                            warnings = n,
-                            "ingest: {e}"
-                        );
+                        warn!(stream = self.room(), warnings = n, "ingest: {e}");
                     }
                 }
             }
         }
     }
 
-    fn set_track(&mut self, pid: u16, config: TrackConfig, now_unix_ms: i64) {
+    /// A source track appeared or changed configuration.
+    fn set_source(&mut self, pid: u16, config: TrackConfig, now_unix_ms: i64) {
         let kind = config.kind();
-        if let Some(other) = self
-            .tracks
-            .iter()
-            .find(|(p, t)| **p != pid && t.segmenter.config().kind() == kind)
-        {
+        let taken = self.sources.iter().any(|(p, s)| {
+            *p != pid
+                && match s {
+                    Source::Direct { kind: k, .. } => *k == kind,
+                    Source::Ladder(_) => kind == TrackKind::Video,
+                }
+        });
+        if taken {
             warn!(
-                stream = self.publication.room(),
-                pid,
-                serving = other.0,
-                "ignoring a second {kind:?} track"
+                stream = self.room(),
+                pid, "ignoring a second {kind:?} track"
             );
             return;
         }
+        // A new configuration (e.g. the encoder changed resolution) restarts this source:
+        // what was built with the old one is closed, after a discontinuity the new goes on.
+        let previous = self.sources.remove(&pid);
+        let old_renditions: Vec<String> = match previous {
+            Some(Source::Direct { rendition, .. }) => vec![rendition],
+            Some(Source::Ladder(t)) => {
+                // Frames still queued in the old ladder are abandoned: their renditions are
+                // about to restart after a discontinuity anyway.
+                drop(t);
+                self.renditions
+                    .keys()
+                    .filter(|r| r.as_str() != "audio")
+                    .cloned()
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        for old in &old_renditions {
+            self.finish_rendition(old, now_unix_ms);
+            self.publication.end_rendition(old);
+        }
+        if kind == TrackKind::Video && self.settings.backend.is_some() {
+            if let Some(tx) = self.ladder_tx.clone() {
+                let segment_target = self.options.segment_target;
+                match Transcoder::start(self.room(), &config, &self.settings, segment_target, tx) {
+                    Ok(t) => {
+                        self.sources.insert(pid, Source::Ladder(t));
+                        return;
+                    }
+                    Err(e) => warn!(
+                        stream = self.room(),
+                        "cannot transcode, passing the source through: {e}"
+                    ),
+                }
+            }
+        }
+        let rendition = hwaccel::passthrough_name(&config);
+        self.set_rendition(&rendition, config, now_unix_ms);
+        if self.renditions.contains_key(&rendition) {
+            self.sources.insert(pid, Source::Direct { rendition, kind });
+        }
+    }
+
+    /// Declares a rendition (its init segment) and starts its segmenter.
+    fn set_rendition(&mut self, name: &str, config: TrackConfig, now_unix_ms: i64) {
         let init = match fmp4::init_segment(&config) {
             Ok(init) => init,
             Err(e) => {
                 warn!(
-                    stream = self.publication.room(),
-                    pid, "cannot package track: {e}"
+                    stream = self.room(),
+                    rendition = name,
+                    "cannot package: {e}"
                 );
                 return;
             }
         };
-        let rendition = hwaccel::passthrough_name(&config);
-        if self.tracks.contains_key(&pid) {
-            // A new configuration (e.g. the encoder changed resolution): close what was built
-            // with the old one, and retire the old rendition if its name changes.
-            let old = self.finish_track(pid, now_unix_ms);
-            if let Some(old) = old.filter(|old| *old != rendition) {
-                self.publication.end_rendition(&old);
-            }
+        if self.renditions.contains_key(name) {
+            self.finish_rendition(name, now_unix_ms);
         }
         info!(
-            stream = self.publication.room(),
-            rendition,
+            stream = self.room(),
+            rendition = name,
             codec = config.codec_string(),
-            "track"
+            "rendition"
         );
-        let first_msn = self
-            .publication
-            .set_rendition(&rendition, config.clone(), init);
-        let segmenter = Segmenter::new(config, self.options, first_msn);
-        self.tracks.insert(
-            pid,
-            Track {
-                rendition,
-                segmenter,
-            },
+        let backend = match (&config, self.settings.backend) {
+            (TrackConfig::Aac { .. }, _) | (_, None) => "copy".to_string(),
+            (_, Some(b)) => b.to_string(),
+        };
+        self.metrics
+            .set_backend(self.publication.room(), name, &backend);
+        let first_msn = self.publication.set_rendition(name, config.clone(), init);
+        self.renditions.insert(
+            name.to_string(),
+            Segmenter::new(config, self.options, first_msn),
         );
     }
 
-    /// Flushes and removes a track; returns its rendition name.
-    fn finish_track(&mut self, pid: u16, now_unix_ms: i64) -> Option<String> {
-        let mut track = self.tracks.remove(&pid)?;
-        track.segmenter.finish(&mut self.outputs);
-        self.tracks.insert(pid, track);
-        self.publish(pid, now_unix_ms);
-        self.tracks.remove(&pid).map(|t| t.rendition)
-    }
-
-    fn publish(&mut self, pid: u16, now_unix_ms: i64) {
-        let Some(track) = self.tracks.get(&pid) else {
+    fn segment(&mut self, rendition: &str, frame: Frame, now_unix_ms: i64) {
+        let Some(segmenter) = self.renditions.get_mut(rendition) else {
             return;
         };
+        segmenter.push(frame, &mut self.outputs);
+        self.publish(rendition, now_unix_ms);
+    }
+
+    fn finish_rendition(&mut self, rendition: &str, now_unix_ms: i64) {
+        if let Some(mut segmenter) = self.renditions.remove(rendition) {
+            segmenter.finish(&mut self.outputs);
+            self.publish(rendition, now_unix_ms);
+        }
+    }
+
+    fn publish(&mut self, rendition: &str, now_unix_ms: i64) {
         for output in self.outputs.drain(..) {
             match output {
                 SegmenterOutput::Part(part) => {
                     self.stats.parts += 1;
-                    self.publication
-                        .push_part(&track.rendition, part, now_unix_ms);
+                    self.publication.push_part(rendition, part, now_unix_ms);
                 }
                 SegmenterOutput::SegmentEnd { msn, duration } => {
                     if duration > self.options.segment_target * 3 / 2 {
                         warn!(
                             stream = self.publication.room(),
-                            rendition = track.rendition,
+                            rendition,
                             seconds = duration.as_secs_f64(),
                             "segment much longer than the target: set the encoder's keyframe interval to the segment target"
                         );
                     }
-                    self.publication
-                        .end_segment(&track.rendition, msn, duration);
+                    self.publication.end_segment(rendition, msn, duration);
                 }
             }
         }

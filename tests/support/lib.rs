@@ -23,6 +23,8 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [admin]
 listen = "127.0.0.1:0"
+[transcode]
+encoder = "off"
 "#,
     )
     .expect("test config is valid")

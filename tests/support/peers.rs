@@ -45,17 +45,23 @@ pub fn ffmpeg_available() -> bool {
         .unwrap_or(false)
 }
 
-/// An ffmpeg command that publishes a synthetic 30 fps H.264 (High, B-frames, keyframe every
-/// 2 s) + AAC stream of `seconds` to `url` in real time.
-pub fn ffmpeg_push(width: u32, height: u32, seconds: u32, url: &str) -> Command {
+/// An ffmpeg command encoding `seconds` of a synthetic 30 fps picture (H.264 High, 2
+/// B-frames, a keyframe every 2 s exactly) and a 48 kHz tone (AAC); the caller adds the
+/// output (`-f mpegts URL_OR_FILE`) and, for a live push, `-re` comes first.
+pub fn ffmpeg_source(
+    width: u32,
+    height: u32,
+    seconds: u32,
+    bitrate: &str,
+    realtime: bool,
+) -> Command {
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc2=size={width}x{height}:rate=30"),
-        ])
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y"]);
+    if realtime {
+        cmd.arg("-re");
+    }
+    let picture = format!("testsrc2=size={width}x{height}:rate=30");
+    cmd.args(["-f", "lavfi", "-i", &picture])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
         .args([
@@ -65,66 +71,50 @@ pub fn ffmpeg_push(width: u32, height: u32, seconds: u32, url: &str) -> Command 
             "superfast",
             "-profile:v",
             "high",
-            "-bf",
-            "2",
         ])
         .args([
+            "-bf",
+            "2",
             "-g",
             "60",
             "-keyint_min",
             "60",
             "-sc_threshold",
             "0",
-            "-b:v",
-            "3M",
         ])
-        .args(["-c:a", "aac", "-b:a", "96k"])
-        .args(["-f", "mpegts", url]);
+        .args(["-b:v", bitrate, "-c:a", "aac", "-b:a", "96k"]);
+    cmd
+}
+
+/// An ffmpeg command that publishes [`ffmpeg_source`] in real time to `url` (3 Mbit/s).
+pub fn ffmpeg_push(width: u32, height: u32, seconds: u32, url: &str) -> Command {
+    let mut cmd = ffmpeg_source(width, height, seconds, "3M", true);
+    cmd.args(["-f", "mpegts", url]);
     cmd
 }
 
 /// GETs `url` with curl (HTTP/2 over TLS when `https://`, trusting any certificate) and
 /// returns (status, body).
 pub fn curl(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-k",
-            "--http2",
-            "--max-time",
-            "20",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-        ])
-        .arg(url)
-        .output()?;
-    let mut body = out.stdout;
-    let split = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-    let status = String::from_utf8_lossy(&body[split..])
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    body.truncate(split);
-    Ok((status, body))
+    let (status, body) = curl_with(url, "%{http_code}")?;
+    Ok((status.parse().unwrap_or(0), body))
 }
 
 /// The HTTP version curl negotiated for `url` (`2` for HTTP/2).
 pub fn curl_http_version(url: &str) -> std::io::Result<String> {
+    curl_with(url, "%{http_version}").map(|(version, _)| version)
+}
+
+/// Runs curl on `url`; returns what `--write-out FORMAT` printed (after the body) and the body.
+fn curl_with(url: &str, format: &str) -> std::io::Result<(String, Vec<u8>)> {
     let out = Command::new("curl")
-        .args([
-            "-sS",
-            "-k",
-            "--http2",
-            "--max-time",
-            "20",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version}",
-        ])
+        .args(["-sS", "-k", "--http2", "--max-time", "20", "-o", "-"])
+        .args(["-w", &format!("\n{format}")])
         .arg(url)
         .output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let mut body = out.stdout;
+    let split = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
+    let written = String::from_utf8_lossy(&body[split..]).trim().to_string();
+    body.truncate(split);
+    Ok((written, body))
 }

@@ -1,0 +1,59 @@
+//! Picture resizing for one rung (swscale, bicubic), into the encoders' input format
+//! (planar YUV 4:2:0). The scaler follows changes of the input size or pixel format.
+
+use ffmpeg_next::software::scaling::{self, Flags};
+use ffmpeg_next::{format::Pixel, frame, Error};
+
+use crate::ffi::SendScaler;
+
+/// The pixel format every encoder is fed.
+pub(crate) const ENCODER_FORMAT: Pixel = Pixel::YUV420P;
+
+/// Resizes pictures to one output size.
+pub(crate) struct Scaler {
+    width: u32,
+    height: u32,
+    /// The context and the input (format, width, height) it was built for.
+    context: Option<((Pixel, u32, u32), SendScaler)>,
+}
+
+impl Scaler {
+    pub(crate) fn new(width: u32, height: u32) -> Self {
+        Scaler {
+            width,
+            height,
+            context: None,
+        }
+    }
+
+    /// Whether `picture` can go to the encoder as it is.
+    pub(crate) fn passes_through(&self, picture: &frame::Video) -> bool {
+        picture.width() == self.width
+            && picture.height() == self.height
+            && picture.format() == ENCODER_FORMAT
+    }
+
+    /// A new picture of the output size.
+    pub(crate) fn scale(&mut self, input: &frame::Video) -> Result<frame::Video, Error> {
+        let key = (input.format(), input.width(), input.height());
+        let context = match &mut self.context {
+            Some((k, ctx)) if *k == key => ctx,
+            slot => {
+                let ctx = scaling::Context::get(
+                    key.0,
+                    key.1,
+                    key.2,
+                    ENCODER_FORMAT,
+                    self.width,
+                    self.height,
+                    Flags::BICUBIC,
+                )?;
+                &mut slot.insert((key, SendScaler(ctx))).1
+            }
+        };
+        // A fresh picture each time: the encoder may still hold a reference to the last one.
+        let mut output = frame::Video::new(ENCODER_FORMAT, self.width, self.height);
+        context.0.run(input, &mut output)?;
+        Ok(output)
+    }
+}

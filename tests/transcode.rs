@@ -1,0 +1,195 @@
+//! End-to-end transcoding: Debian's ffmpeg publishes 1080p30 H.264 (B-frames) + AAC over SRT
+//! to a single-box edge with `encoder = "software"`; the ladder must produce 1080p, 720p and
+//! 480p renditions whose segments start at the same presentation times, with audio aligned.
+
+// Tests panic on purpose when the system under test misbehaves.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use daihuo::peers::{curl, ffmpeg_push};
+use daihuo::playlist::{attr, segments, tags};
+use daihuo::{eventually, require_ffmpeg, Child};
+use edge_node::Edge;
+
+fn config() -> conf::EdgeConfig {
+    let mut config = daihuo::loopback_config();
+    config.transcode = conf::EdgeConfig::from_toml(
+        r#"
+[transcode]
+encoder = "software"
+[[transcode.rungs]]
+name = "1080p"
+width = 1920
+height = 1080
+bitrate = 3000000
+max_bitrate = 3600000
+preset = "ultrafast"
+[[transcode.rungs]]
+name = "720p"
+width = 1280
+height = 720
+bitrate = 1500000
+max_bitrate = 1800000
+preset = "ultrafast"
+[[transcode.rungs]]
+name = "480p"
+width = 854
+height = 480
+bitrate = 700000
+max_bitrate = 840000
+preset = "ultrafast"
+"#,
+    )
+    .unwrap()
+    .transcode;
+    config
+}
+
+fn get(url: &str) -> Option<String> {
+    let (status, body) = curl(url).ok()?;
+    (status == 200).then(|| String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `ffprobe` entries of the first stream of `file` as csv rows.
+fn probe(file: &std::path::Path, entries: &str) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "0",
+            "-show_entries",
+            entries,
+        ])
+        .args(["-count_frames", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ladder_renditions_are_aligned_and_decode() {
+    require_ffmpeg();
+    let edge = Edge::start(&config()).await.expect("edge starts");
+    let http = edge.addrs.http.expect("http");
+    let seconds = 20;
+    let url = format!("srt://{}?streamid=live/shop&linger=2", edge.addrs.srt);
+    let mut push = Child::spawn(&mut ffmpeg_push(1920, 1080, seconds, &url)).unwrap();
+    let base = format!("http://{http}/live/shop");
+    let multivariant = eventually(20, async || get(&format!("{base}/index.m3u8"))).await;
+    let inf = tags(&multivariant, "#EXT-X-STREAM-INF:");
+    let resolutions: Vec<&str> = inf.iter().filter_map(|l| attr(l, "RESOLUTION")).collect();
+    assert_eq!(
+        resolutions,
+        ["1920x1080", "1280x720", "854x480"],
+        "{multivariant}"
+    );
+    for line in &inf {
+        assert!(attr(line, "AVERAGE-BANDWIDTH").is_some() || attr(line, "BANDWIDTH").is_some());
+        assert!(
+            attr(line, "CODECS").unwrap().contains("mp4a.40.2"),
+            "{line}"
+        );
+        assert_eq!(attr(line, "AUDIO"), Some("audio"));
+    }
+    assert_eq!(
+        segments(&multivariant),
+        ["1080p/index.m3u8", "720p/index.m3u8", "480p/index.m3u8"]
+    );
+
+    let status = tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let mut extinf = Vec::new();
+    let mut keyframes = Vec::new();
+    let mut frames = Vec::new();
+    let mut spans = Vec::new();
+    for (rendition, size) in [
+        ("1080p", "1920,1080"),
+        ("720p", "1280,720"),
+        ("480p", "854,480"),
+        ("audio", ""),
+    ] {
+        let playlist = eventually(15, async || {
+            get(&format!("{base}/{rendition}/index.m3u8")).filter(|p| p.contains("#EXT-X-ENDLIST"))
+        })
+        .await;
+        let mut bytes = curl(&format!("{base}/{rendition}/init.mp4")).unwrap().1;
+        for seg in segments(&playlist) {
+            let (status, body) = curl(&format!("{base}/{rendition}/{seg}")).unwrap();
+            assert_eq!(status, 200, "{rendition}/{seg}");
+            bytes.extend_from_slice(&body);
+        }
+        let file = dir.path().join(format!("{rendition}.mp4"));
+        std::fs::write(&file, bytes).unwrap();
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&file)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            decode.status.success() && decode.stderr.is_empty(),
+            "{rendition}: {}",
+            String::from_utf8_lossy(&decode.stderr)
+        );
+        // (start, end) in seconds of the rendition's presentation timeline.
+        let span = probe(&file, "stream=start_time,duration");
+        let (start, duration) = span[0].split_once(',').unwrap();
+        let start: f64 = start.parse().unwrap();
+        spans.push((rendition, start, start + duration.parse::<f64>().unwrap()));
+        if rendition == "audio" {
+            continue;
+        }
+        frames.push(probe(&file, "stream=nb_read_frames")[0].clone());
+        assert_eq!(probe(&file, "stream=width,height"), [size], "{rendition}");
+        // Segment boundaries (numbers and durations) must be the same on every rung.
+        extinf.push(
+            playlist
+                .lines()
+                .filter(|l| l.starts_with("#EXTINF") || l.starts_with("seg"))
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        );
+        let keys: Vec<String> = probe(&file, "packet=pts_time,flags")
+            .into_iter()
+            .filter(|row| row.ends_with("K_") || row.ends_with(",K"))
+            .collect();
+        keyframes.push(keys);
+    }
+    assert_eq!(extinf[0], extinf[1]);
+    assert_eq!(extinf[0], extinf[2]);
+    assert!(
+        keyframes[0].len() >= (seconds / 2) as usize,
+        "{:?}",
+        keyframes[0]
+    );
+    assert_eq!(keyframes[0], keyframes[1]);
+    assert_eq!(keyframes[0], keyframes[2]);
+    // Overload may drop source frames (all rungs alike), never frames of one rung.
+    assert_eq!(frames[0], frames[1]);
+    assert_eq!(frames[0], frames[2]);
+    println!("frames per rendition: {} of {}", frames[0], seconds * 30);
+    // Audio and video start and end within 100 ms of each other on every rung.
+    let (_, audio_start, audio_end) = spans[3];
+    for (rendition, start, end) in &spans[..3] {
+        assert!(
+            (start - audio_start).abs() < 0.1,
+            "{rendition} starts {start}, audio {audio_start}"
+        );
+        assert!(
+            (end - audio_end).abs() < 0.1,
+            "{rendition} ends {end}, audio {audio_end}"
+        );
+    }
+    edge.shutdown(Duration::from_secs(5)).await;
+}
