@@ -37,6 +37,7 @@ clippy:
 
 bench: test-deps
 	$(CARGO) bench -p daihuo --bench packaging
+	$(CARGO) bench -p daihuo --bench ladder
 
 clean:
 	$(CARGO) clean

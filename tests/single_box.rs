@@ -52,6 +52,7 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
     );
     assert!(attr(inf[0], "BANDWIDTH").unwrap().parse::<u64>().unwrap() > 100_000);
     assert_eq!(attr(inf[0], "AUDIO"), Some("audio"));
+    assert_eq!(attr(inf[0], "FRAME-RATE"), Some("30.000"), "{multivariant}");
     let media = tags(&multivariant, "#EXT-X-MEDIA:");
     assert_eq!(attr(media[0], "URI"), Some("audio/index.m3u8"));
     assert_eq!(segments(&multivariant), vec!["1080p/index.m3u8"]);

@@ -97,6 +97,7 @@ async fn ladder_renditions_are_aligned_and_decode() {
             "{line}"
         );
         assert_eq!(attr(line, "AUDIO"), Some("audio"));
+        assert_eq!(attr(line, "FRAME-RATE"), Some("30.000"), "{line}");
     }
     assert_eq!(
         segments(&multivariant),
@@ -191,5 +192,46 @@ async fn ladder_renditions_are_aligned_and_decode() {
             "{rendition} ends {end}, audio {audio_end}"
         );
     }
+    // Measured average bitrate of each rung against its target (video + the shared audio).
+    let done = get(&format!("{base}/index.m3u8")).unwrap();
+    for (line, target) in
+        tags(&done, "#EXT-X-STREAM-INF:")
+            .iter()
+            .zip([3_000_000u64, 1_500_000, 700_000])
+    {
+        let average: u64 = attr(line, "AVERAGE-BANDWIDTH").unwrap().parse().unwrap();
+        println!(
+            "{}: average {average} bit/s, target {target} + audio",
+            attr(line, "RESOLUTION").unwrap()
+        );
+        // Within 20% of the target once the shared 96 kbit/s audio (about 0.1 Mbit/s with
+        // framing) is taken out.
+        let ratio = average.saturating_sub(100_000) as f64 / target as f64;
+        assert!(
+            (0.8..=1.2).contains(&ratio),
+            "{line}: {ratio:.2} of the target"
+        );
+    }
     edge.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn nvenc_required_without_nvenc_is_a_clear_start_error() {
+    let mut config = daihuo::loopback_config();
+    config.transcode.encoder = conf::Encoder::Nvenc;
+    match Edge::start(&config).await {
+        Ok(edge) => {
+            // A box with a working NVENC engine: the requirement is met.
+            let metrics = edge.metrics.render();
+            edge.shutdown(Duration::from_secs(1)).await;
+            assert!(!metrics.is_empty());
+        }
+        Err(e) => {
+            let text = e.to_string();
+            assert!(
+                text.starts_with("encoder = \"nvenc\" but no NVENC device"),
+                "{text}"
+            );
+        }
+    }
 }

@@ -20,6 +20,11 @@ use crate::metrics::Metrics;
 use crate::store::Publication;
 use crate::transcode::{TranscodeSettings, Transcoder};
 
+/// Frames over which a video rendition's frame rate is measured: the first part's worth, so
+/// FRAME-RATE is known before the multivariant playlist is first served (which waits for a
+/// part). Constant-rate sources give the exact rate (nine 3003-tick gaps: 29.970).
+const RATE_FRAMES: u64 = 10;
+
 /// Ladder outputs buffered between the ladder thread and the ingest task.
 const LADDER_OUTPUT: usize = 256;
 
@@ -53,6 +58,8 @@ pub struct Pipeline {
     sources: HashMap<u16, Source>,
     /// Segmenters by rendition name.
     renditions: HashMap<String, Segmenter>,
+    /// Video renditions whose frame rate is being measured: (first dts, frames seen).
+    rate: HashMap<String, (u64, u64)>,
     /// Handed to each ladder thread; dropped at the end of input so the channel closes.
     ladder_tx: Option<mpsc::Sender<LadderOutput>>,
     events: Vec<MediaEvent>,
@@ -78,6 +85,7 @@ impl Pipeline {
             demuxer: Demuxer::new(),
             sources: HashMap::new(),
             renditions: HashMap::new(),
+            rate: HashMap::new(),
             ladder_tx: Some(tx),
             events: Vec::new(),
             outputs: Vec::new(),
@@ -264,6 +272,9 @@ impl Pipeline {
         };
         self.metrics
             .set_backend(self.publication.room(), name, &backend);
+        if config.kind() == TrackKind::Video {
+            self.rate.insert(name.to_string(), (0, 0));
+        }
         let first_msn = self.publication.set_rendition(name, config.clone(), init);
         self.renditions.insert(
             name.to_string(),
@@ -275,6 +286,18 @@ impl Pipeline {
         let Some(segmenter) = self.renditions.get_mut(rendition) else {
             return;
         };
+        if let Some((first, seen)) = self.rate.get_mut(rendition) {
+            if *seen == 0 {
+                *first = frame.dts;
+            }
+            *seen += 1;
+            if *seen == RATE_FRAMES && frame.dts > *first {
+                let fps = (RATE_FRAMES - 1) as f64 * f64::from(codec::MPEG_TIMESCALE)
+                    / (frame.dts - *first) as f64;
+                self.rate.remove(rendition);
+                self.publication.set_frame_rate(rendition, fps);
+            }
+        }
         segmenter.push(frame, &mut self.outputs);
         self.publish(rendition, now_unix_ms);
     }

@@ -81,6 +81,8 @@ struct Rendition {
     /// Sum of complete segments' bits and seconds, for AVERAGE-BANDWIDTH.
     total_bits: u64,
     total_secs: f64,
+    /// Measured frames per second (video), for FRAME-RATE.
+    frame_rate: Option<f64>,
 }
 
 impl Store {
@@ -311,7 +313,7 @@ impl StreamState {
                     average_bandwidth: average.map(|a| a + audio_bps),
                     codecs,
                     resolution,
-                    frame_rate: None,
+                    frame_rate: r.frame_rate,
                 }
             })
             .collect();
@@ -440,6 +442,7 @@ impl Publication {
                             peak_bps: 0,
                             total_bits: 0,
                             total_secs: 0.0,
+                            frame_rate: None,
                         },
                     );
                     first_msn
@@ -447,6 +450,15 @@ impl Publication {
             }
         });
         msn.unwrap_or(0)
+    }
+
+    /// Records the measured frame rate of a video rendition (frames per second).
+    pub fn set_frame_rate(&self, name: &str, fps: f64) {
+        self.with_state(|s| {
+            if let Some(r) = s.renditions.get_mut(name) {
+                r.frame_rate = Some(fps);
+            }
+        });
     }
 
     /// Stops serving a rendition as live (its source went away mid-stream).
