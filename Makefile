@@ -23,6 +23,8 @@ test-deps:
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The NVENC-direct backend compiles without CUDA (the SDK crate's ci-check feature).
+	$(CARGO) check -p hwaccel --features nvenc
 	@mkdir -p target
 	$(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log
 	@scripts/test-summary.sh target/test.log

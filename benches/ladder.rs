@@ -1,9 +1,10 @@
 //! Transcoding ladder throughput: one 1080p30 H.264 source in, three libx264 renditions out.
 //!
 //! Measures daihuo's in-process ladder (`hwaccel::Ladder`, software backend: one decode, one
-//! bicubic scale per rung, one libx264 encode per rung, IDRs every 2 s) fed the video frames
-//! of a 1080p30 H.264 + AAC transport stream. Demuxing happens once, before timing; the
-//! timed region is every `Ladder::push` plus `Ladder::finish`. In the same run, on the same
+//! bicubic scale per rung cascaded from the next larger rung, one libx264 encode per rung,
+//! IDRs every 2 s) fed the video frames of a 1080p30 H.264 + AAC transport stream. Demuxing
+//! and `Ladder::new` happen before timing; the timed region is every `Ladder::push` plus
+//! `Ladder::finish`. In the same run, on the same
 //! file, the ffmpeg CLI encodes the same ladder:
 //! `ffmpeg -i in.ts -filter_complex "[0:v]split=3[v0][v1][v2];[v1]scale=1280:720[s1];..."`
 //! with one output per rung (`-c:v libx264 -preset P -b:v 4500k -maxrate 5400k -bufsize 5400k
