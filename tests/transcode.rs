@@ -235,3 +235,68 @@ async fn nvenc_required_without_nvenc_is_a_clear_start_error() {
         }
     }
 }
+
+/// Encodes `seconds` of `width`x`height` to a TS file whose timestamps start at `offset` s.
+fn source_file(
+    dir: &std::path::Path,
+    name: &str,
+    width: u32,
+    height: u32,
+    seconds: u32,
+    offset: u32,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let status = daihuo::peers::ffmpeg_source(width, height, seconds, "2M", false)
+        .args(["-output_ts_offset", &offset.to_string(), "-f", "mpegts"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_resolution_change_restarts_the_ladder_after_a_discontinuity() {
+    require_ffmpeg();
+    let edge = Edge::start(&config()).await.expect("edge starts");
+    let http = edge.addrs.http.expect("http");
+    let dir = tempfile::tempdir().unwrap();
+    // 720p for 6 s, then the encoder switches to 480p: one transport stream, timestamps going on.
+    let first = source_file(dir.path(), "a.ts", 1280, 720, 6, 0);
+    let second = source_file(dir.path(), "b.ts", 854, 480, 6, 6);
+    let mut joined = std::fs::read(first).unwrap();
+    joined.extend(std::fs::read(second).unwrap());
+    let source = dir.path().join("joined.ts");
+    std::fs::write(&source, joined).unwrap();
+    let url = format!("srt://{}?streamid=live/switch&linger=2", edge.addrs.srt);
+    let mut push = Child::spawn(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+            .arg(&source)
+            .args(["-c", "copy", "-f", "mpegts", &url]),
+    )
+    .unwrap();
+    let base = format!("http://{http}/live/switch");
+    let multivariant = eventually(20, async || get(&format!("{base}/index.m3u8"))).await;
+    // A 720p source gets no 1080p rung.
+    assert_eq!(
+        segments(&multivariant),
+        ["720p/index.m3u8", "480p/index.m3u8"],
+        "{multivariant}"
+    );
+    let status = tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let low = eventually(15, async || {
+        get(&format!("{base}/480p/index.m3u8")).filter(|p| p.contains("#EXT-X-ENDLIST"))
+    })
+    .await;
+    assert!(low.contains("#EXT-X-DISCONTINUITY"), "{low}");
+    // The 720p rung stopped when the source became smaller than it.
+    let high = get(&format!("{base}/720p/index.m3u8")).unwrap();
+    assert!(high.contains("#EXT-X-ENDLIST"), "{high}");
+    assert!(!high.contains("#EXT-X-DISCONTINUITY"), "{high}");
+    edge.shutdown(Duration::from_secs(5)).await;
+}
