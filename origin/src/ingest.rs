@@ -130,7 +130,7 @@ impl Accept {
                 return;
             }
         };
-        let live = self.store.rooms().len();
+        let live = self.store.live_count();
         if live >= self.config.max_streams {
             warn!(%peer, stream = room, live, "publish refused: srt.max_streams reached");
             self.metrics.publish_refused.inc();

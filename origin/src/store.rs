@@ -156,6 +156,14 @@ impl Store {
         lock(&self.streams).keys().cloned().collect()
     }
 
+    /// How many rooms are being published right now.
+    pub fn live_count(&self) -> usize {
+        lock(&self.streams)
+            .values()
+            .filter(|s| lock(&s.state).live)
+            .count()
+    }
+
     /// The multivariant playlist of `room`. Waits (up to the block timeout) for a stream that
     /// is live but has not produced its first part yet.
     pub async fn multivariant(&self, room: &str) -> Result<String, ApiError> {
