@@ -1,6 +1,7 @@
 //! HTTP/3 for viewers: a quinn endpoint and the h3 server, adapting each request into the
 //! shared [`Router`]. Each connection gets a task; each request stream another, so one slow
-//! viewer stream holds up nothing else.
+//! viewer stream holds up nothing else. On shutdown each connection sends GOAWAY and finishes
+//! the requests in flight before the endpoint closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response};
 use origin::serve::{text, Handler, Peer, Proto, MAX_BODY};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::debug;
 
 /// Accepts QUIC connections until `shutdown` turns true, then closes the endpoint and waits
@@ -18,6 +20,7 @@ pub async fn serve<H: Handler>(
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut connections = JoinSet::new();
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i {
@@ -28,14 +31,19 @@ pub async fn serve<H: Handler>(
         };
         let handler = handler.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let addr = incoming.remote_address();
             match incoming.await {
                 Ok(conn) => connection(conn, handler, addr, shutdown).await,
                 Err(e) => debug!(peer = %addr, "quic handshake failed: {e}"),
             }
         });
+        // Reap finished connections so the set does not grow with the connection count.
+        while connections.try_join_next().is_some() {}
     }
+    // Drain: every connection has sent GOAWAY and finishes its in-flight requests (the
+    // process's grace timeout bounds this), then the endpoint closes.
+    while connections.join_next().await.is_some() {}
     endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
     endpoint.wait_idle().await;
 }
@@ -54,24 +62,26 @@ async fn connection<H: Handler>(
                 return;
             }
         };
+    let mut requests = JoinSet::new();
     loop {
         let resolver = tokio::select! {
             r = h3.accept() => match r {
                 Ok(Some(r)) => r,
-                Ok(None) => return,
+                Ok(None) => break,
                 Err(e) => {
                     debug!(peer = %addr, "h3 connection ended: {e}");
-                    return;
+                    break;
                 }
             },
             _ = origin::serve::stopped(&mut shutdown) => {
-                // GOAWAY: let in-flight requests finish, take no new ones.
+                // GOAWAY: take no new requests, let those in flight finish.
                 let _ = h3.shutdown(0).await;
-                return;
+                break;
             }
         };
+        while requests.try_join_next().is_some() {}
         let handler = handler.clone();
-        tokio::spawn(async move {
+        requests.spawn(async move {
             let (req, mut stream) = match resolver.resolve_request().await {
                 Ok(x) => x,
                 Err(e) => {
@@ -129,4 +139,6 @@ async fn connection<H: Handler>(
             let _ = stream.finish().await;
         });
     }
+    // Dropping the set would abort requests still answering.
+    while requests.join_next().await.is_some() {}
 }
