@@ -1,6 +1,7 @@
-//! End-to-end transcoding: Debian's ffmpeg publishes 1080p30 H.264 (B-frames) + AAC over SRT
-//! to a single-box edge with `encoder = "software"`; the ladder must produce 1080p, 720p and
-//! 480p renditions whose segments start at the same presentation times, with audio aligned.
+//! End-to-end transcoding: Debian's ffmpeg publishes 60 s of 1080p30 H.264 (B-frames) + AAC
+//! over SRT to a single-box edge with `encoder = "software"`; the ladder must produce 1080p,
+//! 720p and 480p renditions whose segments start at the same presentation times, at their
+//! target bitrates, with audio within 100 ms of video at the start and the end.
 
 // Tests panic on purpose when the system under test misbehaves.
 #![allow(clippy::unwrap_used)]
@@ -44,6 +45,8 @@ preset = "ultrafast"
     )
     .unwrap()
     .transcode;
+    // Keep a whole 60 s stream in the playlists, so its start and end can be checked.
+    config.hls.window_segments = 40;
     config
 }
 
@@ -78,7 +81,7 @@ async fn ladder_renditions_are_aligned_and_decode() {
     require_ffmpeg();
     let edge = Edge::start(&config()).await.expect("edge starts");
     let http = edge.addrs.http.expect("http");
-    let seconds = 20;
+    let seconds = 60;
     let url = format!("srt://{}?streamid=live/shop&linger=2", edge.addrs.srt);
     let mut push = Child::spawn(&mut ffmpeg_push(1920, 1080, seconds, &url)).unwrap();
     let base = format!("http://{http}/live/shop");
