@@ -22,7 +22,6 @@ use std::time::Duration;
 use conf::EdgeConfig;
 use http::HeaderValue;
 use origin::{admin::Admin, cli, serve, store_options, Ingest, Metrics, Store};
-use prometheus::{IntCounter, IntCounterVec, Opts};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -134,54 +133,16 @@ impl Edge {
                 .map_err(|e| bind("admin", config.admin.listen, e))?,
         };
 
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "daihuo_http_requests_total",
-                "Viewer requests by protocol and status.",
-            ),
-            &["proto", "status"],
-        )
-        .expect("static metric definition");
-        let cache_requests = IntCounterVec::new(
-            Opts::new(
-                "daihuo_cache_requests_total",
-                "Object cache lookups by result.",
-            ),
-            &["result"],
-        )
-        .expect("static metric definition");
-        let fetches = IntCounter::new(
-            "daihuo_upstream_fetches_total",
-            "Objects fetched from the origin (one per object however many viewers ask at once).",
-        )
-        .expect("static metric definition");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(cache_requests.clone()),
-            Box::new(fetches.clone()),
-        ] {
-            metrics
-                .registry
-                .register(c)
-                .expect("edge families are registered once");
-        }
         let alt_svc = addrs
             .http3
             .and_then(|a| HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", a.port())).ok());
-        let make_router = |alt_svc| {
-            Arc::new(router::Router {
-                store: store.clone(),
-                cache: cache::ObjectCache::new(
-                    config.cache.max_bytes,
-                    cache_requests.clone(),
-                    fetches.clone(),
-                ),
-                alt_svc,
-                requests: requests.clone(),
-            })
-        };
-        // One cache for every transport: build it once and share the router.
-        let router = make_router(alt_svc);
+        // One router, one cache, for every transport.
+        let router = Arc::new(router::Router::new(
+            store.clone(),
+            config.cache.max_bytes,
+            alt_svc,
+            &metrics,
+        ));
 
         tasks.spawn(ingest.run(store.clone(), metrics.clone(), settings, rx.clone()));
         if let Some(l) = https {

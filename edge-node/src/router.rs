@@ -12,7 +12,7 @@ use origin::api::{self, Kind};
 use origin::route::Route;
 use origin::serve::{Handler, Peer};
 use origin::{ApiError, Store};
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec, Opts};
 
 use crate::cache::{Key, ObjectCache};
 
@@ -27,6 +27,53 @@ pub struct Router {
 }
 
 impl Router {
+    /// A router over `store` with a cache of `cache_bytes`, registering its metric families
+    /// in the origin's registry (one `/metrics` for the box).
+    pub fn new(
+        store: Arc<Store>,
+        cache_bytes: u64,
+        alt_svc: Option<HeaderValue>,
+        metrics: &origin::Metrics,
+    ) -> Self {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "daihuo_http_requests_total",
+                "Viewer requests by protocol and status.",
+            ),
+            &["proto", "status"],
+        )
+        .expect("static metric definition");
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "daihuo_cache_requests_total",
+                "Object cache lookups by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let fetches = IntCounter::new(
+            "daihuo_upstream_fetches_total",
+            "Objects fetched from the origin (one per object however many viewers ask at once).",
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_requests.clone()),
+            Box::new(fetches.clone()),
+        ] {
+            // A second router on one registry would collide; log instead of failing start.
+            if let Err(e) = metrics.registry.register(c) {
+                tracing::warn!("metrics: {e}");
+            }
+        }
+        Self {
+            store,
+            cache: ObjectCache::new(cache_bytes, cache_requests, fetches),
+            alt_svc,
+            requests,
+        }
+    }
+
     async fn answer(&self, req: &Request<Bytes>) -> Result<(Bytes, Kind), ApiError> {
         let route = api::route_request(req)?;
         match &route {
