@@ -3,6 +3,9 @@
 
 use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 
+/// Every value of the `backend` label of `daihuo_encoder_backend`.
+const BACKENDS: [&str; 4] = ["nvenc", "nvenc-ffmpeg", "x264", "copy"];
+
 /// Handles to the origin's metric families. Cloning is cheap (the families are shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -90,16 +93,20 @@ impl Metrics {
 
     /// Records which backend encodes `rendition` of `stream` now (replacing any other).
     pub fn set_backend(&self, stream: &str, rendition: &str, backend: &str) {
-        for other in ["nvenc", "nvenc-ffmpeg", "x264", "copy"] {
-            if other != backend {
-                let _ = self
-                    .encoder_backend
-                    .remove_label_values(&[stream, rendition, other]);
-            }
-        }
+        self.clear_backend(stream, rendition);
         self.encoder_backend
             .with_label_values(&[stream, rendition, backend])
             .set(1);
+    }
+
+    /// Forgets the backend series of a rendition (its stream ended), so series do not pile up
+    /// with every room ever published.
+    pub fn clear_backend(&self, stream: &str, rendition: &str) {
+        for backend in BACKENDS {
+            let _ = self
+                .encoder_backend
+                .remove_label_values(&[stream, rendition, backend]);
+        }
     }
 
     /// The registry in Prometheus text format.
@@ -116,5 +123,27 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_series_are_replaced_and_cleared() {
+        let m = Metrics::new();
+        m.set_backend("demo", "720p", "nvenc-ffmpeg");
+        m.set_backend("demo", "720p", "x264");
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"daihuo_encoder_backend{backend="x264",rendition="720p",stream="demo"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("nvenc-ffmpeg\","), "{text}");
+        m.clear_backend("demo", "720p");
+        assert!(!m.render().contains("stream=\"demo\""));
     }
 }

@@ -58,6 +58,8 @@ pub struct Pipeline {
     sources: HashMap<u16, Source>,
     /// Segmenters by rendition name.
     renditions: HashMap<String, Segmenter>,
+    /// Every rendition this publish declared (for clearing its metric series at the end).
+    published: std::collections::HashSet<String>,
     /// Video renditions whose frame rate is being measured: (first dts, frames seen).
     rate: HashMap<String, (u64, u64)>,
     /// Handed to each ladder thread; dropped at the end of input so the channel closes.
@@ -85,6 +87,7 @@ impl Pipeline {
             demuxer: Demuxer::new(),
             sources: HashMap::new(),
             renditions: HashMap::new(),
+            published: std::collections::HashSet::new(),
             rate: HashMap::new(),
             ladder_tx: Some(tx),
             events: Vec::new(),
@@ -131,6 +134,9 @@ impl Pipeline {
         let names: Vec<String> = self.renditions.keys().cloned().collect();
         for name in names {
             self.finish_rendition(&name, now_unix_ms);
+        }
+        for name in self.published.drain() {
+            self.metrics.clear_backend(self.publication.room(), &name);
         }
     }
 
@@ -272,6 +278,7 @@ impl Pipeline {
         };
         self.metrics
             .set_backend(self.publication.room(), name, &backend);
+        self.published.insert(name.to_string());
         if config.kind() == TrackKind::Video {
             self.rate.insert(name.to_string(), (0, 0));
         }
