@@ -233,6 +233,7 @@ impl Pipeline {
                 let segment_target = self.options.segment_target;
                 match Transcoder::start(self.room(), &config, &self.settings, segment_target, tx) {
                     Ok(t) => {
+                        self.publication.expect_renditions(t.rungs());
                         self.sources.insert(pid, Source::Ladder(t));
                         return;
                     }

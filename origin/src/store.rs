@@ -65,6 +65,9 @@ struct StreamState {
     generation: u64,
     /// The next segment number to use (continues across re-publish so URLs never repeat).
     next_msn: u64,
+    /// Renditions the pipeline announced before their first output (the ladder's rungs), so
+    /// the multivariant playlist is not served without them.
+    expected: std::collections::BTreeSet<String>,
     renditions: BTreeMap<String, Rendition>,
 }
 
@@ -118,6 +121,7 @@ impl Store {
                         live: false,
                         generation: 0,
                         next_msn: clock_msn,
+                        expected: Default::default(),
                         renditions: BTreeMap::new(),
                     }),
                     changed: watch::Sender::new(0),
@@ -168,17 +172,31 @@ impl Store {
     /// is live but has not produced its first part yet.
     pub async fn multivariant(&self, room: &str) -> Result<String, ApiError> {
         let stream = self.stream(room)?;
-        stream
+        let has_media = |r: &Rendition| r.playlist.is_ended() || r.playlist.last_part().is_some();
+        let complete = stream
             .wait(self.options.block_timeout(), |s| {
-                // Every rendition declared so far has media (so the audio group is not left
-                // out because audio's first part is a few frames behind video's).
+                // Every rendition declared or announced so far has media, so neither the audio
+                // group nor a rung whose first frames are still encoding is left out.
                 let ready = !s.renditions.is_empty()
-                    && s.renditions
-                        .values()
-                        .all(|r| r.playlist.is_ended() || r.playlist.last_part().is_some());
+                    && s.renditions.values().all(has_media)
+                    && s.expected
+                        .iter()
+                        .all(|name| s.renditions.contains_key(name));
                 ready.then(|| s.multivariant(self.options.part_target))
             })
-            .await
+            .await;
+        match complete {
+            // A rung that never came (shed before its first frame): serve what has media.
+            Err(ApiError::Unavailable(_)) => {
+                let s = lock(&stream.state);
+                if s.renditions.values().any(has_media) {
+                    Ok(s.multivariant(self.options.part_target))
+                } else {
+                    complete
+                }
+            }
+            other => other,
+        }
     }
 
     /// A media playlist, honouring `_HLS_msn`/`_HLS_part` (blocking) and `_HLS_skip` (delta).
@@ -458,6 +476,11 @@ impl Publication {
             }
         });
         msn.unwrap_or(0)
+    }
+
+    /// Announces renditions that will appear once their first frames are encoded.
+    pub fn expect_renditions(&self, names: &[String]) {
+        self.with_state(|s| s.expected.extend(names.iter().cloned()));
     }
 
     /// Records the measured frame rate of a video rendition (frames per second).

@@ -94,6 +94,8 @@ enum Input {
 pub struct Transcoder {
     input: SyncSender<Input>,
     shed: Arc<AtomicBool>,
+    /// The rungs planned for this source, best first.
+    rungs: Vec<String>,
     /// Dropping source frames until the next keyframe since the queue overflowed.
     skipping: bool,
     /// Source frames dropped for overload, for the log.
@@ -117,7 +119,7 @@ impl Transcoder {
             TrackConfig::Aac { .. } => return Err(hwaccel::LadderError::NotH264),
         };
         let rungs = hwaccel::plan(&settings.rungs, width, height);
-        let names: Vec<&str> = rungs.iter().map(|r| r.name.as_str()).collect();
+        let names: Vec<String> = rungs.iter().map(|r| r.name.clone()).collect();
         info!(stream, %backend, rungs = ?names, width, height, "ladder");
         let ladder = Ladder::new(
             source,
@@ -145,10 +147,16 @@ impl Transcoder {
         Ok(Self {
             input,
             shed,
+            rungs: names,
             skipping: false,
             dropped: 0,
             stream: stream.to_string(),
         })
+    }
+
+    /// The rendition names this ladder will produce.
+    pub fn rungs(&self) -> &[String] {
+        &self.rungs
     }
 
     /// Queues a source frame; never blocks. Returns false when the frame was dropped because

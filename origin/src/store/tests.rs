@@ -249,3 +249,28 @@ async fn multivariant_waits_for_every_rendition() {
     assert!(text.contains("GROUP-ID=\"audio\""), "{text}");
     assert!(text.contains("avc1.64001e,mp4a.40.2"), "{text}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn multivariant_waits_for_announced_rungs_then_serves_what_came() {
+    let store = store();
+    let p = store.publish("demo", 0).unwrap();
+    p.expect_renditions(&["720p".to_string()]);
+    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"a"));
+    p.push_part("audio", part(msn, 0), 0);
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.multivariant("demo").await })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiter.is_finished(),
+        "the 720p rung is still encoding its first frames"
+    );
+    // It never comes (shed under load): after the block timeout what has media is served.
+    let start = tokio::time::Instant::now();
+    let text = waiter.await.unwrap().unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(6));
+    assert!(text.contains("audio/index.m3u8"), "{text}");
+}
