@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use ffmpeg_next::format::Pixel;
+
 use crate::error::ParseEncoderChoiceError;
 
 /// The `encoder` setting: which backends [`crate::probe`] may pick.
@@ -44,9 +46,8 @@ impl fmt::Display for EncoderChoice {
 /// One concrete H.264 encoder implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackendKind {
-    /// NVENC through the NVIDIA Video Codec SDK (cargo feature `nvenc`). Today it is probed
-    /// directly, and its rungs encode through libavcodec's `h264_nvenc` (same engine): see
-    /// `src/nvenc.rs`.
+    /// NVENC through the NVIDIA Video Codec SDK (cargo feature `nvenc`): NV12 pictures from
+    /// swscale go to an NVENC session without libavcodec. See `src/nvenc.rs`.
     NvencDirect,
     /// NVENC through libavcodec's `h264_nvenc`, which loads the NVIDIA driver at run time.
     NvencFfmpeg,
@@ -60,11 +61,22 @@ impl BackendKind {
         !matches!(self, BackendKind::Software)
     }
 
-    /// The libavcodec encoder that encodes rungs for this backend.
-    pub(crate) fn libavcodec_encoder(self) -> &'static str {
+    /// The libavcodec encoder that encodes rungs for this backend (`None`: not libavcodec).
+    pub(crate) fn libavcodec_encoder(self) -> Option<&'static str> {
         match self {
-            BackendKind::NvencDirect | BackendKind::NvencFfmpeg => "h264_nvenc",
-            BackendKind::Software => "libx264",
+            BackendKind::NvencDirect => None,
+            BackendKind::NvencFfmpeg => Some("h264_nvenc"),
+            BackendKind::Software => Some("libx264"),
+        }
+    }
+
+    /// The pixel format a rung's scaler produces for this backend: NV12 is what an NVENC
+    /// session takes from host memory; libavcodec's encoders take planar 4:2:0 (libx264 also
+    /// takes NV12, which a rung keeps after falling back from NVENC direct).
+    pub(crate) fn input_format(self) -> Pixel {
+        match self {
+            BackendKind::NvencDirect => Pixel::NV12,
+            BackendKind::NvencFfmpeg | BackendKind::Software => Pixel::YUV420P,
         }
     }
 }
@@ -102,5 +114,9 @@ mod tests {
         assert_eq!(BackendKind::Software.to_string(), "x264");
         assert!(BackendKind::NvencFfmpeg.is_hardware());
         assert!(!BackendKind::Software.is_hardware());
+        assert!(BackendKind::NvencDirect.is_hardware());
+        assert_eq!(BackendKind::NvencDirect.libavcodec_encoder(), None);
+        assert_eq!(BackendKind::NvencDirect.input_format(), Pixel::NV12);
+        assert_eq!(BackendKind::Software.input_format(), Pixel::YUV420P);
     }
 }

@@ -1,7 +1,9 @@
-//! One H.264 encode session through libavcodec (`libx264` or `h264_nvenc`), configured the way
-//! the ladder needs it: no B-frames, no lookahead, no encoder-chosen keyframes (IDRs only where
-//! the caller forces them with `pict_type = I`), capped VBV, Annex B output with SPS/PPS in
-//! band before every IDR, timestamps in 90 kHz.
+//! One H.264 encode session, configured the way the ladder needs it: no B-frames, no
+//! lookahead, no encoder-chosen keyframes (IDRs only where the caller forces them with
+//! `pict_type = I`), capped VBV, Annex B output with SPS/PPS in band before every IDR,
+//! timestamps in 90 kHz. Two implementations behind [`VideoEncoder`]: libavcodec (`libx264` or
+//! `h264_nvenc`, configured here) and, with feature `nvenc`, an NVENC session through the
+//! NVIDIA Video Codec SDK (`crate::nvenc`).
 //!
 //! It does not decide when to force an IDR, nor turn packets into `codec::Frame`s: that is
 //! [`crate::ladder`].
@@ -22,6 +24,9 @@ pub(crate) struct EncoderSettings {
     /// Picture size in pixels (even).
     pub width: u32,
     pub height: u32,
+    /// Pixel format of the pictures sent in ([`BackendKind::input_format`] of the backend the
+    /// rung started with; kept when a rung falls back, libx264 takes both).
+    pub format: Pixel,
     /// Average and peak bitrate in bit/s; the VBV buffer holds one second at the peak rate.
     pub bitrate: u32,
     pub max_bitrate: u32,
@@ -44,31 +49,69 @@ pub(crate) struct EncodedPacket {
     pub annexb: Vec<u8>,
 }
 
+/// Why an open encoder failed on a picture (the ladder falls back to libx264 for hardware).
+#[derive(thiserror::Error, Debug)]
+pub(crate) enum EncodeFailure {
+    /// libavcodec returned this code.
+    #[error("{0}")]
+    Libav(#[from] Error),
+    /// The NVENC session failed; the text says which call and why.
+    #[cfg_attr(not(feature = "nvenc"), allow(dead_code))]
+    #[error("{0}")]
+    Nvenc(String),
+}
+
+impl EncodeFailure {
+    /// The libavcodec code for [`crate::LadderError::Encode`] (only libavcodec encoders end
+    /// there; hardware failures fall back instead).
+    pub(crate) fn into_libav(self) -> Error {
+        match self {
+            EncodeFailure::Libav(e) => e,
+            EncodeFailure::Nvenc(_) => Error::External,
+        }
+    }
+}
+
 /// An open encode session.
 pub(crate) struct VideoEncoder {
     backend: BackendKind,
-    inner: encoder::Video,
-    packet: Packet,
+    inner: Inner,
     /// Frames accepted so far.
     sent: u64,
     /// Test hook: [`crate::Ladder::inject_encoder_failure`].
     fail_after: Option<u64>,
 }
 
+enum Inner {
+    Libav {
+        context: encoder::Video,
+        packet: Packet,
+    },
+    #[cfg(feature = "nvenc")]
+    Nvenc(crate::nvenc::NvencEncoder),
+}
+
 impl VideoEncoder {
-    /// Opens a session; the error text quotes libavcodec's own explanation when it gave one.
+    /// Opens a session; the error text quotes libavcodec's (or NVENC's) own explanation when
+    /// it gave one.
     pub(crate) fn open(backend: BackendKind, settings: &EncoderSettings) -> Result<Self, String> {
-        let (result, log) = ffi::capture_log(|| open_inner(backend, settings));
-        match result {
-            Ok(inner) => Ok(VideoEncoder {
-                backend,
-                inner,
-                packet: Packet::empty(),
-                sent: 0,
-                fail_after: None,
-            }),
-            Err(e) => Err(describe(&e, &log)),
-        }
+        let inner = match backend.libavcodec_encoder() {
+            Some(name) => {
+                let (result, log) = ffi::capture_log(|| open_libav(name, backend, settings));
+                let context = result.map_err(|e| describe(&e, &log))?;
+                Inner::Libav {
+                    context,
+                    packet: Packet::empty(),
+                }
+            }
+            None => open_direct(settings)?,
+        };
+        Ok(VideoEncoder {
+            backend,
+            inner,
+            sent: 0,
+            fail_after: None,
+        })
     }
 
     pub(crate) fn backend(&self) -> BackendKind {
@@ -86,44 +129,72 @@ impl VideoEncoder {
         self.fail_after.is_some()
     }
 
-    /// Sends one picture (its pts in 90 kHz, `pict_type` I to force an IDR).
-    pub(crate) fn send(&mut self, picture: &frame::Video) -> Result<(), Error> {
+    /// Sends one picture (its pts in 90 kHz, `pict_type` I to force an IDR), in
+    /// [`EncoderSettings::format`].
+    pub(crate) fn send(&mut self, picture: &frame::Video) -> Result<(), EncodeFailure> {
         if self.fail_after.is_some_and(|limit| self.sent >= limit) {
-            return Err(Error::External);
+            return Err(EncodeFailure::Libav(Error::External));
         }
-        self.inner.send_frame(picture)?;
+        match &mut self.inner {
+            Inner::Libav { context, .. } => context.send_frame(picture)?,
+            #[cfg(feature = "nvenc")]
+            Inner::Nvenc(nvenc) => nvenc
+                .send(picture, picture.kind() == ffmpeg_next::picture::Type::I)
+                .map_err(EncodeFailure::Nvenc)?,
+        }
         self.sent += 1;
         Ok(())
     }
 
     /// Tells the encoder no more pictures come; [`VideoEncoder::receive`] then drains it.
-    pub(crate) fn send_eof(&mut self) -> Result<(), Error> {
-        self.inner.send_eof()
+    pub(crate) fn send_eof(&mut self) -> Result<(), EncodeFailure> {
+        match &mut self.inner {
+            Inner::Libav { context, .. } => Ok(context.send_eof()?),
+            #[cfg(feature = "nvenc")]
+            Inner::Nvenc(nvenc) => nvenc.finish().map_err(EncodeFailure::Nvenc),
+        }
     }
 
     /// The next coded access unit, or `None` when the encoder needs more input (or is drained).
-    pub(crate) fn receive(&mut self) -> Result<Option<EncodedPacket>, Error> {
-        match self.inner.receive_packet(&mut self.packet) {
-            Ok(()) => {
-                let annexb = self.packet.data().map(<[u8]>::to_vec).unwrap_or_default();
-                let pts = self.packet.pts().or(self.packet.dts()).unwrap_or(0);
-                Ok(Some(EncodedPacket { pts, annexb }))
-            }
-            Err(Error::Other { errno: EAGAIN }) | Err(Error::Eof) => Ok(None),
-            Err(e) => Err(e),
+    pub(crate) fn receive(&mut self) -> Result<Option<EncodedPacket>, EncodeFailure> {
+        match &mut self.inner {
+            Inner::Libav { context, packet } => match context.receive_packet(packet) {
+                Ok(()) => {
+                    let annexb = packet.data().map(<[u8]>::to_vec).unwrap_or_default();
+                    let pts = packet.pts().or(packet.dts()).unwrap_or(0);
+                    Ok(Some(EncodedPacket { pts, annexb }))
+                }
+                Err(Error::Other { errno: EAGAIN }) | Err(Error::Eof) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            #[cfg(feature = "nvenc")]
+            Inner::Nvenc(nvenc) => Ok(nvenc.receive()),
         }
     }
 }
 
-fn open_inner(backend: BackendKind, s: &EncoderSettings) -> Result<encoder::Video, Error> {
-    let codec =
-        encoder::find_by_name(backend.libavcodec_encoder()).ok_or(Error::EncoderNotFound)?;
+#[cfg(feature = "nvenc")]
+fn open_direct(settings: &EncoderSettings) -> Result<Inner, String> {
+    crate::nvenc::NvencEncoder::open(settings).map(Inner::Nvenc)
+}
+
+#[cfg(not(feature = "nvenc"))]
+fn open_direct(_: &EncoderSettings) -> Result<Inner, String> {
+    Err("built without the nvenc feature".to_string())
+}
+
+fn open_libav(
+    name: &str,
+    backend: BackendKind,
+    s: &EncoderSettings,
+) -> Result<encoder::Video, Error> {
+    let codec = encoder::find_by_name(name).ok_or(Error::EncoderNotFound)?;
     let mut enc = ffmpeg_next::codec::context::Context::new_with_codec(codec)
         .encoder()
         .video()?;
     enc.set_width(s.width);
     enc.set_height(s.height);
-    enc.set_format(Pixel::YUV420P);
+    enc.set_format(s.format);
     enc.set_time_base(Rational(1, codec::MPEG_TIMESCALE as i32));
     enc.set_frame_rate(Some(Rational(s.frame_rate.0, s.frame_rate.1)));
     enc.set_bit_rate(s.bitrate as usize);
@@ -161,14 +232,20 @@ fn open_inner(backend: BackendKind, s: &EncoderSettings) -> Result<encoder::Vide
 
 /// Maps an x264 preset to the NVENC preset of similar speed (p1 fastest .. p7 slowest).
 pub(crate) fn nvenc_preset(x264: &str) -> &'static str {
+    const NAMES: [&str; 7] = ["p1", "p2", "p3", "p4", "p5", "p6", "p7"];
+    NAMES[usize::from(nvenc_preset_number(x264) - 1)]
+}
+
+/// [`nvenc_preset`] as its number, 1..=7.
+pub(crate) fn nvenc_preset_number(x264: &str) -> u8 {
     match x264 {
-        "ultrafast" | "superfast" => "p1",
-        "veryfast" => "p2",
-        "faster" => "p3",
-        "fast" => "p4",
-        "medium" => "p5",
-        "slow" => "p6",
-        _ => "p7",
+        "ultrafast" | "superfast" => 1,
+        "veryfast" => 2,
+        "faster" => 3,
+        "fast" => 4,
+        "medium" => 5,
+        "slow" => 6,
+        _ => 7,
     }
 }
 

@@ -8,6 +8,11 @@
 //!   installed on x86_64 only; elsewhere libav* logs to stderr and errors carry only the code.
 //! - [`SendScaler`]: `ffmpeg-next` does not mark its swscale context `Send`, although an owned
 //!   `SwsContext` may move between threads; the ladder must move to its dedicated thread.
+//! - With feature `nvenc`, two things `nvidia-video-codec-sdk` 0.4's safe API does not offer:
+//!   reading the H.264 member of `NV_ENC_CONFIG`'s codec union ([`nvenc_h264_config`]: its
+//!   bitfield setters need a reference into the union), and writing an input buffer
+//!   ([`nvenc_write_input`]: the SDK's `BufferLock::write` is `unsafe` because it does not check
+//!   the length; the check is done here).
 //!
 //! Nothing else in the crate may use `unsafe`; the crate's lints deny it outside this module.
 #![allow(unsafe_code)]
@@ -121,3 +126,41 @@ pub(crate) struct SendScaler(pub(crate) scaling::Context);
 // SAFETY: the context is owned by one `Scaler` and only used through `&mut`; libswscale keeps
 // no thread-affine state in an `SwsContext`, so moving it between threads is sound.
 unsafe impl Send for SendScaler {}
+
+/// The H.264 member of an `NV_ENC_CONFIG`'s codec-specific union, by value.
+#[cfg(feature = "nvenc")]
+pub(crate) fn nvenc_h264_config(
+    config: &nvidia_video_codec_sdk::sys::nvEncodeAPI::NV_ENC_CONFIG,
+) -> nvidia_video_codec_sdk::sys::nvEncodeAPI::NV_ENC_CONFIG_H264 {
+    // SAFETY: the union's members are plain C data. Every `NV_ENC_CONFIG` this crate reads is
+    // either a preset configuration the driver filled for `NV_ENC_CODEC_H264_GUID` (so the H.264
+    // member is the initialized one) or the SDK's all-zero `Default`, and zero is a valid value
+    // for every field and `repr(u32)` enum of `NV_ENC_CONFIG_H264` (each has a 0 variant).
+    unsafe { config.encodeCodecConfig.h264Config }
+}
+
+/// Writes one packed NV12 picture (see `nvenc::nv12::pack`) into a locked NVENC input buffer
+/// created for a `height`-row session whose lock reported `pitch`; refuses data longer than
+/// such a buffer holds.
+#[cfg(feature = "nvenc")]
+pub(crate) fn nvenc_write_input(
+    lock: &mut nvidia_video_codec_sdk::BufferLock<'_, '_>,
+    data: &[u8],
+    pitch: u32,
+    height: u32,
+) -> Result<(), String> {
+    let rows = height as usize + height.div_ceil(2) as usize;
+    let capacity = (pitch as usize).saturating_mul(rows);
+    if data.len() > capacity {
+        return Err(format!(
+            "nvenc input of {} bytes exceeds the {capacity}-byte nv12 buffer",
+            data.len()
+        ));
+    }
+    // SAFETY: the buffer was created by `Session::create_input_buffer` for an NV12 session of
+    // `height` rows and is locked; NVENC lays such a buffer out as `height` luma rows then
+    // `ceil(height / 2)` chroma rows, each `pitch` bytes (the pitch the lock returned), so it
+    // holds at least `capacity` bytes, and `data` is no longer than that.
+    unsafe { lock.write(data) };
+    Ok(())
+}

@@ -15,7 +15,7 @@ use codec::{Frame, TrackConfig};
 use ffmpeg_next::{frame, picture};
 
 use crate::decode::{Decoder, Sent};
-use crate::encode::{EncodedPacket, EncoderSettings, VideoEncoder};
+use crate::encode::{EncodeFailure, EncodedPacket, EncoderSettings, VideoEncoder};
 use crate::keyframes::IdrSchedule;
 use crate::scale::Scaler;
 use crate::{ffi, BackendKind, LadderError, RungSpec};
@@ -30,8 +30,9 @@ const DEFAULT_FRAME_RATE: (i32, i32) = (30, 1);
 /// How a ladder runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LadderOptions {
-    /// The backend [`crate::probe`] chose. [`BackendKind::NvencDirect`] rungs encode through
-    /// libavcodec's `h264_nvenc` today and report [`BackendKind::NvencFfmpeg`].
+    /// The backend [`crate::probe`] chose. A hardware backend whose session cannot be opened
+    /// for a rung (no device, sessions exhausted, built without feature `nvenc` for
+    /// [`BackendKind::NvencDirect`]) falls back to libx264 for that rung.
     pub backend: BackendKind,
     /// Force an IDR on every rung when this much source time passed since the last one (and on
     /// every source keyframe): the packager's segment target.
@@ -135,10 +136,7 @@ impl Ladder {
             .unwrap_or(DEFAULT_FRAME_RATE);
         let decoder = Decoder::open(sps.clone(), pps.clone(), options.threads)
             .map_err(LadderError::Decoder)?;
-        let backend = match options.backend {
-            BackendKind::NvencDirect => BackendKind::NvencFfmpeg,
-            other => other,
-        };
+        let backend = options.backend;
         let mut pending = Vec::new();
         let mut built = Vec::with_capacity(rungs.len());
         for spec in rungs {
@@ -148,6 +146,7 @@ impl Ladder {
                 let settings = EncoderSettings {
                     width: u32::from(spec.width),
                     height: u32::from(spec.height),
+                    format: backend.input_format(),
                     bitrate: spec.bitrate,
                     max_bitrate: spec.max_bitrate,
                     profile: spec.profile.clone(),
@@ -157,7 +156,7 @@ impl Ladder {
                 };
                 let encoder = open_encoder(&spec.name, backend, &settings, &mut pending)?;
                 Work::Encode(Box::new(EncodedRung {
-                    scaler: Scaler::new(settings.width, settings.height),
+                    scaler: Scaler::new(settings.width, settings.height, settings.format),
                     settings,
                     encoder,
                     config: None,
@@ -431,7 +430,7 @@ impl EncodedRung {
     fn fall_back(
         &mut self,
         name: &str,
-        error: &ffmpeg_next::Error,
+        error: &EncodeFailure,
         out: &mut Vec<LadderOutput>,
     ) -> Result<(), LadderError> {
         let failed = self.encoder.backend();
@@ -452,16 +451,16 @@ impl EncodedRung {
         Ok(())
     }
 
-    fn encode_error(&self, name: &str, source: ffmpeg_next::Error) -> LadderError {
+    fn encode_error(&self, name: &str, source: EncodeFailure) -> LadderError {
         LadderError::Encode {
             rung: name.to_string(),
             backend: self.encoder.backend(),
-            source,
+            source: source.into_libav(),
         }
     }
 
     /// Moves every packet the encoder has ready to `out`.
-    fn drain(&mut self, name: &str, out: &mut Vec<LadderOutput>) -> Result<(), ffmpeg_next::Error> {
+    fn drain(&mut self, name: &str, out: &mut Vec<LadderOutput>) -> Result<(), EncodeFailure> {
         while let Some(packet) = self.encoder.receive()? {
             self.emit(name, &packet, out);
         }

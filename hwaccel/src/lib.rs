@@ -11,9 +11,11 @@
 //!   with IDRs at the same source pictures on every rung ([`keyframes`] has the rule).
 //! - [`passthrough_name`] / [`is_shared_audio`]: rendition names for untouched tracks.
 //!
-//! Everything goes through libavcodec/libswscale (`ffmpeg-next`); NVIDIA libraries are loaded
-//! at run time by libavcodec, so every build runs without CUDA. The only unsafe code is in
-//! `src/ffi.rs` (libav* log capture, a `Send` swscale context).
+//! Decoding and scaling go through libavcodec/libswscale (`ffmpeg-next`); encoding through
+//! libavcodec (libx264, `h264_nvenc`, NVIDIA libraries loaded at run time, so the default build
+//! runs without CUDA) or, with feature `nvenc`, the NVIDIA Video Codec SDK (`src/nvenc.rs`).
+//! The only unsafe code is in `src/ffi.rs` (libav* log capture, a `Send` swscale context, and
+//! with `nvenc` two calls the SDK's safe API lacks).
 //!
 //! Test hook: with the `test-hooks` feature (always in this crate's own tests),
 //! `Ladder::inject_encoder_failure` makes one rung's encoder fail after N frames, so the
@@ -26,7 +28,6 @@ mod error;
 mod ffi;
 pub mod keyframes;
 mod ladder;
-#[cfg(feature = "nvenc")]
 mod nvenc;
 mod probe;
 mod rung;

@@ -2,7 +2,7 @@
 //! backend in preference order and picks the first that produces an IDR with parameter sets.
 //! Absence of NVENC is a fallback, not an error, unless NVENC was required.
 
-use ffmpeg_next::{format::Pixel, frame, picture};
+use ffmpeg_next::{frame, picture};
 
 use crate::encode::{EncoderSettings, VideoEncoder};
 use crate::{ffi, BackendKind, EncoderChoice, ProbeError};
@@ -66,7 +66,9 @@ pub fn probe(choice: EncoderChoice) -> Result<ProbeReport, ProbeError> {
 fn try_backend(kind: BackendKind) -> Result<(), String> {
     match kind {
         #[cfg(feature = "nvenc")]
-        BackendKind::NvencDirect => crate::nvenc::probe(),
+        BackendKind::NvencDirect => {
+            crate::nvenc::probe().and_then(|()| test_encode(BackendKind::NvencDirect))
+        }
         #[cfg(not(feature = "nvenc"))]
         BackendKind::NvencDirect => Err("built without the nvenc feature".into()),
         other => test_encode(other).map_err(|e| match diagnosis(&e) {
@@ -101,6 +103,7 @@ fn test_encode(kind: BackendKind) -> Result<(), String> {
     let settings = EncoderSettings {
         width: PROBE_WIDTH,
         height: PROBE_HEIGHT,
+        format: kind.input_format(),
         bitrate: 200_000,
         max_bitrate: 250_000,
         profile: "high".into(),
@@ -111,8 +114,8 @@ fn test_encode(kind: BackendKind) -> Result<(), String> {
     let mut encoder = VideoEncoder::open(kind, &settings)?;
     let mut packets = Vec::new();
     for i in 0..PROBE_FRAMES {
-        let mut picture = frame::Video::new(Pixel::YUV420P, PROBE_WIDTH, PROBE_HEIGHT);
-        for plane in 0..3 {
+        let mut picture = frame::Video::new(settings.format, PROBE_WIDTH, PROBE_HEIGHT);
+        for plane in 0..picture.planes() {
             let fill = if plane == 0 { 16 + (i as u8) * 8 } else { 128 };
             picture.data_mut(plane).fill(fill);
         }

@@ -1,27 +1,28 @@
-//! Picture resizing for one rung (swscale, bicubic), into the encoders' input format
-//! (planar YUV 4:2:0). The scaler follows changes of the input size or pixel format.
+//! Picture resizing for one rung (swscale, bicubic), into its encoder's input format (planar
+//! YUV 4:2:0 for libavcodec, NV12 for NVENC direct: [`crate::BackendKind::input_format`]). The
+//! scaler follows changes of the input size or pixel format.
 
 use ffmpeg_next::software::scaling::{self, Flags};
 use ffmpeg_next::{format::Pixel, frame, Error};
 
 use crate::ffi::SendScaler;
 
-/// The pixel format every encoder is fed.
-pub(crate) const ENCODER_FORMAT: Pixel = Pixel::YUV420P;
-
 /// Resizes pictures to one output size.
 pub(crate) struct Scaler {
     width: u32,
     height: u32,
+    /// The output pixel format.
+    format: Pixel,
     /// The context and the input (format, width, height) it was built for.
     context: Option<((Pixel, u32, u32), SendScaler)>,
 }
 
 impl Scaler {
-    pub(crate) fn new(width: u32, height: u32) -> Self {
+    pub(crate) fn new(width: u32, height: u32, format: Pixel) -> Self {
         Scaler {
             width,
             height,
+            format,
             context: None,
         }
     }
@@ -30,7 +31,7 @@ impl Scaler {
     pub(crate) fn passes_through(&self, picture: &frame::Video) -> bool {
         picture.width() == self.width
             && picture.height() == self.height
-            && picture.format() == ENCODER_FORMAT
+            && picture.format() == self.format
     }
 
     /// A new picture of the output size.
@@ -43,7 +44,7 @@ impl Scaler {
                     key.0,
                     key.1,
                     key.2,
-                    ENCODER_FORMAT,
+                    self.format,
                     self.width,
                     self.height,
                     Flags::BICUBIC,
@@ -52,7 +53,7 @@ impl Scaler {
             }
         };
         // A fresh picture each time: the encoder may still hold a reference to the last one.
-        let mut output = frame::Video::new(ENCODER_FORMAT, self.width, self.height);
+        let mut output = frame::Video::new(self.format, self.width, self.height);
         context.0.run(input, &mut output)?;
         Ok(output)
     }

@@ -18,6 +18,7 @@ fn synthetic_source(frames: usize, gop: usize) -> (TrackConfig, Vec<Frame>) {
     let settings = EncoderSettings {
         width: w,
         height: h,
+        format: Pixel::YUV420P,
         bitrate: 400_000,
         max_bitrate: 500_000,
         profile: "high".into(),
@@ -219,6 +220,80 @@ fn failing_encoder_falls_back_and_restarts_with_an_idr() {
     assert_eq!(next.dts, 10 * 3000);
     // The other rung is untouched.
     assert_eq!(idr_indices(&frames_of(&out, "90p")), vec![0, 30]);
+}
+
+/// `NvencDirect` where it cannot open (no feature, no driver, no NVENC engine: this CI
+/// machine) gives a working ladder: every rung falls back to libx264 at open, fed the NV12
+/// pictures an NVENC rung is scaled to, and says so before its first frame. Where NVENC direct
+/// opens, the rungs report it instead.
+#[test]
+fn nvenc_direct_falls_back_to_x264_when_it_cannot_open() {
+    let (config, source) = synthetic_source(61, 30);
+    let rungs = vec![rung("180p", 320, 180, false), rung("90p", 160, 90, false)];
+    let options = LadderOptions {
+        backend: BackendKind::NvencDirect,
+        ..options()
+    };
+    let mut ladder = Ladder::new(&config, rungs, options).expect("ladder opens");
+    let out = run(&mut ladder, &source);
+    let fallbacks: Vec<(&str, &str)> = out
+        .iter()
+        .filter_map(|o| match o {
+            LadderOutput::Fallback { rung, reason } => Some((rung.as_str(), reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    let names = ["180p".to_string(), "90p".to_string()];
+    if cfg!(feature = "nvenc") && fallbacks.is_empty() {
+        assert_eq!(
+            ladder.backends(),
+            names.map(|n| (n, BackendKind::NvencDirect)).to_vec()
+        );
+    } else {
+        println!("{fallbacks:?}");
+        assert_eq!(
+            fallbacks.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+            vec!["180p", "90p"]
+        );
+        for (_, reason) in &fallbacks {
+            assert!(
+                reason.starts_with("cannot open nvenc encoder: "),
+                "{reason}"
+            );
+            if !cfg!(feature = "nvenc") {
+                assert!(
+                    reason.ends_with("built without the nvenc feature"),
+                    "{reason}"
+                );
+            }
+        }
+        assert_eq!(
+            ladder.backends(),
+            names.map(|n| (n, BackendKind::Software)).to_vec()
+        );
+        // Announced before anything else.
+        assert!(matches!(out[0], LadderOutput::Fallback { .. }));
+        assert!(matches!(out[1], LadderOutput::Fallback { .. }));
+    }
+    for name in ["180p", "90p"] {
+        let frames = frames_of(&out, name);
+        assert_eq!(frames.len(), 61, "{name}");
+        assert_eq!(idr_indices(&frames), vec![0, 30, 60], "{name}");
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(f.dts, i as u64 * 3000, "{name}");
+        }
+    }
+    let sizes: Vec<(u16, u16)> = out
+        .iter()
+        .filter_map(|o| match o {
+            LadderOutput::Track {
+                config: TrackConfig::H264 { width, height, .. },
+                ..
+            } => Some((*width, *height)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sizes, vec![(320, 180), (160, 90)]);
 }
 
 #[test]
