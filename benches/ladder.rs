@@ -44,9 +44,8 @@ fn main() {
     let presets = std::env::var("LADDER_PRESETS").unwrap_or_else(|_| "ultrafast,veryfast".into());
     let tick = clock_ticks_per_second();
 
-    let dir = tempfile::tempdir_in(tmpfs()).expect("temporary directory");
-    let input = dir.path().join("in.ts");
-    make_input(&input, seconds);
+    // `_dir` holds the temporary directory (and the input) until the end.
+    let (_dir, input) = daihuo::bench::input_1080p(seconds);
     let (config, frames) = demux(&std::fs::read(&input).expect("read input"));
     let TrackConfig::H264 { width, height, .. } = config else {
         unreachable!("demux returns the H.264 track")
@@ -255,23 +254,4 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-fn make_input(path: &Path, seconds: u32) {
-    let status = daihuo::peers::ffmpeg_source(1920, 1080, seconds, "8M", false)
-        .args(["-f", "mpegts"])
-        .arg(path)
-        .status()
-        .expect("run ffmpeg (make test-deps installs it)");
-    assert!(status.success(), "ffmpeg could not make the input");
-}
-
-/// Both sides read memory, not disk: /dev/shm where it exists.
-fn tmpfs() -> &'static Path {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm
-    } else {
-        Path::new("/tmp")
-    }
 }

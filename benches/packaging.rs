@@ -23,9 +23,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
-    let dir = tempfile::tempdir_in(tmpfs()).expect("temporary directory");
-    let input = dir.path().join("in.ts");
-    make_input(&input, seconds);
+    let (dir, input) = daihuo::bench::input_1080p(seconds);
     let ts = std::fs::read(&input).expect("read input");
     let mb = ts.len() as f64 / 1e6;
     println!("input: 1080p30 H.264 + AAC, {seconds} s, {mb:.1} MB");
@@ -123,23 +121,4 @@ fn best_of(mut f: impl FnMut()) -> Duration {
         })
         .min()
         .unwrap_or_default()
-}
-
-fn make_input(path: &Path, seconds: u32) {
-    let status = daihuo::peers::ffmpeg_source(1920, 1080, seconds, "8M", false)
-        .args(["-f", "mpegts"])
-        .arg(path)
-        .status()
-        .expect("run ffmpeg (make test-deps installs it)");
-    assert!(status.success(), "ffmpeg could not make the input");
-}
-
-/// Both sides read and write memory, not disk: /dev/shm where it exists.
-fn tmpfs() -> &'static Path {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm
-    } else {
-        Path::new("/tmp")
-    }
 }

@@ -29,19 +29,14 @@ use tokio::task::JoinSet;
 
 pub use tls::{Identity, TlsError};
 
-/// Why the edge could not start.
+/// Why the edge could not start: what the origin side reports (a listener that cannot bind,
+/// an encoder requirement that cannot be met), or the viewers' TLS set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot bind {what} on {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Origin(#[from] origin::StartError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error(transparent)]
-    Probe(#[from] hwaccel::ProbeError),
 }
 
 /// Addresses actually bound (port 0 in the config resolves here).
@@ -75,13 +70,15 @@ impl Edge {
             (Some(cert), Some(key)) => Identity::load(cert, key)?,
             _ => Identity::self_signed()?,
         };
-        let settings = Arc::new(origin::transcode::probe(&config.transcode)?);
+        let settings =
+            origin::transcode::probe(&config.transcode).map_err(origin::StartError::from)?;
+        let settings = Arc::new(settings);
         let metrics = Metrics::new();
         let store = Store::new(store_options(&config.hls));
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
-        let bind = |what, addr, source| StartError::Bind { what, addr, source };
+        let bind = |what, addr, source| origin::StartError::Bind { what, addr, source };
         let ingest = Ingest::bind(&config.srt)
             .await
             .map_err(|e| bind("srt", config.srt.listen, e))?;

@@ -2,6 +2,7 @@
 //! real peers as child processes (ffmpeg with libsrt, srt-live-transmit, curl), and small
 //! LL-HLS playlist readers. Nothing here mocks the system under test.
 
+pub mod bench;
 pub mod h3client;
 pub mod peers;
 pub mod playlist;
