@@ -14,7 +14,7 @@ build:
 	$(CARGO) build --release -p edge-node -p origin --bins
 
 deps:
-	@scripts/install-deps.sh build
+	@scripts/install-deps.sh run
 
 test-deps:
 	@scripts/install-deps.sh test

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages daihuo needs, idempotently (only what is missing).
 #   scripts/install-deps.sh build   # to build: pkg-config, clang, FFmpeg 5.1 dev libraries
-#   scripts/install-deps.sh test    # to build and test: the above plus ffmpeg (libsrt), srt-tools, curl
+#   scripts/install-deps.sh run     # to build and try it: the above plus the ffmpeg CLI to push
+#   scripts/install-deps.sh test    # to build and test: the above plus srt-tools and curl
 set -euo pipefail
 
 build_pkgs=(pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev)
@@ -9,8 +10,9 @@ test_pkgs=(ffmpeg srt-tools curl)
 
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
+  run) want=("${build_pkgs[@]}" ffmpeg) ;;
   test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  *) echo "usage: $0 build|run|test" >&2; exit 2 ;;
 esac
 
 missing=()
