@@ -155,11 +155,6 @@ impl Store {
             .ok_or_else(|| ApiError::NotFound(format!("no stream {room}")))
     }
 
-    /// Rooms that have media now, live or lingering.
-    pub fn rooms(&self) -> Vec<String> {
-        lock(&self.streams).keys().cloned().collect()
-    }
-
     /// How many rooms are being published right now.
     pub fn live_count(&self) -> usize {
         lock(&self.streams)
