@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use codec::hls::playlist::{MediaPlaylist, PlaylistOptions};
 use codec::hls::query::SkipRequest;
-use codec::hls::segmenter::{Segmenter, SegmenterOptions, SegmenterOutput};
+use codec::hls::segmenter::{FirstMsn, Segmenter, SegmenterOptions, SegmenterOutput};
 use codec::ingest::{Demuxer, MediaEvent};
 
 const ROUNDS: usize = 5;
@@ -64,7 +64,7 @@ fn package(ts: &[u8]) {
                     tracks.retain(|(t, _, _)| *t != track);
                     tracks.push((
                         track,
-                        Segmenter::new(config, SegmenterOptions::default(), 0),
+                        Segmenter::new(config, SegmenterOptions::default(), FirstMsn::Exactly(0)),
                         MediaPlaylist::new(PlaylistOptions::default()),
                     ));
                 }

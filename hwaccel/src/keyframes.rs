@@ -6,25 +6,27 @@
 //! - on the first picture;
 //! - on every source keyframe (IDR), so the encoded rungs also have an IDR wherever a copy rung
 //!   (which can only start a segment at a source IDR) has one;
-//! - on every picture whose pts is at least `segment_target` after the last forced IDR, so a
-//!   source with long or irregular GOPs still yields segments of about the target length.
+//! - on the first picture of every timeline slot (pts / `segment_target`, the packager's slots:
+//!   see `codec::hls::segmenter`), so every slot has a cut point whatever the source's GOP,
+//!   and two origins fed the same source force IDRs on the same pictures wherever each one
+//!   started.
 //!
 //! Interplay with a copy rung: its IDRs are the source keyframes only, a subset of the encoded
 //! rungs' IDRs. A packager that must keep every rendition cut at the same times cuts only at
 //! IDRs common to all rungs, i.e. at source keyframes, when the ladder has a copy rung; the
-//! timer IDRs then cost a little bitrate and buy nothing. Without a copy rung every forced IDR
+//! slot IDRs then cost a little bitrate and buy nothing. Without a copy rung every forced IDR
 //! is a valid common cut point.
 //!
-//! A pts that goes backwards (a discontinuity) forces an IDR and restarts the timer.
+//! A pts that goes backwards (a discontinuity) forces an IDR.
 
 use std::time::Duration;
 
 /// The IDR decision for one stream.
 #[derive(Clone, Debug)]
 pub(crate) struct IdrSchedule {
-    /// Segment target in 90 kHz ticks.
+    /// Segment target in 90 kHz ticks: the width of a slot.
     interval: i64,
-    /// Pts of the last forced IDR.
+    /// Pts of the last picture seen.
     last: Option<i64>,
 }
 
@@ -39,15 +41,12 @@ impl IdrSchedule {
 
     /// Whether the picture at `pts` (90 kHz) must be an IDR on every encoded rung.
     pub(crate) fn decide(&mut self, pts: i64, source_keyframe: bool) -> bool {
+        let slot = |t: i64| t.div_euclid(self.interval);
         let force = match self.last {
             None => true,
-            Some(last) => {
-                source_keyframe || pts < last || pts.saturating_sub(last) >= self.interval
-            }
+            Some(last) => source_keyframe || pts < last || slot(pts) != slot(last),
         };
-        if force {
-            self.last = Some(pts);
-        }
+        self.last = Some(pts);
         force
     }
 }
@@ -70,11 +69,11 @@ mod tests {
     }
 
     #[test]
-    fn long_source_gop_gets_timer_idrs() {
-        // Source IDRs every 1.5 s, target 1 s: timer at +1 s after each forced IDR.
+    fn long_source_gop_gets_an_idr_in_every_slot() {
+        // Source IDRs every 1.5 s, target 1 s: each slot's first picture as well.
         assert_eq!(
             forced(Duration::from_secs(1), 45, 136),
-            vec![0, 30, 45, 75, 90, 120, 135]
+            vec![0, 30, 45, 60, 90, 120, 135]
         );
     }
 
@@ -95,5 +94,26 @@ mod tests {
         assert!(s.decide(0, false));
         assert!(!s.decide(3000, false));
         assert!(s.decide(90_000, false));
+    }
+
+    #[test]
+    fn a_late_start_forces_the_same_pictures() {
+        // 30 fps from 1.4 s, source IDRs every 3 s, target 2 s; one schedule starts at
+        // picture 0, one at picture 100 (mid-slot): after the late one's first picture they
+        // agree.
+        let pts = |i: i64| 126_000 + i * 3000;
+        let run = |from: i64| {
+            let mut s = IdrSchedule::new(Duration::from_secs(2));
+            (from..400)
+                .filter(|&i| s.decide(pts(i), i % 90 == 0))
+                .collect::<Vec<_>>()
+        };
+        let early = run(0);
+        let late = run(100);
+        assert_eq!(late[0], 100);
+        assert_eq!(
+            late[1..],
+            early[early.iter().position(|&i| i > 100).unwrap()..]
+        );
     }
 }

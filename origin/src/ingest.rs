@@ -139,7 +139,7 @@ impl Accept {
                 .await;
             return;
         }
-        let publication = match self.store.publish(&room, unix_ms() as u64) {
+        let publication = match self.store.publish(&room) {
             Ok(p) => p,
             Err(e) => {
                 warn!(%peer, stream = room, "publish refused: {e}");

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use codec::hls::multivariant::{self, AudioRendition, Variant};
 use codec::hls::playlist::{Blocking, MediaPlaylist, PlaylistOptions, RenditionReport};
 use codec::hls::query::BlockingRequest;
+use codec::hls::FirstMsn;
 use codec::TrackConfig;
 use tokio::sync::watch;
 
@@ -63,7 +64,8 @@ struct StreamState {
     live: bool,
     /// Increments per publish, so a stale publication cannot touch a newer one.
     generation: u64,
-    /// The next segment number to use (continues across re-publish so URLs never repeat).
+    /// One past the highest segment number published (a floor for new renditions, so URLs
+    /// never repeat across re-publish).
     next_msn: u64,
     /// Renditions the pipeline announced before their first output (the ladder's rungs), so
     /// the multivariant playlist is not served without them.
@@ -102,17 +104,11 @@ impl Store {
 
     /// Starts publishing `room`. Fails when someone is already publishing it.
     ///
-    /// `now_unix_ms` seeds the first media sequence number (wall-clock segments since the
-    /// epoch), so a stream started again after the origin forgot it never reuses a URL that a
-    /// cache may still hold.
-    pub fn publish(
-        self: &Arc<Self>,
-        room: &str,
-        now_unix_ms: u64,
-    ) -> Result<Publication, ApiError> {
+    /// Segment numbers come from the stream's timeline (see [`codec::hls::segmenter`]), so
+    /// origins fed the same ingest number the same media alike; a room published again never
+    /// goes below the numbers it used before.
+    pub fn publish(self: &Arc<Self>, room: &str) -> Result<Publication, ApiError> {
         let mut streams = lock(&self.streams);
-        let seg_ms = self.options.segment_target.as_millis().max(1) as u64;
-        let clock_msn = now_unix_ms / seg_ms;
         let stream = streams
             .entry(room.to_string())
             .or_insert_with(|| {
@@ -120,7 +116,7 @@ impl Store {
                     state: Mutex::new(StreamState {
                         live: false,
                         generation: 0,
-                        next_msn: clock_msn,
+                        next_msn: 0,
                         expected: Default::default(),
                         renditions: BTreeMap::new(),
                     }),
@@ -135,7 +131,6 @@ impl Store {
             }
             state.live = true;
             state.generation += 1;
-            state.next_msn = state.next_msn.max(clock_msn);
             // Renditions of the previous publish stay until their replacements appear, each
             // then continues its numbering after a discontinuity.
             state.generation
@@ -432,11 +427,15 @@ impl Publication {
     }
 
     /// Declares (or re-declares, after a configuration change) a rendition and its init
-    /// segment. Returns the media sequence number its segmenter must start at.
-    pub fn set_rendition(&self, name: &str, config: TrackConfig, init: Bytes) -> u64 {
+    /// segment. Returns how its segmenter numbers the first segment: a rendition already in
+    /// the playlist goes on with the next number (after a discontinuity); a new one takes its
+    /// timeline's numbers, above any the room used before.
+    pub fn set_rendition(&self, name: &str, config: TrackConfig, init: Bytes) -> FirstMsn {
         let options = self.store.options.clone();
-        let msn = self.with_state(|s| {
-            let first_msn = s.next_msn;
+        let first = self.with_state(|s| {
+            let first_msn = FirstMsn::Timeline {
+                at_least: s.next_msn,
+            };
             match s.renditions.get_mut(name) {
                 Some(r) => {
                     let continues = r.playlist.last_part().map(|(m, _)| m + 1);
@@ -444,7 +443,7 @@ impl Publication {
                     r.init = init;
                     r.open.clear();
                     r.playlist.mark_discontinuity();
-                    continues.unwrap_or(first_msn).max(first_msn)
+                    continues.map_or(first_msn, FirstMsn::Exactly)
                 }
                 None => {
                     s.renditions.insert(
@@ -470,7 +469,7 @@ impl Publication {
                 }
             }
         });
-        msn.unwrap_or(0)
+        first.unwrap_or(FirstMsn::Timeline { at_least: 0 })
     }
 
     /// Announces renditions that will appear once their first frames are encoded.

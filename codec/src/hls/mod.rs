@@ -19,7 +19,7 @@ pub mod segmenter;
 pub use multivariant::{AudioRendition, Variant};
 pub use playlist::{Blocking, MediaPlaylist, PlaylistOptions, RenditionReport};
 pub use query::{BlockingRequest, QueryError, SkipRequest};
-pub use segmenter::{Part, Segmenter, SegmenterOptions, SegmenterOutput};
+pub use segmenter::{FirstMsn, Part, Segmenter, SegmenterOptions, SegmenterOutput};
 
 /// `s` made safe for a playlist quoted-string or URI line: `"`, CR and LF are dropped (the HLS
 /// grammar has no escape for them).

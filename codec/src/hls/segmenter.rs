@@ -1,11 +1,21 @@
 //! The LL-HLS segmenter of one rendition: frames in, partial segments and segment ends out.
 //!
 //! A [`Segmenter`] owns the cutting rules of one track (video-only or audio-only rendition):
-//! where segments start (video: at a keyframe once the segment target is reached; audio: once it
-//! is reached), where parts are cut (before a frame that would push the part past the part
-//! target), and the decode timeline written into each fragment's `tfdt`. Each part comes out as
-//! a finished `moof` + `mdat` ([`crate::fmp4::fragment`]). It does no IO and reads no clock;
-//! playlists are [`super::playlist`]'s business.
+//! where segments start, where parts are cut (before a frame that would push the part past the
+//! part target), and the decode timeline written into each fragment's `tfdt`. Each part comes
+//! out as a finished `moof` + `mdat` ([`crate::fmp4::fragment`]). It does no IO and reads no
+//! clock; playlists are [`super::playlist`]'s business.
+//!
+//! Segments follow the stream's own timeline, not the moment the segmenter started: the
+//! presentation timeline is divided into slots of one segment target (slot = pts / target), a
+//! segment starts at the first cut point (video: keyframe; audio: any frame) in a later slot
+//! than the open segment's start, and a fresh segmenter numbers its first segment by that slot
+//! ([`FirstMsn::Timeline`]). So two origins fed the same ingest, even one that joined late,
+//! cut the same media into the same parts with the same numbers, and every rendition of a
+//! stream (audio included) numbers the same time slot alike. Numbers stay consecutive: when a
+//! slot holds no keyframe (a source GOP longer than the target), the next segment takes the
+//! next number and a segmenter that joined later may number from then on one higher; the
+//! ladder forces an IDR in every slot, so transcoded renditions never skip.
 //!
 //! Timing is kept in track timescale ticks ([`TrackConfig::timescale`]) and converted to
 //! [`Duration`] (rounded down to the nanosecond) only in the outputs.
@@ -42,6 +52,17 @@ impl Default for SegmenterOptions {
     }
 }
 
+/// How a segmenter numbers its first segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstMsn {
+    /// From the timeline: the slot of the first frame (pts / segment target), but at least
+    /// `at_least` (numbers a room used before are never reused).
+    Timeline { at_least: u64 },
+    /// Exactly this number: a rendition going on after a discontinuity, whose numbers must
+    /// follow the ones already in its playlist.
+    Exactly(u64),
+}
+
 /// A complete partial segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Part {
@@ -73,6 +94,8 @@ pub enum SegmenterOutput {
 #[derive(Debug)]
 struct OpenSegment {
     msn: u64,
+    /// Timeline slot of the segment's first frame (its pts / segment target).
+    slot: u64,
     /// Ticks of the parts already emitted plus the open part.
     ticks: u64,
     /// Sum of the emitted parts' [`Part::duration`]s.
@@ -99,13 +122,14 @@ struct OpenPart {
 pub struct Segmenter {
     config: TrackConfig,
     kind: TrackKind,
-    /// Segment target in ticks, rounded up: a segment may end once it holds at least this.
+    /// Segment target in ticks, rounded up: the width of a timeline slot.
     segment_ticks: u64,
     /// Part target in ticks, rounded down: no multi-sample part holds more than this.
     part_ticks: u64,
-    next_msn: u64,
-    /// `mfhd` sequence number of the next fragment.
-    next_sequence: u32,
+    /// Number of the next segment, once known (see [`FirstMsn`]).
+    next_msn: Option<u64>,
+    /// Lowest number a timeline-numbered first segment may take.
+    msn_floor: u64,
     /// The held-back frame, waiting for its successor to know its duration.
     pending: Option<Frame>,
     /// Decode time the next committed sample gets in the output timeline.
@@ -117,17 +141,21 @@ pub struct Segmenter {
 }
 
 impl Segmenter {
-    /// A segmenter for one track whose first segment gets media sequence number `first_msn`.
-    pub fn new(config: TrackConfig, options: SegmenterOptions, first_msn: u64) -> Self {
+    /// A segmenter for one track whose first segment is numbered as `first` says.
+    pub fn new(config: TrackConfig, options: SegmenterOptions, first: FirstMsn) -> Self {
         let timescale = config.timescale();
         let kind = config.kind();
+        let (next_msn, msn_floor) = match first {
+            FirstMsn::Timeline { at_least } => (None, at_least),
+            FirstMsn::Exactly(msn) => (Some(msn), 0),
+        };
         Self {
             segment_ticks: duration_to_ticks(options.segment_target, timescale, true),
             part_ticks: duration_to_ticks(options.part_target, timescale, false),
             config,
             kind,
-            next_msn: first_msn,
-            next_sequence: 1,
+            next_msn,
+            msn_floor,
             pending: None,
             next_dts: None,
             last_duration: None,
@@ -199,13 +227,16 @@ impl Segmenter {
         }
         let dts = *self.next_dts.get_or_insert(frame.dts);
         if self.segment.is_none() {
+            let slot = self.slot(&frame);
+            let msn = self.next_msn.unwrap_or_else(|| slot.max(self.msn_floor));
             self.segment = Some(OpenSegment {
-                msn: self.next_msn,
+                msn,
+                slot,
                 ticks: 0,
                 duration: Duration::ZERO,
                 next_index: 0,
             });
-            self.next_msn = self.next_msn.saturating_add(1);
+            self.next_msn = Some(msn.saturating_add(1));
         }
         if self.part.samples.is_empty() {
             self.part.start_dts = dts;
@@ -239,12 +270,18 @@ impl Segmenter {
         }
     }
 
-    /// Whether `frame` is the first of a new segment.
+    /// Whether `frame` is the first of a new segment: a cut point in a later timeline slot.
+    /// (A pts that went backwards, a broken timeline, also cuts at the next keyframe.)
     fn starts_segment(&self, frame: &Frame) -> bool {
         match &self.segment {
             None => true,
-            Some(segment) => frame.keyframe && segment.ticks >= self.segment_ticks,
+            Some(segment) => frame.keyframe && self.slot(frame) != segment.slot,
         }
+    }
+
+    /// The timeline slot of `frame`: its pts in whole segment targets.
+    fn slot(&self, frame: &Frame) -> u64 {
+        u64::try_from(frame.pts()).unwrap_or(0) / self.segment_ticks.max(1)
     }
 
     /// Emit the open part, if it has samples.
@@ -260,9 +297,12 @@ impl Segmenter {
         let independent = part.samples.first().is_some_and(|s| s.keyframe);
         // `fragment` only fails for an empty part (excluded above) or one over 4 GiB, which no
         // frame source produces; such a part is published empty rather than breaking numbering.
-        let bytes =
-            fmp4::fragment(self.next_sequence, part.start_dts, &part.samples).unwrap_or_default();
-        self.next_sequence = self.next_sequence.wrapping_add(1);
+        let bytes = fmp4::fragment(
+            fragment_sequence(segment.msn, segment.next_index),
+            part.start_dts,
+            &part.samples,
+        )
+        .unwrap_or_default();
         out.push(SegmenterOutput::Part(Part {
             msn: segment.msn,
             index: segment.next_index,
@@ -285,6 +325,15 @@ impl Segmenter {
             });
         }
     }
+}
+
+/// The `mfhd` sequence number of part `index` of segment `msn`: growing with the numbering and
+/// derived from it (not counted from the segmenter's start), so origins that joined a stream at
+/// different times write identical fragments. Wraps after about 4 million segments.
+fn fragment_sequence(msn: u64, index: u32) -> u32 {
+    (msn.wrapping_mul(1000)
+        .wrapping_add(u64::from(index.min(999))) as u32)
+        .wrapping_add(1)
 }
 
 /// `d` in ticks of `timescale`, rounded up or down.

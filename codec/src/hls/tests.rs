@@ -46,7 +46,7 @@ fn ffmpeg_plays_the_rendition() {
     )
     .expect("write init");
 
-    let mut segmenter = Segmenter::new(config, SegmenterOptions::default(), 100);
+    let mut segmenter = Segmenter::new(config, SegmenterOptions::default(), FirstMsn::Exactly(100));
     let mut playlist = MediaPlaylist::new(PlaylistOptions::default());
     let mut out = Vec::new();
     for (i, (keyframe, data)) in aus.into_iter().enumerate() {

@@ -56,8 +56,8 @@ fn publish_segment(p: &Publication, msn: u64) {
 #[tokio::test(start_paused = true)]
 async fn blocking_reload_is_woken_by_the_publish() {
     let store = store();
-    let p = store.publish("demo", 0).unwrap();
-    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    let p = store.publish("demo").unwrap();
+    let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
     p.push_part("audio", part(msn, 0), 0);
 
     let q = blocking(&format!("_HLS_msn={msn}&_HLS_part=1"));
@@ -92,8 +92,8 @@ async fn blocking_reload_is_woken_by_the_publish() {
 #[tokio::test(start_paused = true)]
 async fn blocking_requests_time_out_after_three_target_durations() {
     let store = store();
-    let p = store.publish("demo", 0).unwrap();
-    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    let p = store.publish("demo").unwrap();
+    let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
     p.push_part("audio", part(msn, 0), 0);
     let start = tokio::time::Instant::now();
     let q = blocking(&format!("_HLS_msn={msn}&_HLS_part=1"));
@@ -105,8 +105,8 @@ async fn blocking_requests_time_out_after_three_target_durations() {
 #[tokio::test(start_paused = true)]
 async fn too_far_ahead_and_unknown_things_are_refused_at_once() {
     let store = store();
-    let p = store.publish("demo", 0).unwrap();
-    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    let p = store.publish("demo").unwrap();
+    let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
     p.push_part("audio", part(msn, 0), 0);
     let start = tokio::time::Instant::now();
     let far = blocking(&format!("_HLS_msn={}", msn + 10));
@@ -142,8 +142,8 @@ async fn too_far_ahead_and_unknown_things_are_refused_at_once() {
 #[tokio::test(start_paused = true)]
 async fn segments_are_their_parts_and_leave_with_the_window() {
     let store = store();
-    let p = store.publish("demo", 0).unwrap();
-    let first = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    let p = store.publish("demo").unwrap();
+    let first = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
     for msn in first..first + 8 {
         publish_segment(&p, msn);
     }
@@ -181,12 +181,9 @@ async fn segments_are_their_parts_and_leave_with_the_window() {
 #[tokio::test(start_paused = true)]
 async fn republish_continues_numbering_after_a_discontinuity() {
     let store = store();
-    let p = store.publish("demo", 0).unwrap();
-    assert_eq!(
-        store.publish("demo", 0).err().map(|e| e.status()),
-        Some(409)
-    );
-    let first = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    let p = store.publish("demo").unwrap();
+    assert_eq!(store.publish("demo").err().map(|e| e.status()), Some(409));
+    let first = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
     publish_segment(&p, first);
     drop(p);
 
@@ -195,8 +192,8 @@ async fn republish_continues_numbering_after_a_discontinuity() {
     let ended = store.media_playlist("demo", "audio", &q).await.unwrap();
     assert!(ended.contains("#EXT-X-ENDLIST"), "{ended}");
 
-    let p = store.publish("demo", 0).unwrap();
-    let next = p.set_rendition("audio", audio(), Bytes::from_static(b"init2"));
+    let p = store.publish("demo").unwrap();
+    let next = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init2")));
     assert_eq!(next, first + 1);
     p.push_part("audio", part(next, 0), 0);
     let live = store
@@ -211,19 +208,43 @@ async fn republish_continues_numbering_after_a_discontinuity() {
     );
 }
 
+/// The number a segmenter told `first` gives a first segment in timeline slot 0.
+fn msn_of(first: FirstMsn) -> u64 {
+    match first {
+        FirstMsn::Timeline { at_least } | FirstMsn::Exactly(at_least) => at_least,
+    }
+}
+
 #[tokio::test(start_paused = true)]
-async fn first_sequence_number_comes_from_the_clock() {
+async fn numbers_come_from_the_timeline_above_what_the_room_used() {
     let store = store();
-    let p = store.publish("demo", 1_700_000_000_000).unwrap();
-    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
-    assert_eq!(msn, 1_700_000_000_000 / 2000);
+    let p = store.publish("demo").unwrap();
+    let first = p.set_rendition("audio", audio(), Bytes::from_static(b"init"));
+    assert_eq!(first, FirstMsn::Timeline { at_least: 0 });
+    publish_segment(&p, 7);
+    drop(p);
+    let p = store.publish("demo").unwrap();
+    // The rendition in the playlist goes on; a new one starts above every used number.
+    let audio_again = p.set_rendition("audio", audio(), Bytes::from_static(b"init2"));
+    assert_eq!(audio_again, FirstMsn::Exactly(8));
+    let video = TrackConfig::H264 {
+        sps: Bytes::new(),
+        pps: Bytes::new(),
+        width: 640,
+        height: 360,
+        profile: 100,
+        constraints: 0,
+        level: 30,
+    };
+    let new = p.set_rendition("360p", video, Bytes::from_static(b"v"));
+    assert_eq!(new, FirstMsn::Timeline { at_least: 8 });
 }
 
 #[tokio::test(start_paused = true)]
 async fn multivariant_waits_for_every_rendition() {
     let store = store();
-    let p = store.publish("demo", 0).unwrap();
-    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"a"));
+    let p = store.publish("demo").unwrap();
+    let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"a")));
     let video = TrackConfig::H264 {
         sps: Bytes::new(),
         pps: Bytes::new(),
@@ -253,9 +274,9 @@ async fn multivariant_waits_for_every_rendition() {
 #[tokio::test(start_paused = true)]
 async fn multivariant_waits_for_announced_rungs_then_serves_what_came() {
     let store = store();
-    let p = store.publish("demo", 0).unwrap();
+    let p = store.publish("demo").unwrap();
     p.expect_renditions(&["720p".to_string()]);
-    let msn = p.set_rendition("audio", audio(), Bytes::from_static(b"a"));
+    let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"a")));
     p.push_part("audio", part(msn, 0), 0);
     let waiter = {
         let store = store.clone();

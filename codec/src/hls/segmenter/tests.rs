@@ -59,7 +59,7 @@ fn thirty_fps_two_second_gop() {
     let frames = (0..120u32)
         .map(|i| frame(1000 + u64::from(i) * 3000, 0, i % 60 == 0, i))
         .collect();
-    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 5);
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), FirstMsn::Exactly(5));
     let out = run(&mut seg, frames);
     let p = parts(&out);
     assert_eq!(p.len(), 12);
@@ -70,7 +70,7 @@ fn thirty_fps_two_second_gop() {
         assert_eq!(part.duration, Duration::from_nanos(333_333_333));
         assert_eq!(part.independent, k % 6 == 0);
         let f = parse_fragment(&part.bytes);
-        assert_eq!(f.sequence, k as u32 + 1);
+        assert_eq!(f.sequence, fragment_sequence(part.msn, part.index));
         assert_eq!(f.tfdt, part.start_dts);
         assert_eq!(f.entries.len(), 10);
     }
@@ -87,7 +87,7 @@ fn thirty_fps_two_second_gop() {
 
 #[test]
 fn segment_end_comes_as_soon_as_the_next_keyframe_arrives() {
-    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), FirstMsn::Exactly(0));
     let mut out = Vec::new();
     for i in 0..60u32 {
         seg.push(frame(u64::from(i) * 3000, 0, i == 0, i), &mut out);
@@ -108,7 +108,7 @@ fn leading_non_keyframes_are_dropped_and_long_gops_stretch_segments() {
     let frames = (0..200u32)
         .map(|i| frame(u64::from(i) * 3000, 0, i >= 3 && (i - 3) % 90 == 0, i))
         .collect();
-    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), FirstMsn::Exactly(0));
     let out = run(&mut seg, frames);
     let ends: Vec<_> = out
         .iter()
@@ -128,7 +128,11 @@ fn audio_cuts_without_keyframes() {
     let frames = (0..300u32)
         .map(|i| frame(u64::from(i) * 1024, 0, false, i))
         .collect();
-    let mut seg = Segmenter::new(audio(48_000), SegmenterOptions::default(), 0);
+    let mut seg = Segmenter::new(
+        audio(48_000),
+        SegmenterOptions::default(),
+        FirstMsn::Exactly(0),
+    );
     let out = run(&mut seg, frames);
     let p = parts(&out);
     // 1/3 s is 16000 ticks at 48 kHz: 15 frames (15360 ticks) per part.
@@ -148,7 +152,7 @@ fn audio_cuts_without_keyframes() {
 
 #[test]
 fn lone_frame_gets_a_default_duration() {
-    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), FirstMsn::Exactly(0));
     let out = run(&mut seg, vec![frame(7, 0, true, 0)]);
     let p = parts(&out);
     assert_eq!(p.len(), 1);
@@ -165,7 +169,7 @@ fn non_increasing_dts_keeps_the_timeline_moving() {
         frame(6000, 0, false, 3),
         frame(9000, 0, false, 4),
     ];
-    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), FirstMsn::Exactly(0));
     let out = run(&mut seg, frames);
     let f = parse_fragment(&parts(&out)[0].bytes);
     let durations: Vec<_> = f.entries.iter().map(|e| e.duration).collect();
@@ -174,7 +178,7 @@ fn non_increasing_dts_keeps_the_timeline_moving() {
 
 #[test]
 fn restart_after_finish_continues_numbering() {
-    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), FirstMsn::Exactly(0));
     let mut out = Vec::new();
     for i in 0..10u32 {
         seg.push(frame(u64::from(i) * 3000, 0, i == 0, i), &mut out);
@@ -190,7 +194,7 @@ fn restart_after_finish_continues_numbering() {
     assert_eq!((p[0].msn, p[1].msn), (0, 1));
     assert_eq!(p[1].start_dts, 100);
     assert!(p[1].independent);
-    assert_eq!(parse_fragment(&p[1].bytes).sequence, 2);
+    assert_eq!(parse_fragment(&p[1].bytes).sequence, 1001);
 }
 
 /// A synthetic stream: frames and what the segmenter should make of them.
@@ -275,22 +279,24 @@ fn check(stream: Stream) -> Result<(), TestCaseError> {
             .position(|f| f.keyframe)
             .map_or(0, |first| stream.frames.len() - first),
     };
-    let mut seg = Segmenter::new(stream.config, stream.options, 42);
+    let mut seg = Segmenter::new(
+        stream.config,
+        stream.options,
+        FirstMsn::Timeline { at_least: 42 },
+    );
     let out = run(&mut seg, stream.frames);
 
     let mut samples = 0;
     let mut prev: Option<&Part> = None;
     let mut segment_parts = Duration::ZERO;
     let mut open_msn: Option<u64> = None;
-    let mut sequence = 0;
     let mut last_msn = None;
     for o in &out {
         match o {
             SegmenterOutput::Part(p) => {
                 let f = parse_fragment(&p.bytes);
                 prop_assert_eq!(f.tfdt, p.start_dts);
-                prop_assert_eq!(f.sequence, sequence + 1);
-                sequence = f.sequence;
+                prop_assert_eq!(f.sequence, fragment_sequence(p.msn, p.index));
                 prop_assert!(!f.entries.is_empty());
                 let ticks: u64 = f
                     .entries
@@ -312,7 +318,10 @@ fn check(stream: Stream) -> Result<(), TestCaseError> {
                         // First part of a segment.
                         prop_assert!(p.independent, "segment starts with a non-keyframe");
                         prop_assert_eq!(p.index, 0);
-                        prop_assert_eq!(p.msn, last_msn.map_or(42, |m: u64| m + 1));
+                        match last_msn {
+                            None => prop_assert!(p.msn >= 42),
+                            Some(m) => prop_assert_eq!(p.msn, m + 1),
+                        }
                         open_msn = Some(p.msn);
                         segment_parts = Duration::ZERO;
                     }
@@ -364,11 +373,121 @@ fn segments_reach_the_target_before_cutting() {
     let frames = (0..250u32)
         .map(|i| frame(u64::from(i) * 3600, 0, i % 25 == 0, i))
         .collect();
-    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), 0);
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), FirstMsn::Exactly(0));
     let out = run(&mut seg, frames);
     for o in &out {
         if let SegmenterOutput::SegmentEnd { duration, .. } = o {
             assert_eq!(*duration, Duration::from_secs(2));
         }
+    }
+}
+
+#[test]
+fn first_segment_is_numbered_by_its_timeline_slot() {
+    // First keyframe at 5.1 s: slot 2 of 2 s.
+    let frames = (0..10u32)
+        .map(|i| frame(459_000 + u64::from(i) * 3000, 0, i == 0, i))
+        .collect();
+    let at_least = |n| FirstMsn::Timeline { at_least: n };
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), at_least(0));
+    assert_eq!(parts(&run(&mut seg, frames))[0].msn, 2);
+    // A room that already used numbers up to 9 never goes below 10.
+    let frames = vec![frame(459_000, 0, true, 0)];
+    let mut seg = Segmenter::new(video(), SegmenterOptions::default(), at_least(10));
+    assert_eq!(parts(&run(&mut seg, frames))[0].msn, 10);
+}
+
+#[test]
+fn a_late_joiner_cuts_and_numbers_like_one_there_from_the_start() {
+    // 30 fps, keyframe every 30 frames (1 s), starting at 1.4 s like ffmpeg's muxer; audio at
+    // 48 kHz alongside. The late segmenter starts 3.5 s in (mid-GOP, mid-segment).
+    let video_frames = |from: u32| {
+        (from..300u32)
+            .map(|i| frame(126_000 + u64::from(i) * 3000, 0, i % 30 == 0, i))
+            .collect::<Vec<_>>()
+    };
+    let audio_frames = |from: u32| {
+        (from..500u32)
+            .map(|i| frame(67_200 + u64::from(i) * 1024, 0, true, i))
+            .collect::<Vec<_>>()
+    };
+    for (config, all, late) in [
+        (video(), video_frames(0), video_frames(105)),
+        (audio(48_000), audio_frames(0), audio_frames(164)),
+    ] {
+        let first = FirstMsn::Timeline { at_least: 0 };
+        let mut a = Segmenter::new(config.clone(), SegmenterOptions::default(), first);
+        let mut b = Segmenter::new(config, SegmenterOptions::default(), first);
+        let from_start = run(&mut a, all);
+        let joined = run(&mut b, late);
+        let whole: std::collections::HashMap<_, _> = parts(&from_start)
+            .into_iter()
+            .map(|p| ((p.msn, p.index), p))
+            .collect();
+        let late_parts = parts(&joined);
+        // Its first segment is partial; every later one is the same, byte for byte.
+        let first_msn = late_parts[0].msn;
+        let compared: Vec<_> = late_parts
+            .iter()
+            .filter(|p| p.msn > first_msn)
+            .map(|p| {
+                assert_eq!(
+                    Some(p),
+                    whole.get(&(p.msn, p.index)),
+                    "part {}.{}",
+                    p.msn,
+                    p.index
+                );
+            })
+            .collect();
+        assert!(compared.len() > 10, "{}", compared.len());
+    }
+}
+
+#[test]
+fn renditions_agree_on_segment_numbers_for_the_same_time() {
+    // Video keyframes every 2 s from 1.4 s; audio from 1.4 s: the slot of a segment start is
+    // the same on both tracks, so are the numbers.
+    let mut v = Segmenter::new(
+        video(),
+        SegmenterOptions::default(),
+        FirstMsn::Timeline { at_least: 0 },
+    );
+    let mut a = Segmenter::new(
+        audio(48_000),
+        SegmenterOptions::default(),
+        FirstMsn::Timeline { at_least: 0 },
+    );
+    let video = run(
+        &mut v,
+        (0..300u32)
+            .map(|i| frame(126_000 + u64::from(i) * 3000, 0, i % 60 == 0, i))
+            .collect(),
+    );
+    let audio = run(
+        &mut a,
+        (0..470u32)
+            .map(|i| frame(67_200 + u64::from(i) * 1024, 0, true, i))
+            .collect(),
+    );
+    let starts = |out: &[SegmenterOutput], timescale: u64| -> Vec<(u64, u64)> {
+        parts(out)
+            .into_iter()
+            .filter(|p| p.index == 0)
+            .map(|p| (p.msn, p.start_dts * 1000 / timescale))
+            .collect()
+    };
+    let v = starts(&video, 90_000);
+    let a = starts(&audio, 48_000);
+    assert_eq!(
+        v.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert_eq!(a.len(), 6);
+    for (vs, as_) in v.iter().zip(&a) {
+        // Same number, same 2 s slot (audio cuts at the slot's first frame, video at its
+        // keyframe 1.4 s into it).
+        assert_eq!(vs.0, as_.0);
+        assert_eq!(vs.1 / 2000, as_.1 / 2000, "{vs:?} {as_:?}");
     }
 }
