@@ -139,6 +139,7 @@ impl Ladder {
         let backend = options.backend;
         let mut pending = Vec::new();
         let mut built = Vec::with_capacity(rungs.len());
+        let has_copy = rungs.iter().any(|r| r.copy);
         for spec in rungs {
             let work = if spec.copy {
                 Work::Copy { announced: false }
@@ -169,7 +170,7 @@ impl Ladder {
             source: source.clone(),
             decoder,
             rungs: built,
-            schedule: IdrSchedule::new(options.segment_target),
+            schedule: IdrSchedule::new(options.segment_target, has_copy),
             source_keys: VecDeque::new(),
             started: false,
             pending,

@@ -83,8 +83,10 @@ fn ffmpeg_plays_the_rendition() {
             }
         }
     }
+    // Keyframes every second from 1/3 s before the 33-bit wrap: the first segment ends at the
+    // first keyframe of the next 2 s timeline slot (1 s in), then 2 s segments.
     assert_eq!(parts, 15);
-    assert_eq!(playlist.last_part(), Some((102, 2)));
+    assert_eq!(playlist.last_part(), Some((102, 5)));
     playlist.set_ended();
     let text = playlist.render(SkipRequest::No, &[]);
     assert_eq!(text.matches("#EXTINF:2.00000,").count(), 2);
