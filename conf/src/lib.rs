@@ -10,12 +10,14 @@
 
 mod error;
 mod model;
+mod upstream;
 
 pub use error::{ConfError, FieldError};
 pub use model::{
     AdminConfig, CacheConfig, EdgeConfig, Encoder, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, SrtConfig, TranscodeConfig,
 };
+pub use upstream::{OriginPeer, Standby, UpstreamConfig, UpstreamProtocol};
 
 use std::path::Path;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfError, Errors};
+use crate::upstream::UpstreamConfig;
 
 /// `daihuo-edge` configuration. With no `[upstream]` the edge runs the origin in-process.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
@@ -25,6 +26,8 @@ pub struct EdgeConfig {
     pub admin: AdminConfig,
     /// The in-memory object cache in front of the origin.
     pub cache: CacheConfig,
+    /// Origins to relay ingest to and pull playback from; none: the origin runs in-process.
+    pub upstream: UpstreamConfig,
     /// LL-HLS packaging of the embedded origin.
     pub hls: HlsConfig,
     /// The transcoding ladder of the embedded origin.
@@ -142,18 +145,28 @@ impl Default for HttpConfig {
     }
 }
 
-/// The origin's HTTP API (what edges pull from).
+/// The origin's API (what edges pull playback from): HTTPS on TCP and HTTP/3 on UDP.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OriginHttpConfig {
-    /// TCP address. Default `0.0.0.0:8081`.
+    /// Address, TCP for HTTPS and UDP for HTTP/3. Default `0.0.0.0:8081`.
     pub listen: SocketAddr,
+    /// PEM certificate chain edges verify (their `upstream.ca`). When neither `cert` nor
+    /// `key` is set, a self-signed certificate for `localhost` is generated at start.
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching `cert`.
+    pub key: Option<PathBuf>,
+    /// Whether to serve HTTP/3 on the same port (UDP). Default true.
+    pub http3: bool,
 }
 
 impl Default for OriginHttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            cert: None,
+            key: None,
+            http3: true,
         }
     }
 }
@@ -194,7 +207,8 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HlsConfig {
-    /// Segment target duration in milliseconds; segments are cut at the first IDR after it.
+    /// Segment target duration in milliseconds: segments start at the first IDR of each slot
+    /// of this length on the stream's timeline.
     /// Default 2000.
     pub segment_target_ms: u64,
     /// Partial segment target in milliseconds. Default 334 (1/3 s).
@@ -473,23 +487,8 @@ impl EdgeConfig {
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
-        match (&self.https.cert, &self.https.key) {
-            (Some(_), None) => e.push("https.key", "required when https.cert is set"),
-            (None, Some(_)) => e.push("https.cert", "required when https.key is set"),
-            (Some(cert), Some(key)) => {
-                e.check(
-                    cert.is_file(),
-                    "https.cert",
-                    format!("{} is not a readable file", cert.display()),
-                );
-                e.check(
-                    key.is_file(),
-                    "https.key",
-                    format!("{} is not a readable file", key.display()),
-                );
-            }
-            (None, None) => {}
-        }
+        self.upstream.validate(&mut e);
+        check_cert_pair("https", &self.https.cert, &self.https.key, &mut e);
         e.check(
             self.cache.max_bytes >= 1024 * 1024,
             "cache.max_bytes",
@@ -519,6 +518,7 @@ impl OriginConfig {
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
+        check_cert_pair("http", &self.http.cert, &self.http.key, &mut e);
         check_distinct(
             &[
                 ("admin.listen", self.admin.listen),
@@ -526,7 +526,38 @@ impl OriginConfig {
             ],
             &mut e,
         );
+        if self.http.http3 {
+            check_distinct(
+                &[
+                    ("srt.listen", self.srt.listen),
+                    ("http.listen", self.http.listen),
+                ],
+                &mut e,
+            );
+        }
         e.finish()
+    }
+}
+
+/// A certificate and its key come together, and both must be readable files.
+fn check_cert_pair(section: &str, cert: &Option<PathBuf>, key: &Option<PathBuf>, e: &mut Errors) {
+    let (cert_key, key_key) = (format!("{section}.cert"), format!("{section}.key"));
+    match (cert, key) {
+        (Some(_), None) => e.push(&key_key, format!("required when {cert_key} is set")),
+        (None, Some(_)) => e.push(&cert_key, format!("required when {key_key} is set")),
+        (Some(cert), Some(key)) => {
+            e.check(
+                cert.is_file(),
+                &cert_key,
+                format!("{} is not a readable file", cert.display()),
+            );
+            e.check(
+                key.is_file(),
+                &key_key,
+                format!("{} is not a readable file", key.display()),
+            );
+        }
+        (None, None) => {}
     }
 }
 

@@ -125,3 +125,44 @@ copy = true
     let off = EdgeConfig::from_toml("[transcode]\nencoder = \"off\"\nrungs = []\n").unwrap();
     assert_eq!(off.transcode.encoder, Encoder::Off);
 }
+
+#[test]
+fn upstream_origins_are_checked() {
+    let text = r#"
+[upstream]
+probe_interval_ms = 5
+[[upstream.origins]]
+name = "a"
+srt = "10.0.0.1:9000"
+api = "10.0.0.1:8081"
+[[upstream.origins]]
+name = "a"
+srt = "0.0.0.0:9000"
+api = "10.0.0.2:0"
+"#;
+    let err = EdgeConfig::from_toml(text).unwrap_err();
+    let keys: Vec<&str> = err.field_errors().iter().map(|e| e.key.as_str()).collect();
+    for key in [
+        "upstream.origins[1].name",
+        "upstream.origins[1].srt",
+        "upstream.origins[1].api",
+        "upstream.ca",
+        "upstream.probe_interval_ms",
+    ] {
+        assert!(keys.contains(&key), "missing {key} in {keys:?}");
+    }
+    assert!(!keys.contains(&"upstream.origins[0].name"), "{keys:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "pem").unwrap();
+    let text = format!(
+        "[upstream]\nca = {:?}\nstandby = \"cold\"\nprotocol = \"h3\"\n\
+         [[upstream.origins]]\nname = \"origin-a\"\nsrt = \"10.0.0.1:9000\"\napi = \"10.0.0.1:8081\"\n",
+        ca.display().to_string()
+    );
+    let c = EdgeConfig::from_toml(&text).expect("valid");
+    assert_eq!(c.upstream.standby, Standby::Cold);
+    assert_eq!(c.upstream.protocol, UpstreamProtocol::H3);
+    assert_eq!(c.upstream.origins[0].server_name(), "origin-a");
+}

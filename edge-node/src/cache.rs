@@ -5,6 +5,7 @@
 //! object at once, one upstream fetch runs and every waiter gets its bytes when it completes
 //! (moka's `try_get_with` wakes them; nothing polls). Failed fetches are not cached.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use bytes::Bytes;
 use moka::future::Cache;
 use origin::store::Object;
 use origin::ApiError;
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec, Opts};
 
 /// What an object is, for the cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -39,28 +40,71 @@ impl moka::Expiry<Key, Bytes> for Lifetime {
     }
 }
 
+/// The cache's metric families.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    /// `daihuo_cache_requests_total{result="hit|miss"}`: the hit ratio.
+    pub requests: IntCounterVec,
+    /// `daihuo_upstream_fetches_total`: object fetches actually started.
+    pub fetches: IntCounter,
+    /// `daihuo_cache_coalesced_total`: misses that waited for another asker's fetch.
+    pub coalesced: IntCounter,
+}
+
+impl CacheMetrics {
+    /// Creates the families in `metrics`' registry (one `/metrics` for the box).
+    pub fn register(metrics: &origin::Metrics) -> Self {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "daihuo_cache_requests_total",
+                "Object cache lookups by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let fetches = IntCounter::new(
+            "daihuo_upstream_fetches_total",
+            "Objects fetched from the origin (one per object however many viewers ask at once).",
+        )
+        .expect("static metric definition");
+        let coalesced = IntCounter::new(
+            "daihuo_cache_coalesced_total",
+            "Cache misses answered by another asker's fetch of the same object.",
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(fetches.clone()),
+            Box::new(coalesced.clone()),
+        ] {
+            // A second cache on one registry would collide; log instead of failing start.
+            if let Err(e) = metrics.registry.register(c) {
+                tracing::warn!("metrics: {e}");
+            }
+        }
+        Self {
+            requests,
+            fetches,
+            coalesced,
+        }
+    }
+}
+
 /// Byte-bounded, coalescing object cache.
 #[derive(Clone)]
 pub struct ObjectCache {
     cache: Cache<Key, Bytes>,
-    /// `daihuo_cache_requests_total{result="hit|miss"}`.
-    requests: IntCounterVec,
-    /// `daihuo_upstream_fetches_total`: fetches actually started (misses minus coalesced).
-    fetches: prometheus::IntCounter,
+    metrics: CacheMetrics,
 }
 
 impl ObjectCache {
-    pub fn new(max_bytes: u64, requests: IntCounterVec, fetches: prometheus::IntCounter) -> Self {
+    pub fn new(max_bytes: u64, metrics: CacheMetrics) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &Key, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .expire_after(Lifetime)
             .build();
-        Self {
-            cache,
-            requests,
-            fetches,
-        }
+        Self { cache, metrics }
     }
 
     /// The object from cache, or fetched once by `fetch` for every concurrent asker.
@@ -69,18 +113,29 @@ impl ObjectCache {
         F: std::future::Future<Output = Result<Bytes, ApiError>>,
     {
         if let Some(hit) = self.cache.get(&key).await {
-            self.requests.with_label_values(&["hit"]).inc();
+            self.metrics.requests.with_label_values(&["hit"]).inc();
             return Ok(hit);
         }
-        self.requests.with_label_values(&["miss"]).inc();
-        let fetches = self.fetches.clone();
-        self.cache
-            .try_get_with(key, async move {
-                fetches.inc();
+        self.metrics.requests.with_label_values(&["miss"]).inc();
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .cache
+            .try_get_with(key, async {
+                fetched.store(true, Ordering::Relaxed);
+                self.metrics.fetches.inc();
                 fetch.await
             })
             .await
-            .map_err(|e: Arc<ApiError>| (*e).clone())
+            .map_err(|e: Arc<ApiError>| (*e).clone());
+        if !fetched.load(Ordering::Relaxed) {
+            self.metrics.coalesced.inc();
+        }
+        result
+    }
+
+    /// Whether `key` is cached now (a fetch in flight does not count).
+    pub fn contains(&self, key: &Key) -> bool {
+        self.cache.contains_key(key)
     }
 
     /// Bytes held now (approximate until moka runs its pending maintenance).

@@ -1,18 +1,20 @@
 //! The daihuo edge: serves viewers low-latency HLS over HTTP/3, HTTPS and plain HTTP from
 //! one router, with a byte-bounded coalescing cache in front of the origin.
 //!
-//! Where to start: [`Edge::start`] binds every listener and runs a single box (the origin
-//! in-process: SRT ingest, packaging and store from the `origin` crate). [`router`] holds the
-//! routes; [`h3`] and [`https`] only adapt transports to it; [`cache`] is the object cache;
-//! [`tls`] loads or generates the certificate.
+//! Where to start: [`Edge::start`] binds every listener. Without `[upstream]` origins it runs
+//! a single box (the origin in-process: SRT ingest, packaging and store from the `origin`
+//! crate). With origins, [`relay`] forwards streamers' SRT to them, [`upstream`] places rooms
+//! on origins and tracks their health, and [`pull`] fetches playback from them. [`router`]
+//! holds the routes; `origin::h3` and `origin::https` only adapt transports to it; [`cache`]
+//! is the object cache.
 //!
 //! The edge never transcodes.
 
 pub mod cache;
-pub mod h3;
-pub mod https;
+pub mod pull;
+pub mod relay;
 pub mod router;
-pub mod tls;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,13 +23,17 @@ use std::time::Duration;
 
 use conf::EdgeConfig;
 use http::HeaderValue;
-use origin::{admin::Admin, cli, serve, store_options, Ingest, Metrics, Store};
+use origin::{admin::Admin, cli, h3, https, ingest, serve, store_options, Ingest, Metrics, Store};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use tls::{Identity, TlsError};
+use crate::cache::{CacheMetrics, ObjectCache};
+use crate::router::Source;
+use crate::upstream::Upstream;
+
+pub use origin::{Identity, TlsError};
 
 /// Why the edge could not start: what the origin side reports (a listener that cannot bind,
 /// an encoder requirement that cannot be met), or the viewers' TLS set-up.
@@ -52,7 +58,10 @@ pub struct Addrs {
 /// A running edge.
 pub struct Edge {
     pub addrs: Addrs,
-    pub store: Arc<Store>,
+    /// The embedded origin's store (single box); `None` with remote origins.
+    pub store: Option<Arc<Store>>,
+    /// The remote origins, when `[upstream]` lists some.
+    pub upstream: Option<Arc<Upstream>>,
     pub metrics: Metrics,
     /// The certificate viewers see (tests trust it explicitly).
     pub certificate: CertificateDer<'static>,
@@ -70,11 +79,8 @@ impl Edge {
             (Some(cert), Some(key)) => Identity::load(cert, key)?,
             _ => Identity::self_signed()?,
         };
-        let settings =
-            origin::transcode::probe(&config.transcode).map_err(origin::StartError::from)?;
-        let settings = Arc::new(settings);
         let metrics = Metrics::new();
-        let store = Store::new(store_options(&config.hls));
+        let options = store_options(&config.hls);
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
@@ -104,18 +110,11 @@ impl Edge {
             None
         };
         let quic = if config.http3.enabled {
-            // Bind the UDP socket ourselves so a failure names the address like the others.
-            let socket = std::net::UdpSocket::bind(config.http3.listen)
-                .map_err(|e| bind("http3", config.http3.listen, e))?;
             let server = identity.quic_config()?;
-            let endpoint = quinn::Endpoint::new(
-                quinn::EndpointConfig::default(),
-                Some(server),
-                socket,
-                Arc::new(quinn::TokioRuntime),
+            Some(
+                h3::bind(config.http3.listen, server)
+                    .map_err(|e| bind("http3", config.http3.listen, e))?,
             )
-            .map_err(|e| bind("http3", config.http3.listen, e))?;
-            Some(endpoint)
         } else {
             None
         };
@@ -134,14 +133,39 @@ impl Edge {
             .http3
             .and_then(|a| HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", a.port())).ok());
         // One router, one cache, for every transport.
-        let router = Arc::new(router::Router::new(
-            store.clone(),
-            config.cache.max_bytes,
-            alt_svc,
-            &metrics,
-        ));
+        let cache = ObjectCache::new(config.cache.max_bytes, CacheMetrics::register(&metrics));
+        let (source, store, upstream) = if config.upstream.origins.is_empty() {
+            let settings =
+                origin::transcode::probe(&config.transcode).map_err(origin::StartError::from)?;
+            let store = Store::new(options.clone());
+            let local = Arc::new(ingest::Local {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                settings: Arc::new(settings),
+            });
+            tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
+            (Source::Local(store.clone()), Some(store), None)
+        } else {
+            let upstream = Upstream::new(&config.upstream, options.block_timeout(), &metrics)?;
+            tasks.spawn(upstream.clone().run_probes(rx.clone()));
+            let relay = Arc::new(relay::Relay::new(
+                upstream.clone(),
+                &config.upstream,
+                Duration::from_millis(config.srt.latency_ms),
+                &metrics,
+            ));
+            tasks.spawn(ingest.run(relay, metrics.clone(), rx.clone()));
+            let pull = pull::Pull::new(
+                upstream.clone(),
+                cache.clone(),
+                options.part_target,
+                options.segment_target,
+                &metrics,
+            );
+            (Source::Upstream(Box::new(pull)), None, Some(upstream))
+        };
+        let router = Arc::new(router::Router::new(source, cache, alt_svc, &metrics));
 
-        tasks.spawn(ingest.run(store.clone(), metrics.clone(), settings, rx.clone()));
         if let Some(l) = https {
             let acceptor = tokio_rustls::TlsAcceptor::from(identity.tcp_config()?);
             tasks.spawn(https::serve(l, acceptor, router.clone(), rx.clone()));
@@ -153,9 +177,13 @@ impl Edge {
             tasks.spawn(h3::serve(endpoint, router.clone(), rx.clone()));
         }
         let ready = Arc::new(AtomicBool::new(false));
+        let check = upstream
+            .clone()
+            .map(|u| Arc::new(move || u.readiness()) as origin::admin::ReadyCheck);
         let admin_handler = Arc::new(Admin {
             metrics: metrics.clone(),
             ready: ready.clone(),
+            check,
         });
         // The admin listener outlives the drain (readiness reads false meanwhile).
         let (admin_stop, admin_rx) = watch::channel(false);
@@ -164,6 +192,7 @@ impl Edge {
         Ok(Self {
             addrs,
             store,
+            upstream,
             metrics,
             certificate: identity.chain[0].clone(),
             ready,

@@ -1,8 +1,10 @@
 //! The viewer router: one set of routes for HTTP/1.1, HTTP/2 and HTTP/3.
 //!
 //! Transports adapt requests into [`Router::handle`]; routes, limits and metrics live here
-//! once. Playlists are answered by the origin (blocking reloads wait there, woken by the
-//! publish); init segments, parts and segments go through the coalescing [`ObjectCache`].
+//! once. Where the media comes from is the [`Source`]: the embedded origin's store (single
+//! box: playlists answered in-process, blocking reloads woken by the publish) or remote
+//! origins through [`Pull`]. Init segments, parts and segments go through the coalescing
+//! [`ObjectCache`] either way.
 
 use std::sync::Arc;
 
@@ -12,13 +14,22 @@ use origin::api::{self, Kind};
 use origin::route::Route;
 use origin::serve::{Handler, Peer};
 use origin::{ApiError, Store};
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::{IntCounterVec, Opts};
 
 use crate::cache::{Key, ObjectCache};
+use crate::pull::Pull;
 
-/// Answers viewers from the embedded origin through the cache.
+/// Where viewers' media comes from.
+pub enum Source {
+    /// The origin runs in this process (single box).
+    Local(Arc<Store>),
+    /// Remote origins.
+    Upstream(Box<Pull>),
+}
+
+/// Answers viewers from the source through the cache.
 pub struct Router {
-    pub store: Arc<Store>,
+    pub source: Source,
     pub cache: ObjectCache,
     /// `Alt-Svc` advertising HTTP/3, when it is served.
     pub alt_svc: Option<HeaderValue>,
@@ -27,11 +38,11 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router over `store` with a cache of `cache_bytes`, registering its metric families
-    /// in the origin's registry (one `/metrics` for the box).
+    /// A router over `source` and `cache`, registering its metric family in the origin's
+    /// registry (one `/metrics` for the box).
     pub fn new(
-        store: Arc<Store>,
-        cache_bytes: u64,
+        source: Source,
+        cache: ObjectCache,
         alt_svc: Option<HeaderValue>,
         metrics: &origin::Metrics,
     ) -> Self {
@@ -43,32 +54,13 @@ impl Router {
             &["proto", "status"],
         )
         .expect("static metric definition");
-        let cache_requests = IntCounterVec::new(
-            Opts::new(
-                "daihuo_cache_requests_total",
-                "Object cache lookups by result.",
-            ),
-            &["result"],
-        )
-        .expect("static metric definition");
-        let fetches = IntCounter::new(
-            "daihuo_upstream_fetches_total",
-            "Objects fetched from the origin (one per object however many viewers ask at once).",
-        )
-        .expect("static metric definition");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(cache_requests.clone()),
-            Box::new(fetches.clone()),
-        ] {
-            // A second router on one registry would collide; log instead of failing start.
-            if let Err(e) = metrics.registry.register(c) {
-                tracing::warn!("metrics: {e}");
-            }
+        // A second router on one registry would collide; log instead of failing start.
+        if let Err(e) = metrics.registry.register(Box::new(requests.clone())) {
+            tracing::warn!("metrics: {e}");
         }
         Self {
-            store,
-            cache: ObjectCache::new(cache_bytes, cache_requests, fetches),
+            source,
+            cache,
             alt_svc,
             requests,
         }
@@ -76,25 +68,37 @@ impl Router {
 
     async fn answer(&self, req: &Request<Bytes>) -> Result<(Bytes, Kind), ApiError> {
         let route = api::route_request(req)?;
-        match &route {
-            Route::Object {
-                room,
-                rendition,
-                object,
-            } => {
+        let query = req.uri().query().unwrap_or("");
+        match (&route, &self.source) {
+            (
+                Route::Object {
+                    room,
+                    rendition,
+                    object,
+                },
+                source,
+            ) => {
                 let key = Key {
                     room: room.clone(),
                     rendition: rendition.clone(),
                     object: *object,
                 };
-                let fetch = self.store.object(room, rendition, *object);
-                let body = self.cache.get(key, fetch).await?;
+                let body = match source {
+                    Source::Local(store) => {
+                        let fetch = store.object(room, rendition, *object);
+                        self.cache.get(key, fetch).await?
+                    }
+                    Source::Upstream(pull) => pull.object(key).await?,
+                };
                 Ok((body, Kind::of(*object)))
             }
-            Route::Events { .. } => Err(ApiError::NotFound(
+            (Route::Events { .. }, _) => Err(ApiError::NotFound(
                 "viewer events are not served yet".into(),
             )),
-            _ => api::playlist(&self.store, &route, req.uri().query().unwrap_or("")).await,
+            (_, Source::Local(store)) => api::playlist(store, &route, query).await,
+            (_, Source::Upstream(pull)) => {
+                Ok((pull.playlist(&route, query).await?, Kind::Playlist))
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The internal admin listener: `/metrics` (Prometheus text), `/healthz` (the process
-//! answers) and `/readyz` (every listener is bound and the node can serve).
+//! answers) and `/readyz` (every listener is bound and the node can serve: for an edge with
+//! origins, at least one origin answers).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,11 +11,25 @@ use http::{Request, Response, StatusCode};
 use crate::metrics::Metrics;
 use crate::serve::{text, Handler, Peer};
 
+/// Whether the node can serve, beyond its own listeners (the edge: an origin is reachable).
+pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// Answers the admin endpoints.
 pub struct Admin {
     pub metrics: Metrics,
     /// Set once every listener is bound; cleared when draining.
     pub ready: Arc<AtomicBool>,
+    /// Checked on every `/readyz` once `ready` is set.
+    pub check: Option<ReadyCheck>,
+}
+
+impl Admin {
+    fn readiness(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err("not ready: starting or draining".into());
+        }
+        self.check.as_ref().map_or(Ok(()), |check| check())
+    }
 }
 
 impl Handler for Admin {
@@ -29,8 +44,10 @@ impl Handler for Admin {
                 res
             }
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" if self.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
-            "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            "/readyz" => match self.readiness() {
+                Ok(()) => text(StatusCode::OK, "ready\n"),
+                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+            },
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }

@@ -105,13 +105,17 @@ pub fn route_request<B>(req: &Request<B>) -> Result<Route, ApiError> {
     route::parse(req.uri().path()).map_err(|e| ApiError::NotFound(e.to_string()))
 }
 
-/// The origin's HTTP API as a [`Handler`]: what remote edges pull from.
+/// The origin's HTTP API as a [`Handler`]: what remote edges pull from. Besides the playback
+/// paths it answers `GET /healthz` (edges' light probe: the API is up).
 pub struct Api {
     pub store: Arc<Store>,
 }
 
 impl Handler for Api {
     async fn handle(&self, req: Request<Bytes>, _peer: Peer) -> Response<Bytes> {
+        if req.uri().path() == "/healthz" {
+            return text(StatusCode::OK, "ok\n");
+        }
         let result = async {
             let route = route_request(&req)?;
             match &route {

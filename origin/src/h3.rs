@@ -1,17 +1,29 @@
-//! HTTP/3 for viewers: a quinn endpoint and the h3 server, adapting each request into the
-//! shared [`Router`]. Each connection gets a task; each request stream another, so one slow
+//! HTTP/3 serving (the edge's viewers, the origin's API): a quinn endpoint and the h3 server,
+//! adapting each request into a [`Handler`]. Each connection gets a task; each request stream another, so one slow
 //! viewer stream holds up nothing else. On shutdown each connection sends GOAWAY and finishes
 //! the requests in flight before the endpoint closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::serve::{text, Handler, Peer, Proto, MAX_BODY};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response};
-use origin::serve::{text, Handler, Peer, Proto, MAX_BODY};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::debug;
+
+/// Binds a QUIC endpoint on `addr` (UDP) serving `server`. The socket is bound first so a
+/// failure is the plain `io::Error` of the address, like the TCP listeners'.
+pub fn bind(addr: SocketAddr, server: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
 
 /// Accepts QUIC connections until `shutdown` turns true, then closes the endpoint and waits
 /// for connections to finish.
@@ -27,7 +39,7 @@ pub async fn serve<H: Handler>(
                 Some(i) => i,
                 None => break,
             },
-            _ = origin::serve::stopped(&mut shutdown) => break,
+            _ = crate::serve::stopped(&mut shutdown) => break,
         };
         let handler = handler.clone();
         let shutdown = shutdown.clone();
@@ -73,7 +85,7 @@ async fn connection<H: Handler>(
                     break;
                 }
             },
-            _ = origin::serve::stopped(&mut shutdown) => {
+            _ = crate::serve::stopped(&mut shutdown) => {
                 // GOAWAY: take no new requests, let those in flight finish.
                 let _ = h3.shutdown(0).await;
                 break;

@@ -1,10 +1,10 @@
-//! HTTPS for viewers: TCP accept, TLS handshake (bounded in time), then the shared hyper
-//! HTTP/1.1 + HTTP/2 serving of [`origin::serve`].
+//! HTTPS serving (the edge's viewers, the origin's API): TCP accept, TLS handshake (bounded in
+//! time), then the shared hyper HTTP/1.1 + HTTP/2 serving of [`crate::serve`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use origin::serve::{serve_connection, Handler, HEADER_TIMEOUT};
+use crate::serve::{serve_connection, Handler, HEADER_TIMEOUT};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -27,7 +27,7 @@ pub async fn serve<H: Handler>(
                     continue;
                 }
             },
-            _ = origin::serve::stopped(&mut shutdown) => return,
+            _ = crate::serve::stopped(&mut shutdown) => return,
         };
         let _ = tcp.set_nodelay(true);
         let tls = tls.clone();

@@ -1,10 +1,12 @@
 //! SRT ingest: the listener that publishers' encoders call.
 //!
 //! Each connection request is checked before the handshake completes (stream id, passphrase,
-//! room not already live), so a refused publisher gets an SRT reject code, not a dropped
-//! session. An accepted connection gets one task that reads the socket and drives its
-//! [`Pipeline`]; a slow or dead publisher costs only that task.
+//! stream limit, room not already live), so a refused publisher gets an SRT reject code, not a
+//! dropped session. An accepted connection gets one task that reads the socket and feeds a
+//! [`Destination`]: here [`Local`], which drives the stream's [`Pipeline`] into the store; the
+//! edge's relay is another. A slow or dead publisher costs only its task.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,14 +17,15 @@ use futures::StreamExt;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::Passphrase;
-use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
+use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::store::Store;
+use crate::store::{Publication, Store};
 use crate::streamid;
 use crate::transcode::TranscodeSettings;
 
@@ -57,19 +60,15 @@ impl Ingest {
         self.local_addr
     }
 
-    /// Accepts publishers until `shutdown` turns true; live publishes then end cleanly.
-    pub async fn run(
+    /// Accepts publishers into `destination` until `shutdown` turns true; live publishes then
+    /// end cleanly.
+    pub async fn run<D: Destination>(
         mut self,
-        store: Arc<Store>,
+        destination: Arc<D>,
         metrics: Metrics,
-        settings: Arc<TranscodeSettings>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         info!(addr = %self.local_addr, "srt ingest listening");
-        let options = SegmenterOptions {
-            segment_target: store.options().segment_target,
-            part_target: store.options().part_target,
-        };
         loop {
             let request = tokio::select! {
                 r = self.incoming.incoming().next() => match r {
@@ -79,11 +78,9 @@ impl Ingest {
                 _ = crate::serve::stopped(&mut shutdown) => break,
             };
             let ctx = Accept {
-                store: store.clone(),
+                destination: destination.clone(),
                 metrics: metrics.clone(),
-                settings: settings.clone(),
                 config: self.config.clone(),
-                options,
                 shutdown: shutdown.clone(),
             };
             // The handshake answer is awaited off the accept loop so one slow peer cannot
@@ -94,16 +91,107 @@ impl Ingest {
     }
 }
 
-struct Accept {
-    store: Arc<Store>,
+/// Where an accepted publish goes.
+pub trait Destination: Send + Sync + 'static {
+    /// A publish in progress; it holds its room until dropped.
+    type Session: Send + 'static;
+
+    /// How many publishes are live now (checked against `srt.max_streams`).
+    fn live_count(&self) -> usize;
+
+    /// Claims `room` for a new publisher; fails when it is already being published.
+    fn open(&self, room: &str) -> Result<Self::Session, ApiError>;
+
+    /// Reads the publisher's `socket` until it leaves or `shutdown` turns true, counting the
+    /// bytes received into `metrics.ingest_bytes`.
+    fn run(
+        self: Arc<Self>,
+        session: Self::Session,
+        socket: SrtSocket,
+        metrics: Metrics,
+        shutdown: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Packages publishes here, into the store (the origin, or the single-box edge).
+pub struct Local {
+    pub store: Arc<Store>,
+    pub metrics: Metrics,
+    pub settings: Arc<TranscodeSettings>,
+}
+
+impl Destination for Local {
+    type Session = Publication;
+
+    fn live_count(&self) -> usize {
+        self.store.live_count()
+    }
+
+    fn open(&self, room: &str) -> Result<Publication, ApiError> {
+        self.store.publish(room)
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        publication: Publication,
+        mut socket: SrtSocket,
+        metrics: Metrics,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let options = SegmenterOptions {
+            segment_target: self.store.options().segment_target,
+            part_target: self.store.options().part_target,
+        };
+        let (mut pipeline, mut ladder) = Pipeline::new(
+            publication,
+            options,
+            self.settings.clone(),
+            self.metrics.clone(),
+        );
+        loop {
+            tokio::select! {
+                packet = socket.next() => match packet {
+                    Some(Ok((_, data))) => {
+                        metrics.ingest_bytes.inc_by(data.len() as u64);
+                        pipeline.push(&data, unix_ms());
+                    }
+                    Some(Err(e)) => {
+                        warn!("srt receive error: {e}");
+                        break;
+                    }
+                    None => break,
+                },
+                Some(output) = ladder.recv() => pipeline.ladder_output(output, unix_ms()),
+                _ = crate::serve::stopped(&mut shutdown) => break,
+            }
+        }
+        // Let the ladder flush what it holds before the renditions close.
+        pipeline.end_input(unix_ms());
+        while let Some(output) = ladder.recv().await {
+            pipeline.ladder_output(output, unix_ms());
+        }
+        pipeline.finish(unix_ms());
+        let stats = pipeline.stats();
+        info!(
+            bytes = stats.bytes_in,
+            frames = stats.frames,
+            parts = stats.parts,
+            warnings = stats.warnings,
+            dropped = stats.dropped,
+            "publish ended"
+        );
+        let _ = socket.close_and_finish().await;
+    }
+}
+
+struct Accept<D> {
+    destination: Arc<D>,
     metrics: Metrics,
-    settings: Arc<TranscodeSettings>,
     config: SrtConfig,
-    options: SegmenterOptions,
     shutdown: watch::Receiver<bool>,
 }
 
-impl Accept {
+impl<D: Destination> Accept<D> {
     async fn handle(self, request: ConnectionRequest) {
         let peer = request.remote();
         let id = request.stream_id().map(|s| s.to_string());
@@ -130,7 +218,7 @@ impl Accept {
                 return;
             }
         };
-        let live = self.store.live_count();
+        let live = self.destination.live_count();
         if live >= self.config.max_streams {
             warn!(%peer, stream = room, live, "publish refused: srt.max_streams reached");
             self.metrics.publish_refused.inc();
@@ -139,7 +227,7 @@ impl Accept {
                 .await;
             return;
         }
-        let publication = match self.store.publish(&room) {
+        let session = match self.destination.open(&room) {
             Ok(p) => p,
             Err(e) => {
                 warn!(%peer, stream = room, "publish refused: {e}");
@@ -150,7 +238,7 @@ impl Accept {
                 return;
             }
         };
-        let mut socket = match request.accept(key).await {
+        let socket = match request.accept(key).await {
             Ok(s) => s,
             Err(e) => {
                 warn!(%peer, stream = room, "srt handshake failed: {e}");
@@ -159,49 +247,17 @@ impl Accept {
         };
         let span = info_span!("publish", stream = %room, %peer);
         let metrics = self.metrics.clone();
-        let mut shutdown = self.shutdown;
-        let (mut pipeline, mut ladder) =
-            Pipeline::new(publication, self.options, self.settings, self.metrics);
         async move {
             info!(
                 user = publish.user.as_deref().unwrap_or(""),
                 "publish started"
             );
             metrics.streams_live.inc();
-            loop {
-                tokio::select! {
-                    packet = socket.next() => match packet {
-                        Some(Ok((_, data))) => {
-                            metrics.ingest_bytes.inc_by(data.len() as u64);
-                            pipeline.push(&data, unix_ms());
-                        }
-                        Some(Err(e)) => {
-                            warn!("srt receive error: {e}");
-                            break;
-                        }
-                        None => break,
-                    },
-                    Some(output) = ladder.recv() => pipeline.ladder_output(output, unix_ms()),
-                    _ = crate::serve::stopped(&mut shutdown) => break,
-                }
-            }
-            // Let the ladder flush what it holds before the renditions close.
-            pipeline.end_input(unix_ms());
-            while let Some(output) = ladder.recv().await {
-                pipeline.ladder_output(output, unix_ms());
-            }
-            pipeline.finish(unix_ms());
-            let stats = pipeline.stats();
+            metrics.publishes.inc();
+            self.destination
+                .run(session, socket, metrics.clone(), self.shutdown)
+                .await;
             metrics.streams_live.dec();
-            info!(
-                bytes = stats.bytes_in,
-                frames = stats.frames,
-                parts = stats.parts,
-                warnings = stats.warnings,
-                dropped = stats.dropped,
-                "publish ended"
-            );
-            let _ = socket.close_and_finish().await;
         }
         .instrument(span)
         .await;

@@ -3,16 +3,19 @@
 //!
 //! Where to start: [`Node::start`] wires a standalone `daihuo-origin`; the edge's single-box
 //! mode uses [`Store`], [`Ingest`] and [`api`] directly, in-process. [`pipeline`] turns one
-//! publish's transport stream into parts; [`store`] holds them and answers viewers.
+//! publish's transport stream into parts; [`store`] holds them and answers edges.
 //! Shared daemon plumbing used by both binaries lives here too: [`serve`] (hyper over TCP),
-//! [`admin`] (metrics and health), [`cli`] (arguments, logging, signals).
+//! [`https`] and [`h3`] (TLS and QUIC listeners for any [`serve::Handler`]), [`tls`]
+//! (certificates), [`admin`] (metrics and health), [`cli`] (arguments, logging, signals).
 //!
-//! This crate does not serve viewers' caches or terminate viewer TLS: that is the edge.
+//! This crate does not cache for viewers or relay ingest: that is the edge.
 
 pub mod admin;
 pub mod api;
 pub mod cli;
 mod error;
+pub mod h3;
+pub mod https;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
@@ -20,12 +23,14 @@ pub mod route;
 pub mod serve;
 pub mod store;
 pub mod streamid;
+pub mod tls;
 pub mod transcode;
 
 pub use error::ApiError;
 pub use ingest::Ingest;
 pub use metrics::Metrics;
 pub use store::{Store, StoreOptions};
+pub use tls::{Identity, TlsError};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conf::{HlsConfig, OriginConfig};
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -61,14 +67,19 @@ pub enum StartError {
     },
     #[error(transparent)]
     Probe(#[from] hwaccel::ProbeError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A running standalone origin (`daihuo-origin`).
 pub struct Node {
     pub srt_addr: SocketAddr,
+    /// The API: HTTPS on this TCP address, HTTP/3 on the same UDP address when enabled.
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub store: Arc<Store>,
+    /// The API's certificate (what edges must trust).
+    pub certificate: CertificateDer<'static>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -81,6 +92,10 @@ impl Node {
     /// bound (ready).
     pub async fn start(config: &OriginConfig) -> Result<Self, StartError> {
         let settings = Arc::new(transcode::probe(&config.transcode)?);
+        let identity = match (&config.http.cert, &config.http.key) {
+            (Some(cert), Some(key)) => Identity::load(cert, key)?,
+            _ => Identity::self_signed()?,
+        };
         let metrics = Metrics::new();
         let store = Store::new(store_options(&config.hls));
         let bind = |what, addr, source| StartError::Bind { what, addr, source };
@@ -101,15 +116,32 @@ impl Node {
             local(&http, "http", config.http.listen)?,
             local(&admin, "admin", config.admin.listen)?,
         );
+        // HTTP/3 on the UDP port of the same number (port 0 resolved by the TCP bind).
+        let quic = if config.http.http3 {
+            let addr = node_addrs.1;
+            Some(h3::bind(addr, identity.quic_config()?).map_err(|e| bind("http3", addr, e))?)
+        } else {
+            None
+        };
         let mut tasks = JoinSet::new();
-        tasks.spawn(ingest.run(store.clone(), metrics.clone(), settings, rx.clone()));
+        let local = Arc::new(ingest::Local {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            settings,
+        });
+        tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
         let api = Arc::new(api::Api {
             store: store.clone(),
         });
-        tasks.spawn(serve::serve_plain(http, api, rx.clone()));
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.tcp_config()?);
+        tasks.spawn(https::serve(http, acceptor, api.clone(), rx.clone()));
+        if let Some(endpoint) = quic {
+            tasks.spawn(h3::serve(endpoint, api, rx.clone()));
+        }
         let admin_handler = Arc::new(admin::Admin {
             metrics,
             ready: ready.clone(),
+            check: None,
         });
         // The admin listener keeps answering during the drain (readiness reads false).
         let (admin_stop, admin_rx) = watch::channel(false);
@@ -120,6 +152,7 @@ impl Node {
             http_addr: node_addrs.1,
             admin_addr: node_addrs.2,
             store,
+            certificate: identity.chain[0].clone(),
             ready,
             shutdown,
             tasks,

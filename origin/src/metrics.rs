@@ -16,6 +16,8 @@ pub struct Metrics {
     pub ingest_bytes: IntCounter,
     /// Publish attempts refused (bad stream id, auth, room taken, limit).
     pub publish_refused: IntCounter,
+    /// Publishes accepted (SRT sessions that completed the handshake).
+    pub publishes: IntCounter,
     /// Hardware encoders replaced by software mid-stream.
     pub ladder_fallbacks: IntCounter,
     /// Source frames dropped because the ladder was behind real time.
@@ -38,6 +40,11 @@ impl Metrics {
         let publish_refused = IntCounter::new(
             "daihuo_publish_refused_total",
             "Publish attempts refused (stream id, authorization, room already live, limits).",
+        )
+        .expect("static metric definition");
+        let publishes = IntCounter::new(
+            "daihuo_publishes_total",
+            "Publishes accepted (SRT sessions that completed the handshake).",
         )
         .expect("static metric definition");
         let ladder_fallbacks = IntCounter::new(
@@ -71,6 +78,7 @@ impl Metrics {
             Box::new(streams_live.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ingest_bytes.clone()),
             Box::new(publish_refused.clone()),
+            Box::new(publishes.clone()),
             Box::new(ladder_fallbacks.clone()),
             Box::new(ladder_dropped.clone()),
             Box::new(encoder_backend.clone()),
@@ -85,6 +93,7 @@ impl Metrics {
             streams_live,
             ingest_bytes,
             publish_refused,
+            publishes,
             ladder_fallbacks,
             ladder_dropped,
             encoder_backend,

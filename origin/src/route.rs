@@ -59,6 +59,31 @@ impl Route {
     }
 }
 
+impl std::fmt::Display for Route {
+    /// The route's path: what [`parse`] reads back into the same route.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Multivariant { room } => write!(f, "/{APP}/{room}/index.m3u8"),
+            Route::MediaPlaylist { room, rendition } => {
+                write!(f, "/{APP}/{room}/{rendition}/index.m3u8")
+            }
+            Route::Object {
+                room,
+                rendition,
+                object,
+            } => {
+                write!(f, "/{APP}/{room}/{rendition}/")?;
+                match object {
+                    Object::Init => write!(f, "init.mp4"),
+                    Object::Segment { msn } => write!(f, "seg{msn}.m4s"),
+                    Object::Part { msn, index } => write!(f, "part{msn}.{index}.m4s"),
+                }
+            }
+            Route::Events { room } => write!(f, "/{APP}/{room}/events"),
+        }
+    }
+}
+
 /// Parses a request path (without the query string).
 pub fn parse(path: &str) -> Result<Route, RouteError> {
     let rest = path
@@ -130,6 +155,20 @@ fn number(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_is_the_path_parse_reads() {
+        for path in [
+            "/live/demo/index.m3u8",
+            "/live/demo/720p/index.m3u8",
+            "/live/demo/720p/init.mp4",
+            "/live/demo/audio/seg12.m4s",
+            "/live/demo/audio/part12.3.m4s",
+            "/live/demo/events",
+        ] {
+            assert_eq!(parse(path).unwrap().to_string(), path);
+        }
+    }
 
     fn obj(path: &str) -> Object {
         match parse(path) {

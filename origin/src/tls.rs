@@ -1,5 +1,6 @@
-//! Certificates for viewers' TLS: the configured PEM files, or a self-signed certificate for
-//! `localhost` generated at start so a bare single box serves HTTPS and HTTP/3 at once.
+//! Certificates for TLS served (viewers at the edge, edges at the origin) and trusted (the
+//! edge's upstream client): the configured PEM files, or a self-signed certificate for
+//! `localhost` generated at start so a bare box serves HTTPS and HTTP/3 at once.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -100,6 +101,41 @@ impl Identity {
             .map_err(|e| TlsError::Quic(e.to_string()))?;
         Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
     }
+}
+
+/// Trust anchors from a PEM file (a CA, or a server's own self-signed certificate).
+pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok) {
+        roots.add(cert)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate(path.display().to_string()));
+    }
+    Ok(roots)
+}
+
+/// A client configuration trusting `roots`, offering `alpn` (TLS 1.3 only for `h3`).
+pub fn client_config(
+    roots: rustls::RootCertStore,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, TlsError> {
+    let versions: &[&rustls::SupportedProtocolVersion] = if alpn == b"h3" {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
 }
 
 /// The crypto provider (ring), chosen explicitly so no process-wide default is needed.

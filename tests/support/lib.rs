@@ -6,14 +6,18 @@ pub mod bench;
 pub mod h3client;
 pub mod peers;
 pub mod playlist;
+pub mod tiers;
 
 pub use h3client::H3Client;
 pub use peers::{ffmpeg_available, Child};
 
 /// An edge config with every listener on a free loopback port.
 pub fn loopback_config() -> conf::EdgeConfig {
-    conf::EdgeConfig::from_toml(
-        r#"
+    conf::EdgeConfig::from_toml(LOOPBACK).expect("test config is valid")
+}
+
+/// [`loopback_config`]'s TOML, for tests that add sections.
+pub const LOOPBACK: &str = r#"
 [srt]
 listen = "127.0.0.1:0"
 [https]
@@ -26,10 +30,7 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [transcode]
 encoder = "off"
-"#,
-    )
-    .expect("test config is valid")
-}
+"#;
 
 /// Polls `f` until it returns Some, for at most `secs` seconds (streams need real time to
 /// start); panics after that.

@@ -2,17 +2,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{CacheMetrics, Key, ObjectCache};
 use bytes::Bytes;
 use origin::store::Object;
 use origin::ApiError;
-use prometheus::{IntCounter, IntCounterVec, Opts};
-
-use super::{Key, ObjectCache};
 
 fn cache(max_bytes: u64) -> ObjectCache {
-    let requests = IntCounterVec::new(Opts::new("requests", "test"), &["result"]).expect("metric");
-    let fetches = IntCounter::new("fetches", "test").expect("metric");
-    ObjectCache::new(max_bytes, requests, fetches)
+    ObjectCache::new(max_bytes, CacheMetrics::register(&origin::Metrics::new()))
 }
 
 fn key(msn: u64) -> Key {
@@ -46,11 +42,16 @@ async fn concurrent_misses_make_one_fetch() {
         assert_eq!(w.await.expect("task").expect("bytes"), "part bytes");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(cache.fetches.get(), 1);
+    assert_eq!(cache.metrics.fetches.get(), 1);
     assert_eq!(
-        cache.requests.with_label_values(&["miss"]).get()
-            + cache.requests.with_label_values(&["hit"]).get(),
+        cache.metrics.requests.with_label_values(&["miss"]).get()
+            + cache.metrics.requests.with_label_values(&["hit"]).get(),
         200
+    );
+    // Every miss but the fetching one waited for it.
+    assert_eq!(
+        cache.metrics.coalesced.get() + 1,
+        cache.metrics.requests.with_label_values(&["miss"]).get()
     );
     // Later askers hit.
     let again = cache

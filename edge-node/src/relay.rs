@@ -1,0 +1,437 @@
+//! SRT ingest relay: the edge terminates the streamer's SRT session and forwards its transport
+//! stream to origins as an SRT caller.
+//!
+//! A publish gets one link per origin it feeds: its primary, and its backup too when
+//! `upstream.standby = "hot"` (see [`crate::upstream::rendezvous`]). Each link is a task with
+//! a byte-bounded buffer: the streamer's reads never wait for an origin. When a link fails
+//! (SRT error, or the origin's probe says it is down) the link reconnects, to the next origin
+//! in the room's ranking that no other link of the publish uses and that is up, else to the
+//! same one, with backoff; what arrived meanwhile is sent first, oldest dropped beyond
+//! `upstream.relay_buffer_bytes`. The streamer's session stays open throughout.
+//!
+//! The relay never looks inside the transport stream: origins demux and package.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use conf::{Standby, UpstreamConfig};
+use futures::{SinkExt, StreamExt};
+use origin::ingest::Destination;
+use origin::serve::stopped;
+use origin::{ApiError, Metrics};
+use prometheus::{IntCounter, IntGauge};
+use srt_tokio::options::Passphrase;
+use srt_tokio::SrtSocket;
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn, Instrument};
+
+use crate::upstream::{Origin, Upstream};
+
+/// Longest wait between reconnect attempts of a link.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a link whose origin stopped acknowledging is kept before it counts as failed
+/// (SRT's peer idle timeout); the origin's probe usually says so sooner.
+const PEER_IDLE: Duration = Duration::from_secs(3);
+/// How long an ended publish's links may take to hand over what they still buffer.
+const FLUSH: Duration = Duration::from_secs(2);
+
+/// The relay's metric families.
+#[derive(Clone)]
+struct RelayMetrics {
+    /// `daihuo_relay_links_up`: links connected to an origin now.
+    links_up: IntGauge,
+    /// `daihuo_relay_connects_total`: links (re)connected.
+    connects: IntCounter,
+    /// `daihuo_relay_dropped_bytes_total`: bytes dropped from full link buffers.
+    dropped: IntCounter,
+}
+
+impl RelayMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        let links_up = IntGauge::new(
+            "daihuo_relay_links_up",
+            "SRT links from this edge to origins that are connected now.",
+        )
+        .expect("static metric definition");
+        let connects = IntCounter::new(
+            "daihuo_relay_connects_total",
+            "SRT links to origins (re)connected.",
+        )
+        .expect("static metric definition");
+        let dropped = IntCounter::new(
+            "daihuo_relay_dropped_bytes_total",
+            "Transport-stream bytes dropped because an origin link stayed down longer than its \
+             buffer lasts.",
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(links_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connects.clone()),
+            Box::new(dropped.clone()),
+        ] {
+            if let Err(e) = metrics.registry.register(c) {
+                warn!("metrics: {e}");
+            }
+        }
+        Self {
+            links_up,
+            connects,
+            dropped,
+        }
+    }
+}
+
+/// Relays publishes to origins.
+pub struct Relay {
+    upstream: Arc<Upstream>,
+    /// Links per publish: 2 for hot standby, 1 for cold.
+    links: usize,
+    passphrase: Option<Passphrase>,
+    buffer_bytes: usize,
+    latency: Duration,
+    connect_timeout: Duration,
+    /// Rooms being published through this edge.
+    live: Arc<Mutex<HashSet<String>>>,
+    metrics: RelayMetrics,
+}
+
+impl Relay {
+    /// `latency` is the SRT latency of the links (the edge's `srt.latency_ms`).
+    pub fn new(
+        upstream: Arc<Upstream>,
+        config: &UpstreamConfig,
+        latency: Duration,
+        metrics: &Metrics,
+    ) -> Self {
+        Self {
+            upstream,
+            links: match config.standby {
+                Standby::Hot => 2,
+                Standby::Cold => 1,
+            },
+            // Validated by conf (10 to 79 characters), so this only drops an impossible value.
+            passphrase: config
+                .srt_passphrase
+                .clone()
+                .and_then(|p| Passphrase::try_from(p).ok()),
+            buffer_bytes: config.relay_buffer_bytes,
+            latency,
+            connect_timeout: config.connect_timeout() * 3,
+            live: Arc::default(),
+            metrics: RelayMetrics::new(metrics),
+        }
+    }
+
+    /// The origin link `slot` of `room` should use, avoiding `failed` (the origin it just
+    /// lost) when another is up: its own rank's origin, else one ranked past every link's own.
+    fn pick(&self, room: &str, slot: usize, failed: Option<&str>) -> Option<Arc<Origin>> {
+        let ranked = self.upstream.ranked(room);
+        let own = ranked.get(slot)?;
+        let spare = ranked.iter().skip(self.links);
+        std::iter::once(own)
+            .chain(spare)
+            .find(|o| o.is_up() && Some(o.peer.name.as_str()) != failed)
+            .or(Some(own))
+            .cloned()
+    }
+}
+
+/// A room claimed by a publish through this edge; released when dropped.
+pub struct Claim {
+    room: String,
+    live: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.live).remove(&self.room);
+    }
+}
+
+impl Destination for Relay {
+    type Session = Claim;
+
+    fn live_count(&self) -> usize {
+        lock(&self.live).len()
+    }
+
+    fn open(&self, room: &str) -> Result<Claim, ApiError> {
+        if !lock(&self.live).insert(room.to_string()) {
+            return Err(ApiError::Conflict(format!("room {room} is already live")));
+        }
+        Ok(Claim {
+            room: room.to_string(),
+            live: self.live.clone(),
+        })
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        claim: Claim,
+        mut socket: SrtSocket,
+        metrics: Metrics,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let room = claim.room.clone();
+        let buffers: Vec<Arc<Buffer>> = (0..self.links)
+            .map(|_| Arc::new(Buffer::new(self.buffer_bytes)))
+            .collect();
+        let tasks: Vec<_> = buffers
+            .iter()
+            .enumerate()
+            .map(|(slot, buffer)| {
+                let link = Link {
+                    relay: self.clone(),
+                    room: room.clone(),
+                    slot,
+                    buffer: buffer.clone(),
+                };
+                tokio::spawn(link.run().in_current_span())
+            })
+            .collect();
+        loop {
+            tokio::select! {
+                packet = socket.next() => match packet {
+                    Some(Ok((_, data))) => {
+                        metrics.ingest_bytes.inc_by(data.len() as u64);
+                        for b in &buffers {
+                            let dropped = b.push(data.clone());
+                            self.metrics.dropped.inc_by(dropped as u64);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        warn!("srt receive error: {e}");
+                        break;
+                    }
+                    None => break,
+                },
+                _ = stopped(&mut shutdown) => break,
+            }
+        }
+        info!("publish ended");
+        for b in &buffers {
+            b.close();
+        }
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(FLUSH, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        let _ = socket.close_and_finish().await;
+        drop(claim);
+    }
+}
+
+/// What one link has yet to send, bounded by bytes (oldest dropped first).
+struct Buffer {
+    state: Mutex<BufferState>,
+    notify: Notify,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct BufferState {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+    /// The publish ended: send what is left, then close.
+    closed: bool,
+}
+
+impl Buffer {
+    fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            limit,
+        }
+    }
+
+    /// Queues `chunk`; returns how many old bytes were dropped to make room.
+    fn push(&self, chunk: Bytes) -> usize {
+        let mut dropped = 0;
+        {
+            let mut s = lock(&self.state);
+            s.bytes += chunk.len();
+            s.chunks.push_back(chunk);
+            while s.bytes > self.limit {
+                match s.chunks.pop_front() {
+                    Some(old) => {
+                        s.bytes -= old.len();
+                        dropped += old.len();
+                    }
+                    None => break,
+                }
+            }
+        }
+        self.notify.notify_one();
+        dropped
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.notify.notify_one();
+    }
+
+    /// The next chunk, or `None` once closed and empty; waits while empty.
+    async fn next(&self) -> Option<Bytes> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut s = lock(&self.state);
+                if let Some(chunk) = s.chunks.pop_front() {
+                    s.bytes -= chunk.len();
+                    return Some(chunk);
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn is_finished(&self) -> bool {
+        let s = lock(&self.state);
+        s.closed && s.chunks.is_empty()
+    }
+}
+
+/// One SRT link of a publish to an origin.
+struct Link {
+    relay: Arc<Relay>,
+    room: String,
+    slot: usize,
+    buffer: Arc<Buffer>,
+}
+
+/// Why a connected link stopped.
+enum Ended {
+    /// The publish ended and everything was sent.
+    Done,
+    /// The origin failed; reconnect.
+    Failed(String),
+}
+
+impl Link {
+    async fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        let mut failed: Option<String> = None;
+        let mut health = self.relay.upstream.subscribe();
+        while !self.buffer.is_finished() {
+            let Some(origin) = self.relay.pick(&self.room, self.slot, failed.as_deref()) else {
+                // No origin for this slot (fewer origins than links): wait for the list.
+                tokio::select! {
+                    _ = health.changed() => {}
+                    _ = tokio::time::sleep(MAX_BACKOFF) => {}
+                }
+                if self.buffer.is_finished() {
+                    return;
+                }
+                continue;
+            };
+            let name = origin.peer.name.clone();
+            let socket = match self.connect(&origin).await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(origin = %name, slot = self.slot, "relay connect failed: {e}");
+                    failed = Some(name);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            info!(origin = %name, slot = self.slot, "relaying to origin");
+            self.relay.metrics.connects.inc();
+            self.relay.metrics.links_up.inc();
+            backoff = Duration::from_millis(100);
+            let ended = self.send(socket, &origin, &mut health).await;
+            self.relay.metrics.links_up.dec();
+            match ended {
+                Ended::Done => return,
+                Ended::Failed(why) => {
+                    warn!(origin = %name, slot = self.slot, "relay link lost: {why}");
+                    failed = Some(name);
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, origin: &Origin) -> Result<SrtSocket, String> {
+        let stream_id = format!("#!::r={}/{},m=publish", origin::streamid::APP, self.room);
+        let passphrase = self.relay.passphrase.clone();
+        let call = SrtSocket::builder()
+            .latency(self.relay.latency)
+            .set(|o| {
+                o.session.peer_idle_timeout = PEER_IDLE;
+                if let Some(p) = passphrase {
+                    o.encryption.passphrase = Some(p);
+                }
+            })
+            .call(origin.peer.srt, Some(&stream_id));
+        match tokio::time::timeout(self.relay.connect_timeout, call).await {
+            Ok(Ok(socket)) => Ok(socket),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// Sends the buffer's chunks until the publish ends or the link fails.
+    async fn send(
+        &self,
+        mut socket: SrtSocket,
+        origin: &Origin,
+        health: &mut watch::Receiver<u64>,
+    ) -> Ended {
+        loop {
+            let chunk = tokio::select! {
+                c = self.buffer.next() => c,
+                _ = health.changed() => {
+                    if origin.is_up() {
+                        continue;
+                    }
+                    return Ended::Failed("the origin's probe fails".into());
+                }
+                // The origin closed the session (it is shutting down, or refused us late).
+                r = socket.next() => {
+                    if let Some(Err(e)) = r {
+                        return Ended::Failed(e.to_string());
+                    }
+                    return Ended::Failed("the origin closed the session".into());
+                }
+            };
+            let Some(chunk) = chunk else {
+                let _ = socket.close_and_finish().await;
+                return Ended::Done;
+            };
+            if let Err(e) = socket.send((Instant::now(), chunk)).await {
+                return Ended::Failed(e.to_string());
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn buffer_drops_oldest_beyond_its_bound_and_drains_after_close() {
+        let b = Buffer::new(10);
+        assert_eq!(b.push(Bytes::from_static(b"aaaa")), 0);
+        assert_eq!(b.push(Bytes::from_static(b"bbbb")), 0);
+        assert_eq!(b.push(Bytes::from_static(b"cccc")), 4);
+        b.close();
+        assert!(!b.is_finished());
+        assert_eq!(b.next().await.as_deref(), Some(&b"bbbb"[..]));
+        assert_eq!(b.next().await.as_deref(), Some(&b"cccc"[..]));
+        assert_eq!(b.next().await, None);
+        assert!(b.is_finished());
+    }
+}

@@ -1,0 +1,221 @@
+//! One HTTP connection per origin: HTTP/2 over TLS or HTTP/3, opened on first use, shared by
+//! every request to that origin (both protocols multiplex), reopened after it fails.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Largest body accepted from an origin (a segment of a high rung is a few MB).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Why an origin gave no HTTP answer: the transport failed, so the origin counts as down.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error("tls: {0}")]
+    Tls(std::io::Error),
+    #[error("invalid tls name {0:?}")]
+    Name(String),
+    #[error("http/2: {0}")]
+    H2(#[from] hyper::Error),
+    #[error("http/3: {0}")]
+    H3(String),
+    #[error("quic: {0}")]
+    Quic(String),
+    #[error("response body: {0}")]
+    Body(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// How to reach origins: TLS trust, protocol, timeouts. One per edge.
+#[derive(Clone)]
+pub struct Connector {
+    tcp_tls: TlsConnector,
+    /// The QUIC client endpoint, when pulling over HTTP/3.
+    quic: Option<quinn::Endpoint>,
+    connect_timeout: Duration,
+}
+
+impl Connector {
+    /// `roots` are the origins' trust anchors; `h3` picks HTTP/3 instead of HTTP/2.
+    pub fn new(
+        roots: rustls::RootCertStore,
+        h3: bool,
+        connect_timeout: Duration,
+    ) -> Result<Self, origin::TlsError> {
+        let tcp = origin::tls::client_config(roots.clone(), b"h2")?;
+        let quic = if h3 {
+            let tls = origin::tls::client_config(roots, b"h3")?;
+            let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+                .map_err(|e| origin::TlsError::Quic(e.to_string()))?;
+            let bind = SocketAddr::from(([0, 0, 0, 0], 0));
+            let mut endpoint = quinn::Endpoint::client(bind)
+                .map_err(|e| origin::TlsError::Quic(format!("client endpoint: {e}")))?;
+            endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+            Some(endpoint)
+        } else {
+            None
+        };
+        Ok(Self {
+            tcp_tls: TlsConnector::from(Arc::new(tcp)),
+            quic,
+            connect_timeout,
+        })
+    }
+
+    /// Opens a connection to `addr`, checking its certificate for `name`.
+    pub async fn connect(&self, addr: SocketAddr, name: &str) -> Result<Conn, TransportError> {
+        match &self.quic {
+            Some(endpoint) => {
+                let connecting = endpoint
+                    .connect(addr, name)
+                    .map_err(|e| TransportError::Quic(e.to_string()))?;
+                let conn = within(self.connect_timeout, async {
+                    connecting
+                        .await
+                        .map_err(|e| TransportError::Quic(e.to_string()))
+                })
+                .await?;
+                let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+                    .await
+                    .map_err(|e| TransportError::H3(e.to_string()))?;
+                let task = tokio::spawn(async move {
+                    let _ = futures::future::poll_fn(|cx| driver.poll_close(cx)).await;
+                });
+                Ok(Conn(Inner::H3 {
+                    send,
+                    driver: Arc::new(AbortOnDrop(task)),
+                }))
+            }
+            None => {
+                let server = ServerName::try_from(name.to_string())
+                    .map_err(|_| TransportError::Name(name.into()))?;
+                let tls = within(self.connect_timeout, async {
+                    let tcp = TcpStream::connect(addr)
+                        .await
+                        .map_err(TransportError::Connect)?;
+                    let _ = tcp.set_nodelay(true);
+                    self.tcp_tls
+                        .connect(server, tcp)
+                        .await
+                        .map_err(TransportError::Tls)
+                })
+                .await?;
+                let (send, conn) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                        .await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(Conn(Inner::H2(send)))
+            }
+        }
+    }
+}
+
+/// `f`, or [`TransportError::ConnectTimeout`] after `limit`.
+async fn within<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| TransportError::ConnectTimeout)?
+}
+
+/// Aborts the connection driver when the last handle to the connection goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An open connection to one origin; clones share it.
+#[derive(Clone)]
+pub struct Conn(Inner);
+
+#[derive(Clone)]
+enum Inner {
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    H3 {
+        send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+        driver: Arc<AbortOnDrop>,
+    },
+}
+
+impl Conn {
+    /// False once the connection is known to be gone (HTTP/2 tells; HTTP/3 fails on use).
+    pub fn usable(&self) -> bool {
+        match &self.0 {
+            Inner::H2(send) => !send.is_closed(),
+            Inner::H3 { driver, .. } => !driver.0.is_finished(),
+        }
+    }
+
+    /// GETs `path` (with its query), whole body, within `timeout`.
+    pub async fn get(
+        &self,
+        authority: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), TransportError> {
+        let uri = format!("https://{authority}{path}");
+        let fut = async {
+            match &self.0 {
+                Inner::H2(send) => {
+                    let mut send = send.clone();
+                    send.ready().await?;
+                    let req = Request::get(&uri)
+                        .body(Empty::new())
+                        .map_err(|e| TransportError::Body(e.to_string()))?;
+                    let res = send.send_request(req).await?;
+                    let status = res.status();
+                    let body = Limited::new(res.into_body(), MAX_BODY)
+                        .collect()
+                        .await
+                        .map_err(|e| TransportError::Body(e.to_string()))?
+                        .to_bytes();
+                    Ok((status, body))
+                }
+                Inner::H3 { send, .. } => {
+                    let h3 = |e: &dyn std::fmt::Display| TransportError::H3(e.to_string());
+                    let mut send = send.clone();
+                    let req = Request::get(&uri).body(()).map_err(|e| h3(&e))?;
+                    let mut stream = send.send_request(req).await.map_err(|e| h3(&e))?;
+                    stream.finish().await.map_err(|e| h3(&e))?;
+                    let res = stream.recv_response().await.map_err(|e| h3(&e))?;
+                    let mut body = BytesMut::new();
+                    while let Some(mut chunk) = stream.recv_data().await.map_err(|e| h3(&e))? {
+                        if body.len() + chunk.remaining() > MAX_BODY {
+                            return Err(TransportError::Body("body too large".into()));
+                        }
+                        while chunk.has_remaining() {
+                            let c = chunk.chunk();
+                            body.extend_from_slice(c);
+                            let n = c.len();
+                            chunk.advance(n);
+                        }
+                    }
+                    Ok((res.status(), body.freeze()))
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| TransportError::Timeout(timeout))?
+    }
+}

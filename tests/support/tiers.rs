@@ -1,0 +1,120 @@
+//! Running the two tiers apart: `daihuo-origin` processes (so a test can SIGKILL one), a
+//! certificate edges trust, free ports, and the edge's metrics read back.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rustls::pki_types::CertificateDer;
+
+use crate::peers::Child;
+
+/// A free loopback port for both TCP and UDP (an origin's API serves HTTPS and HTTP/3 on
+/// one port number). Released before returning: the caller binds it soon after.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("local addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A self-signed certificate for `localhost` written to `dir` as `cert.pem` / `key.pem`.
+pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, CertificateDer<'static>) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    (cert, key, certified.cert.der().clone())
+}
+
+/// The `daihuo-origin` binary of this build (built by `cargo test --workspace`; built here
+/// when a narrower `cargo test` left it out).
+pub fn origin_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/daihuo-origin
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = profile_dir.join("daihuo-origin");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "origin", "--bin", "daihuo-origin"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cannot build daihuo-origin");
+    }
+    bin
+}
+
+/// One origin's addresses, fixed so it can be restarted on them.
+#[derive(Clone, Debug)]
+pub struct OriginSpec {
+    pub name: String,
+    pub srt: SocketAddr,
+    pub api: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl OriginSpec {
+    /// An origin on free loopback ports.
+    pub fn new(name: &str) -> Self {
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let srt = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free udp port");
+        Self {
+            name: name.to_string(),
+            srt,
+            api: at(free_port()),
+            admin: at(free_port()),
+        }
+    }
+
+    /// Starts `daihuo-origin` (transcoding off, the test certificate) on these addresses.
+    pub fn start(&self, dir: &Path, cert: &Path, key: &Path) -> Child {
+        let config = dir.join(format!("{}.toml", self.name));
+        std::fs::write(
+            &config,
+            format!(
+                "[srt]\nlisten = \"{}\"\n[http]\nlisten = \"{}\"\ncert = {:?}\nkey = {:?}\n\
+                 [admin]\nlisten = \"{}\"\n[transcode]\nencoder = \"off\"\n[log]\nlevel = \"warn\"\n",
+                self.srt,
+                self.api,
+                cert.display().to_string(),
+                key.display().to_string(),
+                self.admin
+            ),
+        )
+        .expect("write origin config");
+        Child::spawn(Command::new(origin_binary()).arg("--config").arg(&config))
+            .expect("spawn daihuo-origin")
+    }
+
+    /// This origin as an edge's `[[upstream.origins]]` entry.
+    pub fn toml(&self) -> String {
+        format!(
+            "[[upstream.origins]]\nname = \"{}\"\nsrt = \"{}\"\napi = \"{}\"\nserver_name = \"localhost\"\n",
+            self.name, self.srt, self.api
+        )
+    }
+}
+
+/// The value of the sample `name` (with its labels, exactly as rendered, e.g.
+/// `daihuo_cache_requests_total{result="hit"}`) in `metrics`; 0 when absent.
+pub fn metric(metrics: &origin::Metrics, name: &str) -> f64 {
+    let text = metrics.render();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (sample, value) = l.rsplit_once(' ')?;
+            (sample == name).then(|| value.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}

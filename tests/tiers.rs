@@ -1,0 +1,359 @@
+//! End-to-end: the edge/origin split on loopback. Two `daihuo-origin` processes and an edge
+//! with both as upstream origins (hot standby, pulling over HTTP/2); Debian's ffmpeg
+//! publishes to the edge over SRT; a scripted LL-HLS client (blocking playlist reloads, then
+//! the parts) plays from the edge over HTTP/3 while the stream's primary origin is killed
+//! with SIGKILL. A second test pulls over HTTP/3 through origins that are down at start,
+//! replaced by configuration, and all down.
+
+// Tests panic on purpose when the system under test misbehaves.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use daihuo::peers::ffmpeg_push;
+use daihuo::playlist::{attr, media_sequence, part_numbers, preload_hint, segments, tags};
+use daihuo::tiers::{certificate, metric, OriginSpec};
+use daihuo::{eventually, require_ffmpeg, Child, H3Client, LOOPBACK};
+use edge_node::upstream::rendezvous;
+use edge_node::Edge;
+
+/// An edge config on loopback with `origins` upstream over `protocol` (`h2`, `h3`),
+/// trusting `ca`.
+fn edge_config(ca: &std::path::Path, protocol: &str, origins: &[&OriginSpec]) -> conf::EdgeConfig {
+    let mut text = format!(
+        "{LOOPBACK}[upstream]\nca = {:?}\nprotocol = \"{protocol}\"\n\
+         probe_interval_ms = 200\nconnect_timeout_ms = 500\n",
+        ca.display().to_string()
+    );
+    for o in origins {
+        text.push_str(&o.toml());
+    }
+    conf::EdgeConfig::from_toml(&text).expect("valid edge config")
+}
+
+/// The `baseMediaDecodeTime` of a fragment (its `tfdt` box).
+fn tfdt(fragment: &[u8]) -> u64 {
+    let at = fragment
+        .windows(4)
+        .position(|w| w == b"tfdt")
+        .expect("fragment has a tfdt");
+    let body = &fragment[at + 4..];
+    if body[0] == 1 {
+        u64::from_be_bytes(body[4..12].try_into().unwrap())
+    } else {
+        u64::from(u32::from_be_bytes(body[4..8].try_into().unwrap()))
+    }
+}
+
+/// A part the client played: when it arrived, its numbers, its decode time.
+#[derive(Debug)]
+struct Played {
+    at: Instant,
+    msn: u64,
+    index: u32,
+    tfdt: u64,
+}
+
+/// Plays `rendition` of `demo` like an LL-HLS client for `seconds`: a blocking reload for the
+/// part its last playlist hinted at, then every part listed since, in order. Returns the
+/// parts, asserting on the way that EXT-X-MEDIA-SEQUENCE never goes backwards.
+async fn play(h3: &H3Client, rendition: &str, until: Instant) -> (Vec<Played>, usize) {
+    let base = format!("/live/demo/{rendition}");
+    let first = h3.get(&format!("{base}/index.m3u8")).await.unwrap();
+    assert_eq!(first.status, 200);
+    let first = String::from_utf8(first.body.to_vec()).unwrap();
+    let mut next = preload_hint(&first).expect("a preload hint");
+    let mut sequence = media_sequence(&first).unwrap();
+    let mut played: Vec<Played> = Vec::new();
+    let mut errors = 0;
+    while Instant::now() < until {
+        let (m, p) = next;
+        let reply = h3
+            .get(&format!("{base}/index.m3u8?_HLS_msn={m}&_HLS_part={p}"))
+            .await
+            .unwrap();
+        if reply.status != 200 {
+            // Counted, not fatal: the edge retries the backup itself, so none are expected.
+            errors += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let playlist = String::from_utf8(reply.body.to_vec()).unwrap();
+        let seq = media_sequence(&playlist).unwrap();
+        assert!(
+            seq >= sequence,
+            "media sequence went back: {sequence} -> {seq}"
+        );
+        sequence = seq;
+        let hint = preload_hint(&playlist).expect("a preload hint");
+        let listed: Vec<(u64, u32)> = tags(&playlist, "#EXT-X-PART:")
+            .into_iter()
+            .filter_map(|t| part_numbers(attr(t, "URI")?))
+            .filter(|&n| n >= next && n < hint)
+            .collect();
+        // The hinted part itself, or (when its segment ended first) the next segment's first.
+        assert!(
+            !listed.is_empty(),
+            "nothing new after {next:?} in\n{playlist}"
+        );
+        for (msn, index) in listed {
+            let part = h3
+                .get(&format!("{base}/part{msn}.{index}.m4s"))
+                .await
+                .unwrap();
+            assert_eq!(part.status, 200, "part {msn}.{index}");
+            played.push(Played {
+                at: Instant::now(),
+                msn,
+                index,
+                tfdt: tfdt(&part.body),
+            });
+        }
+        next = hint;
+    }
+    (played, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_origin_killed_mid_stream() {
+    require_ffmpeg();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = certificate(dir.path());
+    let specs = [OriginSpec::new("origin-a"), OriginSpec::new("origin-b")];
+    let mut procs: Vec<Option<Child>> = specs
+        .iter()
+        .map(|s| Some(s.start(dir.path(), &cert, &key)))
+        .collect();
+    let edge = Edge::start(&edge_config(&cert, "h2", &[&specs[0], &specs[1]]))
+        .await
+        .expect("edge starts");
+    let upstream = edge.upstream.clone().expect("tier mode");
+    eventually(30, async || upstream.readiness().ok()).await;
+    let names = [specs[0].name.as_str(), specs[1].name.as_str()];
+    let primary = rendezvous::rank(&names, "demo")[0];
+
+    let srt = format!(
+        "srt://{}?streamid=#!::r=live/demo,m=publish&linger=2",
+        edge.addrs.srt
+    );
+    let mut push = Child::spawn(&mut ffmpeg_push(640, 360, 60, &srt)).expect("spawn ffmpeg");
+    let h3 = H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate)
+        .await
+        .unwrap();
+    let multivariant = eventually(20, async || {
+        let r = h3.get("/live/demo/index.m3u8").await.ok()?;
+        (r.status == 200).then(|| String::from_utf8(r.body.to_vec()).unwrap())
+    })
+    .await;
+    let video = segments(&multivariant)[0]
+        .strip_suffix("/index.m3u8")
+        .unwrap()
+        .to_string();
+    // Both origins package the stream (hot standby) and number it alike.
+    let mut origin_playlists = Vec::new();
+    for s in &specs {
+        let origin = H3Client::connect(s.api, &der).await.unwrap();
+        let text = eventually(15, async || {
+            let r = origin.get("/live/demo/audio/index.m3u8").await.ok()?;
+            let t = String::from_utf8(r.body.to_vec()).ok()?;
+            (r.status == 200 && segments(&t).len() >= 2).then_some(t)
+        })
+        .await;
+        origin_playlists.push(text);
+    }
+    let seg_of = |t: &str, uri: &str| segments(t).contains(&uri);
+    let common = segments(&origin_playlists[0])
+        .into_iter()
+        .filter(|s| seg_of(&origin_playlists[1], s))
+        .count();
+    assert!(
+        common >= 1,
+        "origins disagree on segment numbers:\n{origin_playlists:?}"
+    );
+
+    // 200 concurrent viewers of one audio segment, its parts and the init segment: exactly one
+    // upstream fetch per object, the other 199 askers served from that fetch or the cache.
+    let audio = String::from_utf8(
+        h3.get("/live/demo/audio/index.m3u8")
+            .await
+            .unwrap()
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    let segs = segments(&audio);
+    let seg = segs[segs.len() - 2];
+    let msn: u64 = seg[3..seg.len() - 4].parse().unwrap();
+    let mut objects = vec!["init.mp4".to_string(), seg.to_string()];
+    objects.extend(
+        tags(&audio, "#EXT-X-PART:")
+            .into_iter()
+            .filter_map(|t| attr(t, "URI"))
+            .filter(|u| part_numbers(u).is_some_and(|(m, _)| m == msn))
+            .map(str::to_string),
+    );
+    // The playlist fetch above prefetches its hinted part; let that finish first.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let fetches = "daihuo_upstream_fetches_total";
+    let before = metric(&edge.metrics, fetches);
+    let clients: Vec<H3Client> = futures::future::join_all(
+        (0..50).map(|_| H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate)),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    let viewers = (0..200).map(|v| {
+        let client = &clients[v % clients.len()];
+        let objects = &objects;
+        async move {
+            let mut bodies = Vec::new();
+            for o in objects {
+                let r = client.get(&format!("/live/demo/audio/{o}")).await.unwrap();
+                assert_eq!(r.status, 200, "{o}");
+                bodies.push(r.body);
+            }
+            bodies
+        }
+    });
+    let seen = futures::future::join_all(viewers).await;
+    assert!(
+        seen.iter().all(|b| *b == seen[0]),
+        "viewers got different bytes"
+    );
+    assert_eq!(
+        metric(&edge.metrics, fetches) - before,
+        objects.len() as f64,
+        "upstream fetches for {} objects and 200 viewers",
+        objects.len()
+    );
+    // One upstream blocking playlist request for 200 viewers asking for the same next part.
+    let (m, p) = preload_hint(&audio).unwrap();
+    let playlist_fetches = "daihuo_upstream_playlist_fetches_total";
+    let before = metric(&edge.metrics, playlist_fetches);
+    let blocking = (0..200).map(|v| {
+        let client = &clients[v % clients.len()];
+        async move {
+            let path = format!("/live/demo/audio/index.m3u8?_HLS_msn={m}&_HLS_part={p}");
+            client.get(&path).await.unwrap().status
+        }
+    });
+    let statuses = futures::future::join_all(blocking).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(metric(&edge.metrics, playlist_fetches) - before, 1.0);
+    drop(clients);
+
+    // Play, kill the primary 5 s in, play 10 s more.
+    let started = Instant::now();
+    let kill_at = started + Duration::from_secs(5);
+    let player = play(&h3, &video, started + Duration::from_secs(15));
+    let killer = async {
+        tokio::time::sleep_until(kill_at.into()).await;
+        // SIGKILL to the origin's process group: no goodbye on any socket.
+        drop(procs[primary].take());
+        Instant::now()
+    };
+    let ((played, errors), killed) = tokio::join!(player, killer);
+
+    let before_kill = played.iter().filter(|p| p.at < killed).count();
+    let after_kill = played.len() - before_kill;
+    assert!(before_kill >= 5, "{before_kill} parts before the kill");
+    assert!(after_kill >= 15, "only {after_kill} parts after the kill");
+    for w in played.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        assert!((b.msn, b.index) > (a.msn, a.index), "{a:?} then {b:?}");
+        // Continuous media: each part starts where the previous ended (parts are 1/3 s; a
+        // missing or repeated part would show as a jump or a step back of the decode time).
+        let step = b.tfdt.saturating_sub(a.tfdt);
+        assert!(
+            step > 0 && step <= 36_000,
+            "decode time jumps {step} ticks from {a:?} to {b:?}"
+        );
+    }
+    let stall = played.windows(2).map(|w| w[1].at - w[0].at).max().unwrap();
+    let switch = played
+        .iter()
+        .find(|p| p.at >= killed)
+        .map(|p| p.at - killed)
+        .unwrap();
+    // Recorded, not asserted (the machine is shared): the longest wait between two parts,
+    // and from the kill to the first part after it.
+    println!(
+        "failover: longest wait between parts {stall:?}, first part {switch:?} after the kill, \
+         {errors} playlist errors, {} parts played",
+        played.len()
+    );
+    assert!(metric(&edge.metrics, "daihuo_upstream_failovers_total") >= 1.0);
+    assert_eq!(errors, 0, "the client saw errors during the failover");
+
+    // The streamer's session to the edge never noticed: same session, still sending.
+    assert!(push.0.try_wait().unwrap().is_none(), "ffmpeg stopped");
+    assert_eq!(metric(&edge.metrics, "daihuo_publishes_total"), 1.0);
+    assert_eq!(metric(&edge.metrics, "daihuo_streams_live"), 1.0);
+    drop(push);
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origins_down_at_start_changed_by_config_and_all_down_over_h3() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = certificate(dir.path());
+    let a = OriginSpec::new("origin-a");
+    let b = OriginSpec::new("origin-b");
+    let admin = |edge: &Edge| format!("http://{}/readyz", edge.addrs.admin);
+    let get = async |url: &str| -> (u16, String) {
+        let (status, body) = daihuo::peers::curl(url).unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+
+    // Origin unreachable at start: the edge starts, is not ready, and says why.
+    let edge = Edge::start(&edge_config(&cert, "h3", &[&a]))
+        .await
+        .expect("edge starts");
+    let play = format!("http://{}/live/demo/index.m3u8", edge.addrs.http.unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = get(&admin(&edge)).await;
+    assert_eq!((status, body.trim()), (503, "no origin is reachable"));
+    let (status, body) = get(&play).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no origin is reachable"), "{body}");
+
+    // It comes up: ready, and its answers pass through (no such stream: 404).
+    let mut proc_a = Some(a.start(dir.path(), &cert, &key));
+    eventually(30, async || {
+        (get(&admin(&edge)).await.0 == 200).then_some(())
+    })
+    .await;
+    let (status, body) = get(&play).await;
+    assert_eq!(status, 404, "{body}");
+
+    // The origin list changes by configuration: b replaces a.
+    let proc_b = b.start(dir.path(), &cert, &key);
+    let upstream = edge.upstream.clone().unwrap();
+    upstream.set_origins(&edge_config(&cert, "h3", &[&b]).upstream.origins);
+    drop(proc_a.take());
+    eventually(30, async || {
+        let up = upstream.origins();
+        (up.len() == 1 && up[0].peer.name == "origin-b" && up[0].is_up()).then_some(())
+    })
+    .await;
+    assert_eq!(get(&admin(&edge)).await.0, 200);
+
+    // All origins down: a clear 503 on playback and readiness; recovery when one returns.
+    drop(proc_b);
+    eventually(10, async || {
+        (get(&admin(&edge)).await.0 == 503).then_some(())
+    })
+    .await;
+    let (status, body) = get(&play).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no origin is reachable"), "{body}");
+    let _proc_b = b.start(dir.path(), &cert, &key);
+    eventually(30, async || {
+        (get(&admin(&edge)).await.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(get(&play).await.0, 404);
+    assert!(metric(&edge.metrics, "daihuo_upstream_up{origin=\"origin-b\"}") == 1.0);
+    edge.shutdown(Duration::from_secs(2)).await;
+}
