@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: run build test check fmt clippy bench deps test-deps clean
+.PHONY: run build test check fmt clippy bench deps test-deps bench-deps clean
 
 run: deps build
 	@scripts/print-usage.sh
@@ -18,6 +18,9 @@ deps:
 
 test-deps:
 	@scripts/install-deps.sh test
+
+bench-deps:
+	@scripts/install-deps.sh bench
 
 # Lints, then every unit, property, corpus and end-to-end test of the workspace.
 test: test-deps
@@ -37,9 +40,10 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: test-deps
+bench: bench-deps
 	$(CARGO) bench -p daihuo --bench packaging
 	$(CARGO) bench -p daihuo --bench ladder
+	$(CARGO) bench -p daihuo --bench edge_load
 
 clean:
 	$(CARGO) clean

@@ -3,16 +3,19 @@
 #   scripts/install-deps.sh build   # to build: pkg-config, clang, FFmpeg 5.1 dev libraries
 #   scripts/install-deps.sh run     # to build and try it: the above plus the ffmpeg CLI to push
 #   scripts/install-deps.sh test    # to build and test: the above plus srt-tools and curl
+#   scripts/install-deps.sh bench   # to benchmark: the above plus nginx-light (the edge_load peer)
 set -euo pipefail
 
 build_pkgs=(pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev)
 test_pkgs=(ffmpeg srt-tools curl)
+bench_pkgs=(nginx-light)
 
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
   run) want=("${build_pkgs[@]}" ffmpeg) ;;
   test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-  *) echo "usage: $0 build|run|test" >&2; exit 2 ;;
+  bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 build|run|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -18,7 +18,7 @@ pub fn input_1080p(seconds: u32) -> (tempfile::TempDir, PathBuf) {
 }
 
 /// /dev/shm where it exists, else /tmp.
-fn tmpfs() -> &'static Path {
+pub fn tmpfs() -> &'static Path {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
         shm
