@@ -103,6 +103,7 @@ impl ObjectCache {
             .max_capacity(max_bytes)
             .weigher(|_k: &Key, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
             .expire_after(Lifetime)
+            .support_invalidation_closures()
             .build();
         Self { cache, metrics }
     }
@@ -131,6 +132,15 @@ impl ObjectCache {
             self.metrics.coalesced.inc();
         }
         result
+    }
+
+    /// Drops every cached object of `room` (its numbering restarted: the old bytes under the
+    /// same names are another stream's).
+    pub fn forget_room(&self, room: &str) {
+        let room = room.to_string();
+        if let Err(e) = self.cache.invalidate_entries_if(move |k, _| k.room == room) {
+            tracing::warn!("cache: cannot drop a room's objects: {e}");
+        }
     }
 
     /// Whether `key` is cached now (a fetch in flight does not count).

@@ -11,8 +11,14 @@
 //! - When a media playlist arrives, the part named by its `EXT-X-PRELOAD-HINT` is requested
 //!   at once (the origin answers when the part completes), so it is in the cache by the time
 //!   players ask for it.
+//! - Origins number segments from the stream's timeline, so numbers go back only when a
+//!   timeline restarts (an encoder restarted its clock after the origins forgot the room).
+//!   Then the names of cached objects point at another stream's bytes: when a media
+//!   playlist's `EXT-X-MEDIA-SEQUENCE` falls more than [`RESTART_MARGIN`] below the highest
+//!   this edge saw for the rendition, the room's cached objects are dropped.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,13 +28,18 @@ use origin::route::{self, Route};
 use origin::store::Object;
 use origin::ApiError;
 use prometheus::IntCounter;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::cache::{Key, ObjectCache};
 use crate::upstream::Upstream;
 
 /// Most playlists cached at once (they are small; entries live under a second or two).
 const PLAYLISTS: u64 = 10_000;
+/// How far a media sequence number may fall below the highest seen before it counts as a
+/// restarted timeline (answers to blocking requests can arrive out of order by a segment).
+const RESTART_MARGIN: u64 = 2;
+/// Most renditions whose highest media sequence number is remembered (reset beyond).
+const TIMELINES: usize = 100_000;
 
 /// A playlist request, normalized.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -98,6 +109,8 @@ pub struct Pull {
     playlists: Cache<PlaylistKey, Bytes>,
     /// `daihuo_upstream_playlist_fetches_total`.
     playlist_fetches: IntCounter,
+    /// (room, rendition) -> highest `EXT-X-MEDIA-SEQUENCE` fetched.
+    sequences: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl Pull {
@@ -131,6 +144,7 @@ impl Pull {
                 })
                 .build(),
             playlist_fetches,
+            sequences: Mutex::default(),
         }
     }
 
@@ -162,6 +176,7 @@ impl Pull {
                 self.playlist_fetches.inc();
                 let body = self.upstream.get(&key.room, &path).await?;
                 if let Some(rendition) = &key.rendition {
+                    self.check_timeline(&key.room, rendition, &body);
                     self.prefetch_hint(&key.room, rendition, &body);
                 }
                 Ok(body)
@@ -173,6 +188,36 @@ impl Pull {
     /// An init segment, part or segment, through the object cache.
     pub async fn object(&self, key: Key) -> Result<Bytes, ApiError> {
         fetch(&self.upstream, &self.objects, key).await
+    }
+
+    /// Drops the room's cached objects when `playlist` shows its numbering restarted.
+    fn check_timeline(&self, room: &str, rendition: &str, playlist: &[u8]) {
+        let Some(sequence) = media_sequence(playlist) else {
+            return;
+        };
+        let restarted = {
+            let mut seen = self.sequences.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.len() >= TIMELINES {
+                seen.clear();
+            }
+            let highest = seen
+                .entry((room.to_string(), rendition.to_string()))
+                .or_insert(sequence);
+            let restarted = sequence.saturating_add(RESTART_MARGIN) < *highest;
+            *highest = if restarted {
+                sequence
+            } else {
+                sequence.max(*highest)
+            };
+            restarted
+        };
+        if restarted {
+            info!(
+                stream = room,
+                rendition, sequence, "numbering restarted: cached objects dropped"
+            );
+            self.objects.forget_room(room);
+        }
     }
 
     /// Starts fetching the part a media playlist hints at, unless it is cached already.
@@ -222,6 +267,16 @@ async fn fetch(upstream: &Upstream, objects: &ObjectCache, key: Key) -> Result<B
         .await
 }
 
+/// A media playlist's `EXT-X-MEDIA-SEQUENCE`.
+fn media_sequence(playlist: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(playlist).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The URI of a playlist's `EXT-X-PRELOAD-HINT` of `TYPE=PART`.
 fn preload_hint(playlist: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(playlist).ok()?;
@@ -245,6 +300,16 @@ mod tests {
         assert_eq!(preload_hint(b"#EXTM3U\n"), None);
         assert_eq!(preload_hint(b"#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"x"), None);
         assert_eq!(preload_hint(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn media_sequence_is_read() {
+        assert_eq!(
+            media_sequence(b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:42\n"),
+            Some(42)
+        );
+        assert_eq!(media_sequence(b"#EXTM3U\n"), None);
+        assert_eq!(media_sequence(b"#EXT-X-MEDIA-SEQUENCE:x\n"), None);
     }
 
     #[test]

@@ -91,3 +91,27 @@ async fn memory_is_bounded_by_bytes() {
         cache.weighted_size()
     );
 }
+
+#[tokio::test]
+async fn a_forgotten_room_is_fetched_again() {
+    let cache = cache(1 << 20);
+    let other = Key {
+        room: "other".into(),
+        ..key(1)
+    };
+    for k in [key(1), other.clone()] {
+        cache
+            .get(k, async { Ok(Bytes::from_static(b"old")) })
+            .await
+            .expect("cached");
+    }
+    cache.forget_room("demo");
+    let demo = cache
+        .get(key(1), async { Ok(Bytes::from_static(b"new")) })
+        .await;
+    assert_eq!(demo.expect("fetched"), "new");
+    let kept = cache
+        .get(other, async { Ok(Bytes::from_static(b"new")) })
+        .await;
+    assert_eq!(kept.expect("cached"), "old");
+}

@@ -267,7 +267,13 @@ impl Upstream {
             }
             self.metrics.errors.inc();
         }
+        // A 404 is final only when the room's primary said it (or could): while the primary
+        // is down, a backup may just not have the stream yet (cold standby).
+        let primary_down = self.ranked(room).first().is_some_and(|o| !o.is_up());
         match (not_found, failure) {
+            (Some(_), _) if primary_down => Err(ApiError::Unavailable(format!(
+                "the stream's primary origin is down and no other origin has {room} yet"
+            ))),
             (Some(body), _) => Err(answer(StatusCode::NOT_FOUND, &body)),
             (None, Some(why)) => Err(ApiError::Unavailable(format!("no origin answered ({why})"))),
             (None, None) => Err(ApiError::Unavailable("no origin is reachable".into())),
