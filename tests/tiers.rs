@@ -116,49 +116,116 @@ async fn play(h3: &H3Client, rendition: &str, until: Instant) -> (Vec<Played>, u
     (played, errors)
 }
 
+/// Two origins, an edge relaying to them (`upstream` adds `[upstream]` keys), ffmpeg
+/// publishing `live/demo` to the edge for `seconds`, and an HTTP/3 client of the edge that has
+/// seen the stream start.
+struct Tiers {
+    _dir: tempfile::TempDir,
+    der: rustls::pki_types::CertificateDer<'static>,
+    specs: [OriginSpec; 2],
+    /// The origins' processes; taking one out kills it (SIGKILL to its group).
+    procs: Vec<Option<Child>>,
+    edge: Edge,
+    push: Child,
+    h3: H3Client,
+    /// The video rendition's name.
+    video: String,
+    /// Indices into `specs` of the room's primary and backup.
+    primary: usize,
+    backup: usize,
+}
+
+impl Tiers {
+    async fn start(upstream: &str, seconds: u32) -> Self {
+        require_ffmpeg();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, der) = certificate(dir.path());
+        let specs = [OriginSpec::new("origin-a"), OriginSpec::new("origin-b")];
+        let procs = specs
+            .iter()
+            .map(|s| Some(s.start(dir.path(), &cert, &key)))
+            .collect();
+        let edge = Edge::start(&edge_config(&cert, upstream, &[&specs[0], &specs[1]]))
+            .await
+            .expect("edge starts");
+        let up = edge.upstream.clone().expect("tier mode");
+        eventually(30, async || {
+            up.origins().iter().all(|o| o.is_up()).then_some(())
+        })
+        .await;
+        let names = [specs[0].name.as_str(), specs[1].name.as_str()];
+        let order = rendezvous::rank(&names, "demo");
+        let srt = format!(
+            "srt://{}?streamid=#!::r=live/demo,m=publish&linger=2",
+            edge.addrs.srt
+        );
+        let push = Child::spawn(&mut ffmpeg_push(640, 360, seconds, &srt)).expect("spawn ffmpeg");
+        let h3 = H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate)
+            .await
+            .unwrap();
+        let multivariant = eventually(20, async || {
+            let r = h3.get("/live/demo/index.m3u8").await.ok()?;
+            (r.status == 200).then(|| String::from_utf8(r.body.to_vec()).unwrap())
+        })
+        .await;
+        let video = segments(&multivariant)[0]
+            .strip_suffix("/index.m3u8")
+            .unwrap()
+            .to_string();
+        Self {
+            _dir: dir,
+            der,
+            specs,
+            procs,
+            edge,
+            push,
+            h3,
+            video,
+            primary: order[0],
+            backup: order[1],
+        }
+    }
+
+    /// Plays the video rendition for `seconds`, killing the primary origin `kill_after` in.
+    /// Returns the parts played, the playlist errors and when the kill happened.
+    async fn play_through_kill(
+        &mut self,
+        kill_after: u64,
+        seconds: u64,
+    ) -> (Vec<Played>, usize, Instant) {
+        let started = Instant::now();
+        let player = play(
+            &self.h3,
+            &self.video,
+            started + Duration::from_secs(seconds),
+        );
+        let primary = self.procs[self.primary].take();
+        let killer = async move {
+            tokio::time::sleep_until((started + Duration::from_secs(kill_after)).into()).await;
+            // SIGKILL to the origin's process group: no goodbye on any socket.
+            drop(primary);
+            Instant::now()
+        };
+        let ((played, errors), killed) = tokio::join!(player, killer);
+        (played, errors, killed)
+    }
+
+    /// The streamer's session to the edge never noticed: same session, still sending.
+    fn assert_streamer_unaffected(&mut self) {
+        assert!(self.push.0.try_wait().unwrap().is_none(), "ffmpeg stopped");
+        assert_eq!(metric(&self.edge.metrics, "daihuo_publishes_total"), 1.0);
+        assert_eq!(metric(&self.edge.metrics, "daihuo_streams_live"), 1.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_origin_killed_mid_stream() {
-    require_ffmpeg();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = certificate(dir.path());
-    let specs = [OriginSpec::new("origin-a"), OriginSpec::new("origin-b")];
-    let mut procs: Vec<Option<Child>> = specs
-        .iter()
-        .map(|s| Some(s.start(dir.path(), &cert, &key)))
-        .collect();
-    let edge = Edge::start(&edge_config(
-        &cert,
-        "protocol = \"h2\"",
-        &[&specs[0], &specs[1]],
-    ))
-    .await
-    .expect("edge starts");
-    let upstream = edge.upstream.clone().expect("tier mode");
-    eventually(30, async || upstream.readiness().ok()).await;
-    let names = [specs[0].name.as_str(), specs[1].name.as_str()];
-    let primary = rendezvous::rank(&names, "demo")[0];
-
-    let srt = format!(
-        "srt://{}?streamid=#!::r=live/demo,m=publish&linger=2",
-        edge.addrs.srt
-    );
-    let mut push = Child::spawn(&mut ffmpeg_push(640, 360, 60, &srt)).expect("spawn ffmpeg");
-    let h3 = H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate)
-        .await
-        .unwrap();
-    let multivariant = eventually(20, async || {
-        let r = h3.get("/live/demo/index.m3u8").await.ok()?;
-        (r.status == 200).then(|| String::from_utf8(r.body.to_vec()).unwrap())
-    })
-    .await;
-    let video = segments(&multivariant)[0]
-        .strip_suffix("/index.m3u8")
-        .unwrap()
-        .to_string();
+    let mut t = Tiers::start("protocol = \"h2\"", 60).await;
+    let (edge, h3) = (&t.edge, &t.h3);
     // Both origins package the stream (hot standby) and number it alike.
     let mut origin_playlists = Vec::new();
-    for s in &specs {
-        let origin = H3Client::connect(s.api, &der).await.unwrap();
+    for s in &t.specs {
+        let origin = H3Client::connect(s.api, &t.der).await.unwrap();
         let text = eventually(15, async || {
             let r = origin.get("/live/demo/audio/index.m3u8").await.ok()?;
             let t = String::from_utf8(r.body.to_vec()).ok()?;
@@ -250,16 +317,8 @@ async fn primary_origin_killed_mid_stream() {
     drop(clients);
 
     // Play, kill the primary 5 s in, play 10 s more.
-    let started = Instant::now();
-    let kill_at = started + Duration::from_secs(5);
-    let player = play(&h3, &video, started + Duration::from_secs(15));
-    let killer = async {
-        tokio::time::sleep_until(kill_at.into()).await;
-        // SIGKILL to the origin's process group: no goodbye on any socket.
-        drop(procs[primary].take());
-        Instant::now()
-    };
-    let ((played, errors), killed) = tokio::join!(player, killer);
+    let (played, errors, killed) = t.play_through_kill(5, 15).await;
+    let edge = &t.edge;
 
     let before_kill = played.iter().filter(|p| p.at < killed).count();
     let after_kill = played.len() - before_kill;
@@ -291,13 +350,8 @@ async fn primary_origin_killed_mid_stream() {
     );
     assert!(metric(&edge.metrics, "daihuo_upstream_failovers_total") >= 1.0);
     assert_eq!(errors, 0, "the client saw errors during the failover");
-
-    // The streamer's session to the edge never noticed: same session, still sending.
-    assert!(push.0.try_wait().unwrap().is_none(), "ffmpeg stopped");
-    assert_eq!(metric(&edge.metrics, "daihuo_publishes_total"), 1.0);
-    assert_eq!(metric(&edge.metrics, "daihuo_streams_live"), 1.0);
-    drop(push);
-    edge.shutdown(Duration::from_secs(2)).await;
+    t.assert_streamer_unaffected();
+    t.edge.shutdown(Duration::from_secs(2)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,61 +420,15 @@ async fn origins_down_at_start_changed_by_config_and_all_down_over_h3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_standby_relay_moves_to_the_next_origin() {
-    require_ffmpeg();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = certificate(dir.path());
-    let specs = [OriginSpec::new("origin-a"), OriginSpec::new("origin-b")];
-    let mut procs: Vec<Option<Child>> = specs
-        .iter()
-        .map(|s| Some(s.start(dir.path(), &cert, &key)))
-        .collect();
-    let edge = Edge::start(&edge_config(
-        &cert,
-        "standby = \"cold\"",
-        &[&specs[0], &specs[1]],
-    ))
-    .await
-    .expect("edge starts");
-    let upstream = edge.upstream.clone().expect("tier mode");
-    eventually(30, async || {
-        upstream.origins().iter().all(|o| o.is_up()).then_some(())
-    })
-    .await;
-    let names = [specs[0].name.as_str(), specs[1].name.as_str()];
-    let order = rendezvous::rank(&names, "demo");
-    let (primary, backup) = (order[0], order[1]);
-
-    let srt = format!(
-        "srt://{}?streamid=#!::r=live/demo,m=publish&linger=2",
-        edge.addrs.srt
-    );
-    let mut push = Child::spawn(&mut ffmpeg_push(640, 360, 40, &srt)).expect("spawn ffmpeg");
-    let h3 = H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate)
+    let mut t = Tiers::start("standby = \"cold\"", 40).await;
+    // Cold: only the primary receives the stream.
+    let to_backup = H3Client::connect(t.specs[t.backup].api, &t.der)
         .await
         .unwrap();
-    let multivariant = eventually(20, async || {
-        let r = h3.get("/live/demo/index.m3u8").await.ok()?;
-        (r.status == 200).then(|| String::from_utf8(r.body.to_vec()).unwrap())
-    })
-    .await;
-    let video = segments(&multivariant)[0]
-        .strip_suffix("/index.m3u8")
-        .unwrap()
-        .to_string();
-    // Cold: only the primary receives the stream.
-    let to_backup = H3Client::connect(specs[backup].api, &der).await.unwrap();
     let status = to_backup.get("/live/demo/index.m3u8").await.unwrap().status;
     assert_eq!(status, 404, "the backup has the stream before any failure");
 
-    let started = Instant::now();
-    let kill_at = started + Duration::from_secs(4);
-    let player = play(&h3, &video, started + Duration::from_secs(16));
-    let killer = async {
-        tokio::time::sleep_until(kill_at.into()).await;
-        drop(procs[primary].take());
-        Instant::now()
-    };
-    let ((played, errors), killed) = tokio::join!(player, killer);
+    let (played, errors, killed) = t.play_through_kill(4, 16).await;
 
     // The relay moved to the backup, which packages from then on; the client goes on.
     let status = to_backup.get("/live/demo/index.m3u8").await.unwrap().status;
@@ -448,9 +456,7 @@ async fn cold_standby_relay_moves_to_the_next_origin() {
          {errors} playlist errors",
         skipped as f64 / 90_000.0
     );
-    assert!(push.0.try_wait().unwrap().is_none(), "ffmpeg stopped");
-    assert_eq!(metric(&edge.metrics, "daihuo_publishes_total"), 1.0);
-    assert_eq!(metric(&edge.metrics, "daihuo_relay_connects_total"), 2.0);
-    drop(push);
-    edge.shutdown(Duration::from_secs(2)).await;
+    t.assert_streamer_unaffected();
+    assert_eq!(metric(&t.edge.metrics, "daihuo_relay_connects_total"), 2.0);
+    t.edge.shutdown(Duration::from_secs(2)).await;
 }

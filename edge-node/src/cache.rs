@@ -72,16 +72,11 @@ impl CacheMetrics {
             "Cache misses answered by another asker's fetch of the same object.",
         )
         .expect("static metric definition");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        metrics.register(vec![
+            Box::new(requests.clone()),
             Box::new(fetches.clone()),
             Box::new(coalesced.clone()),
-        ] {
-            // A second cache on one registry would collide; log instead of failing start.
-            if let Err(e) = metrics.registry.register(c) {
-                tracing::warn!("metrics: {e}");
-            }
-        }
+        ]);
         Self {
             requests,
             fetches,

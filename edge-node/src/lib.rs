@@ -5,7 +5,7 @@
 //! a single box (the origin in-process: SRT ingest, packaging and store from the `origin`
 //! crate). With origins, [`relay`] forwards streamers' SRT to them, [`upstream`] places rooms
 //! on origins and tracks their health, and [`pull`] fetches playback from them. [`router`]
-//! holds the routes; `origin::h3` and `origin::https` only adapt transports to it; [`cache`]
+//! holds the routes; `origin::serve` and `origin::h3` only adapt transports to it; [`cache`]
 //! is the object cache.
 //!
 //! The edge never transcodes.
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use conf::EdgeConfig;
 use http::HeaderValue;
-use origin::{admin::Admin, cli, h3, https, ingest, serve, store_options, Ingest, Metrics, Store};
+use origin::{admin::Admin, cli, h3, ingest, serve, store_options, Ingest, Metrics, Store};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -168,7 +168,7 @@ impl Edge {
 
         if let Some(l) = https {
             let acceptor = tokio_rustls::TlsAcceptor::from(identity.tcp_config()?);
-            tasks.spawn(https::serve(l, acceptor, router.clone(), rx.clone()));
+            tasks.spawn(serve::serve_tls(l, acceptor, router.clone(), rx.clone()));
         }
         if let Some(l) = http {
             tasks.spawn(serve::serve_plain(l, router.clone(), rx.clone()));

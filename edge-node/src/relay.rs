@@ -66,15 +66,11 @@ impl RelayMetrics {
              buffer lasts.",
         )
         .expect("static metric definition");
-        for c in [
-            Box::new(links_up.clone()) as Box<dyn prometheus::core::Collector>,
+        metrics.register(vec![
+            Box::new(links_up.clone()),
             Box::new(connects.clone()),
             Box::new(dropped.clone()),
-        ] {
-            if let Err(e) = metrics.registry.register(c) {
-                warn!("metrics: {e}");
-            }
-        }
+        ]);
         Self {
             links_up,
             connects,

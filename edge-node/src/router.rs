@@ -54,10 +54,7 @@ impl Router {
             &["proto", "status"],
         )
         .expect("static metric definition");
-        // A second router on one registry would collide; log instead of failing start.
-        if let Err(e) = metrics.registry.register(Box::new(requests.clone())) {
-            tracing::warn!("metrics: {e}");
-        }
+        metrics.register(vec![Box::new(requests.clone())]);
         Self {
             source,
             cache,

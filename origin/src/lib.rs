@@ -4,8 +4,8 @@
 //! Where to start: [`Node::start`] wires a standalone `daihuo-origin`; the edge's single-box
 //! mode uses [`Store`], [`Ingest`] and [`api`] directly, in-process. [`pipeline`] turns one
 //! publish's transport stream into parts; [`store`] holds them and answers edges.
-//! Shared daemon plumbing used by both binaries lives here too: [`serve`] (hyper over TCP),
-//! [`https`] and [`h3`] (TLS and QUIC listeners for any [`serve::Handler`]), [`tls`]
+//! Shared daemon plumbing used by both binaries lives here too: [`serve`] (hyper over TCP,
+//! plain or TLS) and [`h3`] (QUIC) listeners for any [`serve::Handler`], [`tls`]
 //! (certificates), [`admin`] (metrics and health), [`cli`] (arguments, logging, signals).
 //!
 //! This crate does not cache for viewers or relay ingest: that is the edge.
@@ -15,7 +15,6 @@ pub mod api;
 pub mod cli;
 mod error;
 pub mod h3;
-pub mod https;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
@@ -134,7 +133,7 @@ impl Node {
             store: store.clone(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(identity.tcp_config()?);
-        tasks.spawn(https::serve(http, acceptor, api.clone(), rx.clone()));
+        tasks.spawn(serve::serve_tls(http, acceptor, api.clone(), rx.clone()));
         if let Some(endpoint) = quic {
             tasks.spawn(h3::serve(endpoint, api, rx.clone()));
         }

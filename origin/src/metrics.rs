@@ -100,6 +100,16 @@ impl Metrics {
         }
     }
 
+    /// Registers families made elsewhere (the edge's) in this registry, so one `/metrics`
+    /// answers for the box. A name registered twice is logged, not fatal.
+    pub fn register(&self, families: Vec<Box<dyn prometheus::core::Collector>>) {
+        for family in families {
+            if let Err(e) = self.registry.register(family) {
+                tracing::warn!("metrics: {e}");
+            }
+        }
+    }
+
     /// Records which backend encodes `rendition` of `stream` now (replacing any other).
     pub fn set_backend(&self, stream: &str, rendition: &str, backend: &str) {
         self.clear_backend(stream, rendition);

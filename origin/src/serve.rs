@@ -1,4 +1,5 @@
-//! HTTP/1.1 and HTTP/2 serving on hyper, shared by every TCP listener of both daemons.
+//! HTTP/1.1 and HTTP/2 serving on hyper, plain or over TLS, shared by every TCP listener of
+//! both daemons.
 //!
 //! A [`Handler`] answers a request whose body is already read (bounded); transports only adapt
 //! to it. Connections drain on shutdown: hyper's `graceful_shutdown()` finishes in-flight
@@ -18,6 +19,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 /// Largest request body read into memory, in bytes.
@@ -138,6 +140,26 @@ pub async fn serve_connection<IO, H>(
 pub async fn serve_plain<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_tcp(listener, None, handler, shutdown).await;
+}
+
+/// Accepts HTTPS connections until `shutdown` turns true; the TLS handshake is bounded by
+/// [`HEADER_TIMEOUT`] like the request head.
+pub async fn serve_tls<H: Handler>(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    handler: Arc<H>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_tcp(listener, Some(tls), handler, shutdown).await;
+}
+
+async fn serve_tcp<H: Handler>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -154,11 +176,17 @@ pub async fn serve_plain<H: Handler>(
             _ = crate::serve::stopped(&mut shutdown) => return,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            handler.clone(),
-            addr,
-            shutdown.clone(),
-        ));
+        let (handler, shutdown) = (handler.clone(), shutdown.clone());
+        let Some(tls) = tls.clone() else {
+            tokio::spawn(serve_connection(stream, handler, addr, shutdown));
+            continue;
+        };
+        tokio::spawn(async move {
+            match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, handler, addr, shutdown).await,
+                Ok(Err(e)) => debug!(peer = %addr, "tls handshake failed: {e}"),
+                Err(_) => debug!(peer = %addr, "tls handshake timed out"),
+            }
+        });
     }
 }

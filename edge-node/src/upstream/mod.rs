@@ -104,16 +104,12 @@ impl UpstreamMetrics {
             "Requests to an origin that failed (transport error or 5xx), each retried on the next.",
         )
         .expect("static metric definition");
-        for c in [
-            Box::new(up.clone()) as Box<dyn prometheus::core::Collector>,
+        metrics.register(vec![
+            Box::new(up.clone()),
             Box::new(latency.clone()),
             Box::new(failovers.clone()),
             Box::new(errors.clone()),
-        ] {
-            if let Err(e) = metrics.registry.register(c) {
-                warn!("metrics: {e}");
-            }
-        }
+        ]);
         Self {
             up,
             latency,

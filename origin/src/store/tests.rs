@@ -208,6 +208,18 @@ async fn republish_continues_numbering_after_a_discontinuity() {
     );
 }
 
+fn video_360p() -> TrackConfig {
+    TrackConfig::H264 {
+        sps: Bytes::new(),
+        pps: Bytes::new(),
+        width: 640,
+        height: 360,
+        profile: 100,
+        constraints: 0,
+        level: 30,
+    }
+}
+
 /// The number a segmenter told `first` gives a first segment in timeline slot 0.
 fn msn_of(first: FirstMsn) -> u64 {
     match first {
@@ -227,15 +239,7 @@ async fn numbers_come_from_the_timeline_above_what_the_room_used() {
     // The rendition in the playlist goes on; a new one starts above every used number.
     let audio_again = p.set_rendition("audio", audio(), Bytes::from_static(b"init2"));
     assert_eq!(audio_again, FirstMsn::Exactly(8));
-    let video = TrackConfig::H264 {
-        sps: Bytes::new(),
-        pps: Bytes::new(),
-        width: 640,
-        height: 360,
-        profile: 100,
-        constraints: 0,
-        level: 30,
-    };
+    let video = video_360p();
     let new = p.set_rendition("360p", video, Bytes::from_static(b"v"));
     assert_eq!(new, FirstMsn::Timeline { at_least: 8 });
 }
@@ -245,15 +249,7 @@ async fn multivariant_waits_for_every_rendition() {
     let store = store();
     let p = store.publish("demo").unwrap();
     let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"a")));
-    let video = TrackConfig::H264 {
-        sps: Bytes::new(),
-        pps: Bytes::new(),
-        width: 640,
-        height: 360,
-        profile: 100,
-        constraints: 0,
-        level: 30,
-    };
+    let video = video_360p();
     p.set_rendition("360p", video, Bytes::from_static(b"v"));
     p.push_part("360p", part(msn, 0), 0);
     let waiter = {
