@@ -318,14 +318,11 @@ impl Pipeline {
     }
 
     fn publish(&mut self, rendition: &str, now_unix_ms: i64) {
-        for output in self.outputs.drain(..) {
+        for output in &self.outputs {
             match output {
-                SegmenterOutput::Part(part) => {
-                    self.stats.parts += 1;
-                    self.publication.push_part(rendition, part, now_unix_ms);
-                }
-                SegmenterOutput::SegmentEnd { msn, duration } => {
-                    if duration > self.options.segment_target * 3 / 2 {
+                SegmenterOutput::Part(_) => self.stats.parts += 1,
+                SegmenterOutput::SegmentEnd { duration, .. } => {
+                    if *duration > self.options.segment_target * 3 / 2 {
                         warn!(
                             stream = self.publication.room(),
                             rendition,
@@ -333,9 +330,10 @@ impl Pipeline {
                             "segment much longer than the target: set the encoder's keyframe interval to the segment target"
                         );
                     }
-                    self.publication.end_segment(rendition, msn, duration);
                 }
             }
         }
+        self.publication
+            .publish(rendition, &mut self.outputs, now_unix_ms);
     }
 }

@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use codec::hls::multivariant::{self, AudioRendition, Variant};
 use codec::hls::playlist::{Blocking, MediaPlaylist, PlaylistOptions, RenditionReport};
 use codec::hls::query::BlockingRequest;
+use codec::hls::segmenter::{Part, SegmenterOutput};
 use codec::hls::FirstMsn;
 use codec::TrackConfig;
 use tokio::sync::watch;
@@ -495,52 +496,30 @@ impl Publication {
         });
     }
 
-    /// Publishes a completed part.
-    pub fn push_part(&self, rendition: &str, part: codec::hls::segmenter::Part, now_unix_ms: i64) {
+    /// Publishes what a rendition's segmenter produced, all at once: a waiter sees a part and
+    /// the end of its segment together, so a playlist never hints at a part that the segment
+    /// end already ruled out.
+    pub fn publish(&self, rendition: &str, outputs: &mut Vec<SegmenterOutput>, now_unix_ms: i64) {
         self.with_state(|s| {
-            let Some(r) = s.renditions.get_mut(rendition) else {
-                return;
-            };
-            r.playlist.push_part(
-                part.msn,
-                part.index,
-                part.duration,
-                part.independent,
-                now_unix_ms,
-            );
-            r.parts.insert((part.msn, part.index), part.bytes.clone());
-            r.open.push(part.bytes);
-            s.next_msn = s.next_msn.max(part.msn + 1);
+            for output in outputs.drain(..) {
+                match output {
+                    SegmenterOutput::Part(part) => s.push_part(rendition, part, now_unix_ms),
+                    SegmenterOutput::SegmentEnd { msn, duration } => {
+                        s.end_segment(rendition, msn, duration)
+                    }
+                }
+            }
         });
+    }
+
+    /// Publishes a completed part.
+    pub fn push_part(&self, rendition: &str, part: Part, now_unix_ms: i64) {
+        self.with_state(|s| s.push_part(rendition, part, now_unix_ms));
     }
 
     /// Closes a segment: its bytes become the concatenation of its parts.
     pub fn end_segment(&self, rendition: &str, msn: u64, duration: Duration) {
-        self.with_state(|s| {
-            let Some(r) = s.renditions.get_mut(rendition) else {
-                return;
-            };
-            let mut bytes = BytesMut::with_capacity(r.open.iter().map(Bytes::len).sum());
-            for part in r.open.drain(..) {
-                bytes.extend_from_slice(&part);
-            }
-            let bits = bytes.len() as u64 * 8;
-            let secs = duration.as_secs_f64();
-            if secs > 0.0 {
-                r.peak_bps = r.peak_bps.max((bits as f64 / secs) as u64);
-                r.total_bits += bits;
-                r.total_secs += secs;
-            }
-            r.segments.insert(msn, bytes.freeze());
-            r.playlist.end_segment(msn, duration);
-            // Forget what left the playlist window; keep parts only for the recent segments
-            // that still list them (three target durations, plus one for readers in flight).
-            if let Some(oldest) = r.playlist.oldest_msn() {
-                r.segments = r.segments.split_off(&oldest);
-            }
-            let keep_parts_from = msn.saturating_sub(4);
-            r.parts = r.parts.split_off(&(keep_parts_from, 0));
-        });
+        self.with_state(|s| s.end_segment(rendition, msn, duration));
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut StreamState) -> T) -> Option<T> {
@@ -553,6 +532,50 @@ impl Publication {
         };
         self.stream.notify();
         Some(out)
+    }
+}
+
+impl StreamState {
+    fn push_part(&mut self, rendition: &str, part: Part, now_unix_ms: i64) {
+        let Some(r) = self.renditions.get_mut(rendition) else {
+            return;
+        };
+        r.playlist.push_part(
+            part.msn,
+            part.index,
+            part.duration,
+            part.independent,
+            now_unix_ms,
+        );
+        r.parts.insert((part.msn, part.index), part.bytes.clone());
+        r.open.push(part.bytes);
+        self.next_msn = self.next_msn.max(part.msn + 1);
+    }
+
+    fn end_segment(&mut self, rendition: &str, msn: u64, duration: Duration) {
+        let Some(r) = self.renditions.get_mut(rendition) else {
+            return;
+        };
+        let mut bytes = BytesMut::with_capacity(r.open.iter().map(Bytes::len).sum());
+        for part in r.open.drain(..) {
+            bytes.extend_from_slice(&part);
+        }
+        let bits = bytes.len() as u64 * 8;
+        let secs = duration.as_secs_f64();
+        if secs > 0.0 {
+            r.peak_bps = r.peak_bps.max((bits as f64 / secs) as u64);
+            r.total_bits += bits;
+            r.total_secs += secs;
+        }
+        r.segments.insert(msn, bytes.freeze());
+        r.playlist.end_segment(msn, duration);
+        // Forget what left the playlist window; keep parts only for the recent segments
+        // that still list them (three target durations, plus one for readers in flight).
+        if let Some(oldest) = r.playlist.oldest_msn() {
+            r.segments = r.segments.split_off(&oldest);
+        }
+        let keep_parts_from = msn.saturating_sub(4);
+        r.parts = r.parts.split_off(&(keep_parts_from, 0));
     }
 }
 
