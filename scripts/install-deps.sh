@@ -7,7 +7,7 @@
 set -euo pipefail
 
 build_pkgs=(pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev)
-test_pkgs=(ffmpeg srt-tools curl)
+test_pkgs=(ffmpeg srt-tools curl systemd)
 bench_pkgs=(nginx-light)
 
 case "${1:-build}" in

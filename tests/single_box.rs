@@ -58,7 +58,7 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
     assert_eq!(segments(&multivariant), vec!["1080p/index.m3u8"]);
 
     // Media playlist over HTTP/3, with every LL-HLS tag.
-    let h3 = H3Client::connect(a.http3.expect("h3 enabled"), &edge.certificate)
+    let h3 = H3Client::connect(a.http3.expect("h3 enabled"), &edge.certificate())
         .await
         .expect("h3 connect");
     let path = "/live/demo/1080p/index.m3u8";

@@ -10,9 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use daihuo::daemons::{certificate, metric, OriginSpec};
 use daihuo::peers::ffmpeg_push;
 use daihuo::playlist::{attr, media_sequence, part_numbers, preload_hint, segments, tags};
-use daihuo::tiers::{certificate, metric, OriginSpec};
 use daihuo::{eventually, require_ffmpeg, Child, H3Client, LOOPBACK};
 use edge_node::upstream::rendezvous;
 use edge_node::Edge;
@@ -160,7 +160,7 @@ impl Tiers {
             edge.addrs.srt
         );
         let push = Child::spawn(&mut ffmpeg_push(640, 360, seconds, &srt)).expect("spawn ffmpeg");
-        let h3 = H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate)
+        let h3 = H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate())
             .await
             .unwrap();
         let multivariant = eventually(20, async || {
@@ -269,8 +269,9 @@ async fn primary_origin_killed_mid_stream() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let fetches = "daihuo_upstream_fetches_total";
     let before = metric(&edge.metrics, fetches);
+    let cert = edge.certificate();
     let clients: Vec<H3Client> = futures::future::join_all(
-        (0..50).map(|_| H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate)),
+        (0..50).map(|_| H3Client::connect(edge.addrs.http3.unwrap(), &cert)),
     )
     .await
     .into_iter()

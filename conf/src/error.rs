@@ -3,16 +3,21 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// One invalid setting, named by its key path (`https.cert`).
+/// One invalid setting, named by its key path (`https.cert`) and, when the file sets it (or
+/// a part of its path), the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
     pub key: String,
     pub message: String,
+    pub line: Option<usize>,
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
+        match self.line {
+            Some(line) => write!(f, "{} (line {line}): {}", self.key, self.message),
+            None => write!(f, "{}: {}", self.key, self.message),
+        }
     }
 }
 
@@ -63,6 +68,16 @@ impl ConfError {
         }
     }
 
+    /// Adds the line of each invalid setting in `text`, the file it was read from.
+    pub(crate) fn with_lines(mut self, text: &str) -> Self {
+        if let ConfError::Invalid { errors, .. } = &mut self {
+            for e in errors {
+                e.line = crate::lines::line_of(text, &e.key);
+            }
+        }
+        self
+    }
+
     /// The individual invalid settings, when this is a validation error.
     pub fn field_errors(&self) -> &[FieldError] {
         match self {
@@ -81,6 +96,7 @@ impl Errors {
         self.0.push(FieldError {
             key: key.to_string(),
             message: message.into(),
+            line: None,
         });
     }
 

@@ -9,6 +9,7 @@
 //! This crate holds no runtime state; reload (re-read, validate, swap) is driven by the daemons.
 
 mod error;
+mod lines;
 mod model;
 mod upstream;
 
@@ -21,13 +22,12 @@ pub use upstream::{OriginPeer, Standby, UpstreamConfig, UpstreamProtocol};
 
 use std::path::Path;
 
-/// Reads and parses a TOML file into `T` without validating it.
-fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfError::Read {
+/// Reads a configuration file.
+fn read(path: &Path) -> Result<String, ConfError> {
+    std::fs::read_to_string(path).map_err(|source| ConfError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse_toml(&text).map_err(|e| e.with_path(path))
+    })
 }
 
 fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfError> {
@@ -37,37 +37,65 @@ fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfError
     })
 }
 
-impl EdgeConfig {
-    /// Reads, parses and validates the edge configuration file.
-    pub fn load(path: &Path) -> Result<Self, ConfError> {
-        let config: Self = read_toml(path)?;
-        config.validate().map_err(|e| e.with_path(path))?;
-        Ok(config)
-    }
+/// What the daemons need of their configuration, whichever it is.
+pub trait DaemonConfig: Default + Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// Reads, parses and validates the file; every problem is reported with its key path.
+    fn load(path: &Path) -> Result<Self, ConfError>;
+    /// Logging settings.
+    fn log(&self) -> &LogConfig;
+    /// How long a drain may take before what is left is cut (ms).
+    fn shutdown_grace(&self) -> std::time::Duration;
 
-    /// Parses and validates configuration text (used by tests and `check`).
-    pub fn from_toml(text: &str) -> Result<Self, ConfError> {
-        let config: Self = parse_toml(text)?;
-        config.validate()?;
-        Ok(config)
+    /// A short digest of the whole configuration (exported as
+    /// `daihuo_config_info{fingerprint}` so operators see which version runs). Stable within
+    /// one build, not across builds.
+    fn fingerprint(&self) -> String
+    where
+        Self: std::fmt::Debug,
+    {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!("{self:?}").hash(&mut h);
+        format!("{:016x}", h.finish())
     }
 }
 
-impl OriginConfig {
-    /// Reads, parses and validates the origin configuration file.
-    pub fn load(path: &Path) -> Result<Self, ConfError> {
-        let config: Self = read_toml(path)?;
-        config.validate().map_err(|e| e.with_path(path))?;
-        Ok(config)
-    }
+macro_rules! daemon_config {
+    ($t:ty) => {
+        impl $t {
+            /// Parses and validates configuration text; every invalid setting is reported
+            /// with its key path and line.
+            pub fn from_toml(text: &str) -> Result<Self, ConfError> {
+                let config: Self = parse_toml(text)?;
+                config.validate().map_err(|e| e.with_lines(text))?;
+                Ok(config)
+            }
 
-    /// Parses and validates configuration text.
-    pub fn from_toml(text: &str) -> Result<Self, ConfError> {
-        let config: Self = parse_toml(text)?;
-        config.validate()?;
-        Ok(config)
-    }
+            /// Reads, parses and validates the configuration file.
+            pub fn load(path: &Path) -> Result<Self, ConfError> {
+                let text = read(path)?;
+                <$t>::from_toml(&text).map_err(|e| e.with_path(path))
+            }
+        }
+
+        impl DaemonConfig for $t {
+            fn load(path: &Path) -> Result<Self, ConfError> {
+                <$t>::load(path)
+            }
+
+            fn log(&self) -> &LogConfig {
+                &self.log
+            }
+
+            fn shutdown_grace(&self) -> std::time::Duration {
+                std::time::Duration::from_millis(self.shutdown_grace_ms)
+            }
+        }
+    };
 }
+
+daemon_config!(EdgeConfig);
+daemon_config!(OriginConfig);
 
 #[cfg(test)]
 mod tests;

@@ -11,9 +11,12 @@ use crate::error::{ConfError, Errors};
 use crate::upstream::UpstreamConfig;
 
 /// `daihuo-edge` configuration. With no `[upstream]` the edge runs the origin in-process.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
+    /// On SIGTERM, how long in-flight requests and publishes may take to finish, in ms.
+    /// Default 10000.
+    pub shutdown_grace_ms: u64,
     /// SRT ingest from streamers' encoders.
     pub srt: SrtConfig,
     /// HTTPS (HTTP/1.1 and HTTP/2 over TLS) for viewers.
@@ -37,9 +40,12 @@ pub struct EdgeConfig {
 }
 
 /// `daihuo-origin` configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OriginConfig {
+    /// On SIGTERM, how long in-flight requests and publishes may take to finish, in ms.
+    /// Default 10000.
+    pub shutdown_grace_ms: u64,
     /// SRT ingest (from edges or encoders directly).
     pub srt: SrtConfig,
     /// The origin HTTP API that edges pull from.
@@ -53,6 +59,41 @@ pub struct OriginConfig {
     /// Logging.
     pub log: LogConfig,
 }
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_ms: DEFAULT_GRACE_MS,
+            srt: SrtConfig::default(),
+            https: HttpsConfig::default(),
+            http3: Http3Config::default(),
+            http: HttpConfig::default(),
+            admin: AdminConfig::default(),
+            cache: CacheConfig::default(),
+            upstream: UpstreamConfig::default(),
+            hls: HlsConfig::default(),
+            transcode: TranscodeConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_ms: DEFAULT_GRACE_MS,
+            srt: SrtConfig::default(),
+            http: OriginHttpConfig::default(),
+            admin: AdminConfig::default(),
+            hls: HlsConfig::default(),
+            transcode: TranscodeConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Default drain grace period: 10 s (systemd's TimeoutStopSec leaves room above it).
+const DEFAULT_GRACE_MS: u64 = 10_000;
 
 /// SRT listener settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -484,6 +525,7 @@ impl EdgeConfig {
     /// Checks everything the types cannot; returns every problem with its key path.
     pub fn validate(&self) -> Result<(), ConfError> {
         let mut e = Errors::default();
+        check_grace(self.shutdown_grace_ms, &mut e);
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
@@ -515,6 +557,7 @@ impl OriginConfig {
     /// Checks everything the types cannot; returns every problem with its key path.
     pub fn validate(&self) -> Result<(), ConfError> {
         let mut e = Errors::default();
+        check_grace(self.shutdown_grace_ms, &mut e);
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
@@ -537,6 +580,14 @@ impl OriginConfig {
         }
         e.finish()
     }
+}
+
+fn check_grace(ms: u64, e: &mut Errors) {
+    e.check(
+        (100..=600_000).contains(&ms),
+        "shutdown_grace_ms",
+        format!("{ms} is outside 100..=600000"),
+    );
 }
 
 /// A certificate and its key come together, and both must be readable files.

@@ -55,7 +55,7 @@ listen = "127.0.0.1:9100"
     }
     assert!(err
         .to_string()
-        .contains("http.listen: 127.0.0.1:9100 is already used by admin.listen"));
+        .contains("http.listen (line 12): 127.0.0.1:9100 is already used by admin.listen"));
 }
 
 #[test]
@@ -84,6 +84,12 @@ fn example_files_are_valid_and_match_the_defaults() {
         OriginConfig::from_toml(&origin).unwrap(),
         OriginConfig::default()
     );
+    // The single box: valid, no origins (the origin runs in-process), public ports.
+    let single = std::fs::read_to_string(dir.join("single-box.toml")).unwrap();
+    let single = EdgeConfig::from_toml(&single).unwrap();
+    assert!(single.upstream.origins.is_empty());
+    assert_eq!(single.https.listen.port(), 443);
+    assert_eq!(single.log.format, LogFormat::Json);
 }
 
 #[test]

@@ -29,11 +29,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use arc_swap::ArcSwap;
+use origin::cli::LogControl;
+use origin::live::Live;
+use origin::tls::Certificates;
+
 use crate::cache::{CacheMetrics, ObjectCache};
 use crate::router::Source;
 use crate::upstream::Upstream;
 
-pub use origin::{Identity, TlsError};
+pub use origin::TlsError;
 
 /// Why the edge could not start: what the origin side reports (a listener that cannot bind,
 /// an encoder requirement that cannot be met), or the viewers' TLS set-up.
@@ -63,8 +68,9 @@ pub struct Edge {
     /// The remote origins, when `[upstream]` lists some.
     pub upstream: Option<Arc<Upstream>>,
     pub metrics: Metrics,
-    /// The certificate viewers see (tests trust it explicitly).
-    pub certificate: CertificateDer<'static>,
+    /// The certificate viewers see, replaceable on reload.
+    pub certificates: Arc<Certificates>,
+    live: Live,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -75,10 +81,8 @@ pub struct Edge {
 impl Edge {
     /// Binds every listener, then serves. Returns once all are bound: the edge is ready.
     pub async fn start(config: &EdgeConfig) -> Result<Self, StartError> {
-        let identity = match (&config.https.cert, &config.https.key) {
-            (Some(cert), Some(key)) => Identity::load(cert, key)?,
-            _ => Identity::self_signed()?,
-        };
+        let certificates =
+            Certificates::new(origin::cert_files(&config.https.cert, &config.https.key))?;
         let metrics = Metrics::new();
         let options = store_options(&config.hls);
         let (shutdown, rx) = watch::channel(false);
@@ -110,7 +114,7 @@ impl Edge {
             None
         };
         let quic = if config.http3.enabled {
-            let server = identity.quic_config()?;
+            let server = certificates.quic_config()?;
             Some(
                 h3::bind(config.http3.listen, server)
                     .map_err(|e| bind("http3", config.http3.listen, e))?,
@@ -134,14 +138,18 @@ impl Edge {
             .and_then(|a| HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", a.port())).ok());
         // One router, one cache, for every transport.
         let cache = ObjectCache::new(config.cache.max_bytes, CacheMetrics::register(&metrics));
+        let srt_config = ingest.config();
+        let mut transcode = None;
         let (source, store, upstream) = if config.upstream.origins.is_empty() {
             let settings =
                 origin::transcode::probe(&config.transcode).map_err(origin::StartError::from)?;
+            let settings = Arc::new(ArcSwap::from_pointee(settings));
+            transcode = Some(settings.clone());
             let store = Store::new(options.clone());
             let local = Arc::new(ingest::Local {
                 store: store.clone(),
                 metrics: metrics.clone(),
-                settings: Arc::new(settings),
+                settings,
             });
             tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
             (Source::Local(store.clone()), Some(store), None)
@@ -167,7 +175,7 @@ impl Edge {
         let router = Arc::new(router::Router::new(source, cache, alt_svc, &metrics));
 
         if let Some(l) = https {
-            let acceptor = tokio_rustls::TlsAcceptor::from(identity.tcp_config()?);
+            let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
             tasks.spawn(serve::serve_tls(l, acceptor, router.clone(), rx.clone()));
         }
         if let Some(l) = http {
@@ -194,13 +202,23 @@ impl Edge {
             store,
             upstream,
             metrics,
-            certificate: identity.chain[0].clone(),
+            live: Live {
+                srt: srt_config,
+                transcode,
+                certificates: certificates.clone(),
+            },
+            certificates,
             ready,
             shutdown,
             tasks,
             admin_stop,
             admin_task,
         })
+    }
+
+    /// The certificate served to new connections now.
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.certificates.leaf()
     }
 
     /// Drains: readiness false, listeners stop, in-flight requests and publishes finish
@@ -211,5 +229,103 @@ impl Edge {
         cli::drain(&mut self.tasks, grace).await;
         let _ = self.admin_stop.send(true);
         let _ = self.admin_task.await;
+    }
+
+    /// Applies what can change live from `next`: SRT passphrase and stream limit for new
+    /// publishers, the ladder for new streams, the certificate files (re-read), the log level
+    /// and the origin list. Returns the changed keys that need a restart.
+    pub async fn reload(
+        &self,
+        current: &EdgeConfig,
+        next: &EdgeConfig,
+        log: &LogControl,
+    ) -> Result<Vec<&'static str>, String> {
+        self.live
+            .apply(&live_settings(current), &live_settings(next), log)
+            .await?;
+        let (cur, new) = (&current.upstream, &next.upstream);
+        let tiered = |c: &EdgeConfig| !c.upstream.origins.is_empty();
+        if let Some(upstream) = &self.upstream {
+            if tiered(next) && cur.origins != new.origins {
+                upstream.set_origins(&new.origins);
+            }
+        }
+        let upstream_rest = |u: &conf::UpstreamConfig| conf::UpstreamConfig {
+            origins: Vec::new(),
+            ..u.clone()
+        };
+        let fixed = [
+            ("srt.listen", current.srt.listen != next.srt.listen),
+            (
+                "srt.latency_ms",
+                current.srt.latency_ms != next.srt.latency_ms,
+            ),
+            ("https.listen", current.https.listen != next.https.listen),
+            ("https.enabled", current.https.enabled != next.https.enabled),
+            (
+                "https.cert",
+                current.https.cert.is_some() && next.https.cert.is_none(),
+            ),
+            ("http3", current.http3 != next.http3),
+            ("http", current.http != next.http),
+            ("admin.listen", current.admin.listen != next.admin.listen),
+            ("cache.max_bytes", current.cache != next.cache),
+            ("hls", current.hls != next.hls),
+            ("log.format", current.log.format != next.log.format),
+            ("upstream.origins", tiered(current) != tiered(next)),
+            ("upstream", upstream_rest(cur) != upstream_rest(new)),
+        ];
+        Ok(fixed
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| key)
+            .collect())
+    }
+}
+
+fn live_settings(c: &EdgeConfig) -> origin::live::Settings<'_> {
+    origin::live::Settings {
+        srt: &c.srt,
+        transcode: Some(&c.transcode),
+        certificate: origin::cert_files(&c.https.cert, &c.https.key),
+        log_level: &c.log.level,
+    }
+}
+
+impl cli::Daemon for Edge {
+    type Config = EdgeConfig;
+    const NAME: &'static str = "daihuo-edge";
+
+    async fn start(config: &EdgeConfig) -> anyhow::Result<Self> {
+        Ok(Edge::start(config).await?)
+    }
+
+    fn describe(&self) -> String {
+        let a = &self.addrs;
+        let mut out = format!("srt {}", a.srt);
+        for (name, addr) in [("https", a.https), ("http3", a.http3), ("http", a.http)] {
+            if let Some(addr) = addr {
+                out.push_str(&format!(" {name} {addr}"));
+            }
+        }
+        out.push_str(&format!(" admin {}", a.admin));
+        out
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn reload(
+        &self,
+        current: &EdgeConfig,
+        next: &EdgeConfig,
+        log: &LogControl,
+    ) -> Result<Vec<&'static str>, String> {
+        Edge::reload(self, current, next, log).await
+    }
+
+    async fn shutdown(self, grace: Duration) {
+        Edge::shutdown(self, grace).await;
     }
 }

@@ -1,14 +1,28 @@
-//! What both daemons' `main` share: argument parsing, logging set-up, signals and drain.
+//! What both daemons' `main` share: argument parsing, logging set-up, the signal loop
+//! (SIGHUP reloads, SIGTERM drains) and drain. [`main`] is the whole of both binaries' `main`.
 //!
 //! Arguments are few and fixed (`--config FILE`, `check --config FILE`, `--version`), so
 //! they are parsed by hand rather than pulling an argument-parsing crate into the build.
+//!
+//! Reload is a pipeline: SIGHUP → [`Signal::Reload`] → the file is read, parsed and validated
+//! → the daemon applies what can change live ([`Daemon::reload`]) and names what needs a
+//! restart; an invalid file changes nothing, says why and counts
+//! `daihuo_reloads_total{result="error"}`.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use conf::{LogConfig, LogFormat};
+use conf::{DaemonConfig, LogConfig, LogFormat};
 use tokio::task::JoinSet;
-use tracing::warn;
+use tracing::{error, info, warn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
+
+use crate::metrics::Metrics;
+use crate::notify;
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,41 +73,254 @@ pub fn usage(binary: &str) -> String {
     )
 }
 
-/// Installs the global `tracing` subscriber. `RUST_LOG` overrides `log.level`.
-pub fn init_logging(log: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    // A second call (tests start several nodes in one process) keeps the first subscriber.
-    let _ = match log.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+/// Changes the log filter of the running process (`log.level` on reload).
+#[derive(Clone)]
+pub struct LogControl {
+    filter: Option<reload::Handle<EnvFilter, Registry>>,
 }
 
-/// Resolves when the process is asked to stop (SIGTERM or SIGINT).
-pub async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+impl LogControl {
+    /// Parses `level` (a `tracing` filter) for [`LogControl::apply`].
+    pub fn prepare(&self, level: &str) -> Result<EnvFilter, String> {
+        EnvFilter::try_new(level).map_err(|e| format!("log.level {level:?}: {e}"))
+    }
+
+    /// Uses `filter` from now on, unless `RUST_LOG` set the filter at start.
+    pub fn apply(&self, filter: EnvFilter) {
+        let Some(handle) = &self.filter else {
+            return;
+        };
+        if std::env::var_os("RUST_LOG").is_some() {
+            return;
+        }
+        if let Err(e) = handle.reload(filter) {
+            warn!("log.level: {e}");
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Installs the global `tracing` subscriber. `RUST_LOG` overrides `log.level`.
+pub fn init_logging(log: &LogConfig) -> LogControl {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    // A second call (tests start several nodes in one process) keeps the first subscriber.
+    let installed = match log.format {
+        LogFormat::Text => registry.with(fmt_layer().with_target(false)).try_init(),
+        LogFormat::Json => registry
+            .with(fmt_layer().with_target(false).json())
+            .try_init(),
+    };
+    LogControl {
+        filter: installed.is_ok().then_some(handle),
+    }
+}
+
+/// Log lines go to stderr (the journal under systemd), leaving stdout to command output.
+fn fmt_layer<S>() -> tracing_subscriber::fmt::Layer<
+    S,
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    fn() -> std::io::Stderr,
+> {
+    tracing_subscriber::fmt::layer().with_writer(std::io::stderr as fn() -> std::io::Stderr)
+}
+
+/// What the process was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGHUP: re-read the configuration.
+    Reload,
+    /// SIGTERM or SIGINT: drain and exit.
+    Stop,
+}
+
+/// The process's signals as [`Signal`]s.
+pub struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (from then on SIGHUP and SIGTERM no longer kill the process).
+    pub fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next signal.
+    pub async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.hup.recv() => Signal::Reload,
+            _ = self.term.recv() => Signal::Stop,
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+        }
+    }
+}
+
+/// A daemon [`main`] can run: started from a config, reloaded with a new one, drained.
+pub trait Daemon: Sized + Send + Sync + 'static {
+    type Config: DaemonConfig;
+    /// Binary name, for usage text and logs.
+    const NAME: &'static str;
+
+    /// Binds every listener and starts serving; ready when it returns.
+    fn start(config: &Self::Config) -> impl Future<Output = anyhow::Result<Self>> + Send;
+
+    /// One line saying where it listens (logged and sent to systemd as STATUS).
+    fn describe(&self) -> String;
+
+    /// The metrics registry (reload results are counted there).
+    fn metrics(&self) -> &Metrics;
+
+    /// Applies what can change live from `next` (replacing `current`); returns the keys that
+    /// changed but need a restart. An error leaves the running configuration as it was.
+    fn reload(
+        &self,
+        current: &Self::Config,
+        next: &Self::Config,
+        log: &LogControl,
+    ) -> impl Future<Output = Result<Vec<&'static str>, String>> + Send;
+
+    /// Drains within `grace` and stops.
+    fn shutdown(self, grace: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// A whole daemon `main`: arguments, `check`, logging, start, the signal loop, drain.
+pub fn main<D: Daemon>() -> ExitCode {
+    let (config, path) = match parse_args(std::env::args().skip(1)) {
+        Ok(Command::Version) => {
+            println!("{} {}", D::NAME, env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Help) => {
+            print!("{}", usage(D::NAME));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Check { config }) => {
+            return match D::Config::load(&config) {
+                Ok(_) => {
+                    println!("{}: ok", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Ok(Command::Run { config: None }) => (D::Config::default(), None),
+        Ok(Command::Run { config: Some(path) }) => match D::Config::load(&path) {
+            Ok(c) => (c, Some(path)),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprint!("{}: {e}\n{}", D::NAME, usage(D::NAME));
+            return ExitCode::from(2);
+        }
+    };
+    let log = init_logging(config.log());
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run::<D>(config, path, log))
+}
+
+async fn run<D: Daemon>(mut config: D::Config, path: Option<PathBuf>, log: LogControl) -> ExitCode {
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let daemon = match D::start(&config).await {
+        Ok(d) => d,
+        Err(e) => {
+            error!("cannot start: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = daemon.describe();
+    daemon.metrics().set_config(&config.fingerprint());
+    info!("{} ready: {status}", D::NAME);
+    notify::ready(&status);
+    let watchdog = tokio::spawn(notify::watchdog());
+    while signals.next().await == Signal::Reload {
+        notify::reloading();
+        if let Some(next) = reload::<D>(&daemon, &config, path.as_deref(), &log).await {
+            config = next;
+        }
+        notify::ready(&status);
+    }
+    info!(audit = "drain", "draining");
+    notify::stopping();
+    daemon.shutdown(config.shutdown_grace()).await;
+    watchdog.abort();
+    info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// One reload; the new configuration when it was applied.
+async fn reload<D: Daemon>(
+    daemon: &D,
+    current: &D::Config,
+    path: Option<&Path>,
+    log: &LogControl,
+) -> Option<D::Config> {
+    let metrics = daemon.metrics();
+    let Some(path) = path else {
+        warn!(audit = "reload", "reload ignored: started without --config");
+        metrics.reload(false);
+        return None;
+    };
+    let next = match D::Config::load(path) {
+        Ok(next) => next,
+        Err(e) => {
+            error!(
+                audit = "reload",
+                "reload refused, configuration unchanged: {e}"
+            );
+            metrics.reload(false);
+            return None;
+        }
+    };
+    match daemon.reload(current, &next, log).await {
+        Ok(restart) => {
+            if restart.is_empty() {
+                info!(audit = "reload", file = %path.display(), "configuration reloaded");
+            } else {
+                warn!(
+                    audit = "reload",
+                    file = %path.display(),
+                    needs_restart = restart.join(", "),
+                    "configuration reloaded; these changes take effect at the next restart"
+                );
+            }
+            metrics.reload(true);
+            metrics.set_config(&next.fingerprint());
+            Some(next)
+        }
+        Err(e) => {
+            error!(
+                audit = "reload",
+                "reload refused, configuration unchanged: {e}"
+            );
+            metrics.reload(false);
+            None
+        }
     }
 }
 

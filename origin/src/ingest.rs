@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use codec::hls::segmenter::SegmenterOptions;
 use conf::SrtConfig;
 use futures::StreamExt;
@@ -34,7 +35,9 @@ pub struct Ingest {
     listener: SrtListener,
     incoming: SrtIncoming,
     local_addr: SocketAddr,
-    config: SrtConfig,
+    /// Checked per connection request, so a reload's passphrase and limit apply to the next
+    /// publisher (the listen address and latency are fixed at bind).
+    config: Arc<ArcSwap<SrtConfig>>,
 }
 
 impl Ingest {
@@ -52,12 +55,17 @@ impl Ingest {
             listener,
             incoming,
             local_addr,
-            config: config.clone(),
+            config: Arc::new(ArcSwap::from_pointee(config.clone())),
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The settings new connection requests are checked against; store a new value to reload.
+    pub fn config(&self) -> Arc<ArcSwap<SrtConfig>> {
+        self.config.clone()
     }
 
     /// Accepts publishers into `destination` until `shutdown` turns true; live publishes then
@@ -80,7 +88,7 @@ impl Ingest {
             let ctx = Accept {
                 destination: destination.clone(),
                 metrics: metrics.clone(),
-                config: self.config.clone(),
+                config: self.config.load_full(),
                 shutdown: shutdown.clone(),
             };
             // The handshake answer is awaited off the accept loop so one slow peer cannot
@@ -117,7 +125,8 @@ pub trait Destination: Send + Sync + 'static {
 pub struct Local {
     pub store: Arc<Store>,
     pub metrics: Metrics,
-    pub settings: Arc<TranscodeSettings>,
+    /// The ladder for new publishes (a reload stores a new one; live streams keep theirs).
+    pub settings: Arc<ArcSwap<TranscodeSettings>>,
 }
 
 impl Destination for Local {
@@ -145,7 +154,7 @@ impl Destination for Local {
         let (mut pipeline, mut ladder) = Pipeline::new(
             publication,
             options,
-            self.settings.clone(),
+            self.settings.load_full(),
             self.metrics.clone(),
         );
         loop {
@@ -187,7 +196,7 @@ impl Destination for Local {
 struct Accept<D> {
     destination: Arc<D>,
     metrics: Metrics,
-    config: SrtConfig,
+    config: Arc<SrtConfig>,
     shutdown: watch::Receiver<bool>,
 }
 

@@ -16,7 +16,9 @@ pub mod cli;
 mod error;
 pub mod h3;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod route;
 pub mod serve;
@@ -36,8 +38,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use cli::LogControl;
 use conf::{HlsConfig, OriginConfig};
-use rustls::pki_types::CertificateDer;
+use live::Live;
+use tls::Certificates;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -77,8 +82,10 @@ pub struct Node {
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub store: Arc<Store>,
-    /// The API's certificate (what edges must trust).
-    pub certificate: CertificateDer<'static>,
+    pub metrics: Metrics,
+    /// The API's certificate (what edges must trust), replaceable on reload.
+    pub certificates: Arc<Certificates>,
+    live: Live,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -90,11 +97,8 @@ impl Node {
     /// Probes the encoders, binds every listener, then starts serving. Returns once all are
     /// bound (ready).
     pub async fn start(config: &OriginConfig) -> Result<Self, StartError> {
-        let settings = Arc::new(transcode::probe(&config.transcode)?);
-        let identity = match (&config.http.cert, &config.http.key) {
-            (Some(cert), Some(key)) => Identity::load(cert, key)?,
-            _ => Identity::self_signed()?,
-        };
+        let settings = Arc::new(ArcSwap::from_pointee(transcode::probe(&config.transcode)?));
+        let certificates = Certificates::new(cert_files(&config.http.cert, &config.http.key))?;
         let metrics = Metrics::new();
         let store = Store::new(store_options(&config.hls));
         let bind = |what, addr, source| StartError::Bind { what, addr, source };
@@ -118,11 +122,17 @@ impl Node {
         // HTTP/3 on the UDP port of the same number (port 0 resolved by the TCP bind).
         let quic = if config.http.http3 {
             let addr = node_addrs.1;
-            Some(h3::bind(addr, identity.quic_config()?).map_err(|e| bind("http3", addr, e))?)
+            let server = certificates.quic_config()?;
+            Some(h3::bind(addr, server).map_err(|e| bind("http3", addr, e))?)
         } else {
             None
         };
         let mut tasks = JoinSet::new();
+        let live = Live {
+            srt: ingest.config(),
+            transcode: Some(settings.clone()),
+            certificates: certificates.clone(),
+        };
         let local = Arc::new(ingest::Local {
             store: store.clone(),
             metrics: metrics.clone(),
@@ -132,13 +142,13 @@ impl Node {
         let api = Arc::new(api::Api {
             store: store.clone(),
         });
-        let acceptor = tokio_rustls::TlsAcceptor::from(identity.tcp_config()?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
         tasks.spawn(serve::serve_tls(http, acceptor, api.clone(), rx.clone()));
         if let Some(endpoint) = quic {
             tasks.spawn(h3::serve(endpoint, api, rx.clone()));
         }
         let admin_handler = Arc::new(admin::Admin {
-            metrics,
+            metrics: metrics.clone(),
             ready: ready.clone(),
             check: None,
         });
@@ -151,7 +161,9 @@ impl Node {
             http_addr: node_addrs.1,
             admin_addr: node_addrs.2,
             store,
-            certificate: identity.chain[0].clone(),
+            metrics,
+            certificates,
+            live,
             ready,
             shutdown,
             tasks,
@@ -167,5 +179,91 @@ impl Node {
         cli::drain(&mut self.tasks, grace).await;
         let _ = self.admin_stop.send(true);
         let _ = self.admin_task.await;
+    }
+
+    /// Applies what can change live from `next`; returns the changed keys that need a restart.
+    pub async fn reload(
+        &self,
+        current: &OriginConfig,
+        next: &OriginConfig,
+        log: &LogControl,
+    ) -> Result<Vec<&'static str>, String> {
+        self.live
+            .apply(&live_settings(current), &live_settings(next), log)
+            .await?;
+        let mut restart = Vec::new();
+        let fixed = [
+            ("srt.listen", current.srt.listen != next.srt.listen),
+            (
+                "srt.latency_ms",
+                current.srt.latency_ms != next.srt.latency_ms,
+            ),
+            ("http.listen", current.http.listen != next.http.listen),
+            ("http.http3", current.http.http3 != next.http.http3),
+            ("admin.listen", current.admin.listen != next.admin.listen),
+            ("hls", current.hls != next.hls),
+            ("log.format", current.log.format != next.log.format),
+            (
+                "http.cert",
+                current.http.cert.is_some() && next.http.cert.is_none(),
+            ),
+        ];
+        restart.extend(
+            fixed
+                .into_iter()
+                .filter(|(_, changed)| *changed)
+                .map(|(k, _)| k),
+        );
+        Ok(restart)
+    }
+}
+
+fn live_settings(c: &OriginConfig) -> live::Settings<'_> {
+    live::Settings {
+        srt: &c.srt,
+        transcode: Some(&c.transcode),
+        certificate: cert_files(&c.http.cert, &c.http.key),
+        log_level: &c.log.level,
+    }
+}
+
+/// The configured certificate and key files, when both are set.
+pub fn cert_files<'a>(
+    cert: &'a Option<std::path::PathBuf>,
+    key: &'a Option<std::path::PathBuf>,
+) -> Option<(&'a std::path::Path, &'a std::path::Path)> {
+    Some((cert.as_deref()?, key.as_deref()?))
+}
+
+impl cli::Daemon for Node {
+    type Config = OriginConfig;
+    const NAME: &'static str = "daihuo-origin";
+
+    async fn start(config: &OriginConfig) -> anyhow::Result<Self> {
+        Ok(Node::start(config).await?)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "srt {} api {} admin {}",
+            self.srt_addr, self.http_addr, self.admin_addr
+        )
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn reload(
+        &self,
+        current: &OriginConfig,
+        next: &OriginConfig,
+        log: &LogControl,
+    ) -> Result<Vec<&'static str>, String> {
+        Node::reload(self, current, next, log).await
+    }
+
+    async fn shutdown(self, grace: Duration) {
+        Node::shutdown(self, grace).await;
     }
 }

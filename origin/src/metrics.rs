@@ -1,7 +1,7 @@
 //! Prometheus metrics of the origin side (`daihuo_` prefix). The edge registers its own
 //! families in the same [`Registry`], so one `/metrics` answers for a single box.
 
-use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every value of the `backend` label of `daihuo_encoder_backend`.
 const BACKENDS: [&str; 4] = ["nvenc", "nvenc-ffmpeg", "x264", "copy"];
@@ -24,6 +24,10 @@ pub struct Metrics {
     pub ladder_dropped: IntCounter,
     /// `daihuo_encoder_backend{stream, rendition, backend}` = 1 for what encodes each rendition.
     pub encoder_backend: IntGaugeVec,
+    /// `daihuo_reloads_total{result="ok|error"}`.
+    pub reloads: IntCounterVec,
+    /// `daihuo_config_info{fingerprint}` = 1 for the configuration running now.
+    pub config_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -65,6 +69,25 @@ impl Metrics {
             &["stream", "rendition", "backend"],
         )
         .expect("static metric definition");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "daihuo_reloads_total",
+                "Configuration reloads (SIGHUP) by result; an error changed nothing.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        for result in ["ok", "error"] {
+            reloads.with_label_values(&[result]);
+        }
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "daihuo_config_info",
+                "1 for the fingerprint of the configuration running now.",
+            ),
+            &["fingerprint"],
+        )
+        .expect("static metric definition");
         let build = IntGaugeVec::new(
             Opts::new(
                 "daihuo_build_info",
@@ -82,6 +105,8 @@ impl Metrics {
             Box::new(ladder_fallbacks.clone()),
             Box::new(ladder_dropped.clone()),
             Box::new(encoder_backend.clone()),
+            Box::new(reloads.clone()),
+            Box::new(config_info.clone()),
             Box::new(build),
         ] {
             registry
@@ -97,7 +122,22 @@ impl Metrics {
             ladder_fallbacks,
             ladder_dropped,
             encoder_backend,
+            reloads,
+            config_info,
         }
+    }
+
+    /// Counts a reload by its result.
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// Records the fingerprint of the configuration running now.
+    pub fn set_config(&self, fingerprint: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[fingerprint]).set(1);
     }
 
     /// Registers families made elsewhere (the edge's) in this registry, so one `/metrics`

@@ -5,7 +5,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 /// Why the TLS set-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,26 +83,71 @@ impl Identity {
         })
     }
 
+    /// The served form: the chain with its key loaded for signing.
+    pub fn certified(&self) -> Result<Arc<CertifiedKey>, TlsError> {
+        let key = provider()
+            .key_provider
+            .load_private_key(self.key.clone_key())?;
+        Ok(Arc::new(CertifiedKey::new(self.chain.clone(), key)))
+    }
+}
+
+/// The certificate a listener serves, replaceable while it runs: every TLS and QUIC
+/// configuration built from one [`Certificates`] resolves to its current certificate, so a
+/// reload reaches new connections at once and leaves established ones alone.
+#[derive(Debug)]
+pub struct Certificates {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl Certificates {
+    /// Serves the configured PEM files, or a self-signed certificate for `localhost`.
+    pub fn new(files: Option<(&Path, &Path)>) -> Result<Arc<Self>, TlsError> {
+        let identity = match files {
+            Some((cert, key)) => Identity::load(cert, key)?,
+            None => Identity::self_signed()?,
+        };
+        Ok(Arc::new(Self {
+            current: ArcSwap::new(identity.certified()?),
+        }))
+    }
+
+    /// Serves `next` to new connections from now on.
+    pub fn store(&self, next: Arc<CertifiedKey>) {
+        self.current.store(next);
+    }
+
+    /// The leaf certificate served now.
+    pub fn leaf(&self) -> CertificateDer<'static> {
+        self.current.load().cert[0].clone()
+    }
+
     /// TLS 1.2+ for TCP with ALPN `h2` and `http/1.1`.
-    pub fn tcp_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pub fn tcp_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+            .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 
     /// TLS 1.3 for QUIC with ALPN `h3`.
-    pub fn quic_config(&self) -> Result<quinn::ServerConfig, TlsError> {
+    pub fn quic_config(self: &Arc<Self>) -> Result<quinn::ServerConfig, TlsError> {
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+            .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h3".to_vec()];
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(config)
             .map_err(|e| TlsError::Quic(e.to_string()))?;
         Ok(quinn::ServerConfig::with_crypto(Arc::new(crypto)))
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
     }
 }
 

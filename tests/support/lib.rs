@@ -3,10 +3,10 @@
 //! LL-HLS playlist readers. Nothing here mocks the system under test.
 
 pub mod bench;
+pub mod daemons;
 pub mod h3client;
 pub mod peers;
 pub mod playlist;
-pub mod tiers;
 
 pub use h3client::H3Client;
 pub use peers::{ffmpeg_available, Child};

@@ -1,5 +1,5 @@
-//! Running the two tiers apart: `daihuo-origin` processes (so a test can SIGKILL one), a
-//! certificate edges trust, free ports, and the edge's metrics read back.
+//! Running the daemons as processes (so a test can signal or SIGKILL them), a certificate
+//! to serve and trust, free ports, and metrics read back.
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -32,23 +32,28 @@ pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, CertificateDer<'static>) {
     (cert, key, certified.cert.der().clone())
 }
 
-/// The `daihuo-origin` binary of this build (built by `cargo test --workspace`; built here
-/// when a narrower `cargo test` left it out).
+/// The `daihuo-origin` binary of this build.
 pub fn origin_binary() -> PathBuf {
+    binary("origin", "daihuo-origin")
+}
+
+/// The binary `name` of package `package` from this build (built by `cargo test
+/// --workspace`; built here when a narrower `cargo test` left it out).
+pub fn binary(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/daihuo-origin
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target profile directory");
-    let bin = profile_dir.join("daihuo-origin");
+    let bin = profile_dir.join(name);
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", "origin", "--bin", "daihuo-origin"])
+            .args(["build", "-p", package, "--bin", name])
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "cannot build daihuo-origin");
+        assert!(status.success(), "cannot build {name}");
     }
     bin
 }
@@ -109,7 +114,11 @@ impl OriginSpec {
 /// The value of the sample `name` (with its labels, exactly as rendered, e.g.
 /// `daihuo_cache_requests_total{result="hit"}`) in `metrics`; 0 when absent.
 pub fn metric(metrics: &origin::Metrics, name: &str) -> f64 {
-    let text = metrics.render();
+    sample(&metrics.render(), name)
+}
+
+/// The value of the sample `name` in Prometheus text `text`; 0 when absent.
+pub fn sample(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {

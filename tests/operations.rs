@@ -1,0 +1,411 @@
+//! The operator's path with the real `daihuo-edge` binary: SIGHUP reloads under load (a real
+//! ffmpeg push and 20 HTTP/3 viewers), certificate rotation, `/metrics` read by a Prometheus
+//! text-format parser, SIGTERM drain, and the systemd units checked by systemd's own tools.
+
+// Tests panic on purpose when the system under test misbehaves.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use daihuo::daemons::{binary, certificate, free_port, sample};
+use daihuo::peers::{curl, ffmpeg_push};
+use daihuo::playlist::{attr, segments, tags};
+use daihuo::{eventually, require_ffmpeg, Child, H3Client};
+use rustls::pki_types::CertificateDer;
+
+/// A `daihuo-edge` process on loopback ports, with its config file and certificate.
+struct EdgeProcess {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    child: Child,
+    srt: u16,
+    tls: u16,
+    http: u16,
+    admin: u16,
+    cert: CertificateDer<'static>,
+}
+
+impl EdgeProcess {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, _, cert) = certificate(dir.path());
+        let srt = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .port();
+        let (tls, http, admin) = (free_port(), free_port(), free_port());
+        let config = dir.path().join("edge.toml");
+        let mut edge = Self {
+            config,
+            child: Child(Command::new("true").spawn().unwrap()),
+            srt,
+            tls,
+            http,
+            admin,
+            cert,
+            dir,
+        };
+        std::fs::write(&edge.config, edge.toml("info", 64)).unwrap();
+        let log = std::fs::File::create(edge.dir.path().join("edge.log")).unwrap();
+        edge.child = Child::spawn(
+            Command::new(binary("edge-node", "daihuo-edge"))
+                .arg("--config")
+                .arg(&edge.config)
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .unwrap();
+        edge
+    }
+
+    /// A valid configuration; `level` and `max_streams` vary between reloads.
+    fn toml(&self, level: &str, max_streams: usize) -> String {
+        let pem = |f: &str| self.dir.path().join(f).display().to_string();
+        format!(
+            "shutdown_grace_ms = 5000\n\
+             [srt]\nlisten = \"127.0.0.1:{}\"\nmax_streams = {max_streams}\n\
+             [https]\nlisten = \"127.0.0.1:{}\"\ncert = {:?}\nkey = {:?}\n\
+             [http3]\nlisten = \"127.0.0.1:{}\"\n\
+             [http]\nlisten = \"127.0.0.1:{}\"\n\
+             [admin]\nlisten = \"127.0.0.1:{}\"\n\
+             [transcode]\nencoder = \"off\"\n\
+             [log]\nlevel = \"{level}\"\n",
+            self.srt,
+            self.tls,
+            pem("cert.pem"),
+            pem("key.pem"),
+            self.tls,
+            self.http,
+            self.admin
+        )
+    }
+
+    fn pid(&self) -> String {
+        self.child.0.id().to_string()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = curl(&format!("http://127.0.0.1:{}/metrics", self.admin)).unwrap();
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
+    }
+
+    fn reloads(&self) -> (f64, f64) {
+        let m = self.metrics();
+        (
+            sample(&m, "daihuo_reloads_total{result=\"ok\"}"),
+            sample(&m, "daihuo_reloads_total{result=\"error\"}"),
+        )
+    }
+
+    /// The fingerprint in `daihuo_config_info`.
+    fn running_config(&self) -> String {
+        let m = self.metrics();
+        let line = m
+            .lines()
+            .find_map(|l| l.strip_prefix("daihuo_config_info{fingerprint=\""))
+            .expect("daihuo_config_info");
+        line.split('"').next().unwrap().to_string()
+    }
+
+    /// Sends SIGHUP and waits until the reload is counted; returns its result.
+    async fn reload(&self) -> bool {
+        let (ok, err) = self.reloads();
+        self.signal("HUP");
+        eventually(15, async || {
+            let (ok2, err2) = self.reloads();
+            (ok2 + err2 > ok + err).then_some(ok2 > ok)
+        })
+        .await
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
+    }
+}
+
+fn fingerprint(path: &Path) -> String {
+    use conf::DaemonConfig;
+    conf::EdgeConfig::load(path).unwrap().fingerprint()
+}
+
+async fn ready(edge: &EdgeProcess) {
+    let url = format!("http://127.0.0.1:{}/readyz", edge.admin);
+    eventually(30, async || (curl(&url).ok()?.0 == 200).then_some(())).await;
+}
+
+/// Plays `rendition` like a simple LL-HLS viewer until `stop` turns true: the media
+/// playlist, then its newest part. Returns (requests, failures with their reasons).
+async fn viewer(
+    h3: H3Client,
+    rendition: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (usize, Vec<String>) {
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    while !*stop.borrow() {
+        let playlist = format!("/live/demo/{rendition}/index.m3u8");
+        requests += 1;
+        let text = match h3.get(&playlist).await {
+            Ok(r) if r.status == 200 => String::from_utf8(r.body.to_vec()).unwrap(),
+            Ok(r) => {
+                failures.push(format!("{playlist}: {}", r.status));
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{playlist}: {e}"));
+                continue;
+            }
+        };
+        let Some(part) = tags(&text, "#EXT-X-PART:")
+            .last()
+            .and_then(|t| attr(t, "URI"))
+        else {
+            continue;
+        };
+        requests += 1;
+        let path = format!("/live/demo/{rendition}/{part}");
+        match h3.get(&path).await {
+            Ok(r) if r.status == 200 => {}
+            Ok(r) => failures.push(format!("{path}: {}", r.status)),
+            Err(e) => failures.push(format!("{path}: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (requests, failures)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_reloads_under_load_drop_nothing() {
+    require_ffmpeg();
+    let edge = EdgeProcess::start();
+    ready(&edge).await;
+    let srt = format!(
+        "srt://127.0.0.1:{}?streamid=#!::r=live/demo,m=publish&linger=2",
+        edge.srt
+    );
+    let mut push = Child::spawn(&mut ffmpeg_push(640, 360, 60, &srt)).unwrap();
+    let tls = std::net::SocketAddr::from(([127, 0, 0, 1], edge.tls));
+    let first = H3Client::connect(tls, &edge.cert).await.unwrap();
+    let multivariant = eventually(20, async || {
+        let r = first.get("/live/demo/index.m3u8").await.ok()?;
+        (r.status == 200).then(|| String::from_utf8(r.body.to_vec()).unwrap())
+    })
+    .await;
+    let video = segments(&multivariant)[0]
+        .strip_suffix("/index.m3u8")
+        .unwrap()
+        .to_string();
+
+    // 20 viewers play through every reload.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut viewers = Vec::new();
+    for _ in 0..20 {
+        let h3 = H3Client::connect(tls, &edge.cert).await.unwrap();
+        viewers.push(tokio::spawn(viewer(h3, video.clone(), stopped.clone())));
+    }
+    // Valid and invalid files alternate: 25 of each.
+    let invalid = [
+        "[hls]\npart_target_ms = 5000\n",
+        "[srt]\nlisten = \"127.0.0.1:1\"\nmax_streams = 0\n",
+        "[transcode\nencoder = \"off\"\n",
+        "[cache]\nmax_byte = 1\n",
+    ];
+    let mut running = fingerprint(&edge.config);
+    assert_eq!(edge.running_config(), running);
+    for i in 0..50 {
+        if i % 2 == 0 {
+            let level = if i % 4 == 0 { "debug" } else { "info" };
+            std::fs::write(&edge.config, edge.toml(level, 64 + i)).unwrap();
+            assert!(
+                edge.reload().await,
+                "valid file {i} refused:\n{}",
+                edge.log()
+            );
+            running = fingerprint(&edge.config);
+        } else {
+            std::fs::write(&edge.config, invalid[i % invalid.len()]).unwrap();
+            assert!(!edge.reload().await, "invalid file {i} accepted");
+        }
+        // An invalid file leaves the last valid one running.
+        assert_eq!(edge.running_config(), running, "after reload {i}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(edge.reloads(), (25.0, 25.0));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _ = stop.send(true);
+    let mut requests = 0;
+    let mut failures = Vec::new();
+    for v in viewers {
+        let (n, f) = v.await.unwrap();
+        requests += n;
+        failures.extend(f);
+    }
+    assert!(requests > 1000, "only {requests} viewer requests");
+    assert!(failures.is_empty(), "viewer requests failed: {failures:?}");
+
+    // The publisher's session never dropped.
+    assert!(push.0.try_wait().unwrap().is_none(), "ffmpeg stopped");
+    let m = edge.metrics();
+    assert_eq!(sample(&m, "daihuo_publishes_total"), 1.0);
+    assert_eq!(sample(&m, "daihuo_streams_live"), 1.0);
+    let log = edge.log();
+    assert!(
+        log.contains("reload refused, configuration unchanged"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_certificate_reaches_new_connections() {
+    let edge = EdgeProcess::start();
+    ready(&edge).await;
+    let tls = std::net::SocketAddr::from(([127, 0, 0, 1], edge.tls));
+    let old = H3Client::connect(tls, &edge.cert).await.unwrap();
+    assert_eq!(old.get("/live/none/index.m3u8").await.unwrap().status, 404);
+
+    // Rotate: new files at the same paths, then SIGHUP.
+    let old_file = edge.dir.path().join("old.pem");
+    std::fs::copy(edge.dir.path().join("cert.pem"), &old_file).unwrap();
+    let (cert_file, _, new_cert) = certificate(edge.dir.path());
+    assert!(edge.reload().await, "{}", edge.log());
+    // New HTTP/3 and HTTPS connections get the new certificate, and only it.
+    let fresh = H3Client::connect(tls, &new_cert).await.unwrap();
+    assert_eq!(
+        fresh.get("/live/none/index.m3u8").await.unwrap().status,
+        404
+    );
+    assert!(H3Client::connect(tls, &edge.cert).await.is_err());
+    let https = format!("https://localhost:{}/live/none/index.m3u8", edge.tls);
+    let curl_with = |ca: &Path| {
+        Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(ca)
+            .arg(&https)
+            .output()
+            .unwrap()
+    };
+    let ok = curl_with(&cert_file);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "404", "{ok:?}");
+    let refused = curl_with(&old_file);
+    assert!(!refused.status.success(), "{refused:?}");
+    // The connection opened before the rotation goes on.
+    assert_eq!(old.get("/live/none/index.m3u8").await.unwrap().status, 404);
+
+    // A key that does not parse is refused and the current certificate stays.
+    std::fs::write(edge.dir.path().join("key.pem"), "not a key").unwrap();
+    assert!(!edge.reload().await);
+    H3Client::connect(tls, &new_cert).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_carry_the_families() {
+    let edge = EdgeProcess::start();
+    ready(&edge).await;
+    let text = edge.metrics();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let names: std::collections::BTreeSet<&str> =
+        scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for family in [
+        "daihuo_build_info",
+        "daihuo_config_info",
+        "daihuo_reloads_total",
+        "daihuo_streams_live",
+        "daihuo_ingest_bytes_total",
+        "daihuo_publishes_total",
+        "daihuo_publish_refused_total",
+    ] {
+        assert!(names.contains(family), "{family} missing from\n{text}");
+    }
+    for family in names.iter().filter(|n| !n.ends_with("_bucket")) {
+        assert!(family.starts_with("daihuo_"), "{family}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_playback_drains_and_exits_zero() {
+    require_ffmpeg();
+    let mut edge = EdgeProcess::start();
+    ready(&edge).await;
+    let srt = format!(
+        "srt://127.0.0.1:{}?streamid=#!::r=live/demo,m=publish&linger=2",
+        edge.srt
+    );
+    let _push = Child::spawn(&mut ffmpeg_push(640, 360, 60, &srt)).unwrap();
+    let tls = std::net::SocketAddr::from(([127, 0, 0, 1], edge.tls));
+    let h3 = H3Client::connect(tls, &edge.cert).await.unwrap();
+    eventually(20, async || {
+        (h3.get("/live/demo/index.m3u8").await.ok()?.status == 200).then_some(())
+    })
+    .await;
+    edge.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = edge.child.wait().unwrap();
+        (status, edge)
+    })
+    .await
+    .unwrap();
+    let (status, edge) = status;
+    assert!(status.success(), "{status:?}\n{}", edge.log());
+    let log = edge.log();
+    let drain = log.find("draining").expect("drain logged");
+    let stopped = log.find("stopped").expect("stop logged");
+    assert!(drain < stopped, "{log}");
+}
+
+/// The unit files pass `systemd-analyze verify` (with ExecStart pointing at this build's
+/// binaries), and the sysusers and tmpfiles snippets create the user and directories in a
+/// scratch root.
+#[test]
+fn systemd_units_verify_and_snippets_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (package, name) in [("edge-node", "daihuo-edge"), ("origin", "daihuo-origin")] {
+        let unit = std::fs::read_to_string(root.join(format!("systemd/{name}.service"))).unwrap();
+        let bin = binary(package, name);
+        let unit = unit.replace(&format!("/usr/bin/{name}"), &bin.display().to_string());
+        let path = dir.path().join(format!("{name}.service"));
+        std::fs::write(&path, unit).unwrap();
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (make test-deps installs systemd)");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{name}: {said}"
+        );
+    }
+    let scratch = dir.path().join("root");
+    std::fs::create_dir_all(scratch.join("etc")).unwrap();
+    let run = |cmd: &str, args: &[&str], file: &str| {
+        let out = Command::new(cmd)
+            .arg(format!("--root={}", scratch.display()))
+            .args(args)
+            .arg(root.join(file))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {out:?}");
+    };
+    run("systemd-sysusers", &[], "systemd/daihuo.sysusers");
+    let passwd = std::fs::read_to_string(scratch.join("etc/passwd")).unwrap();
+    assert!(passwd.lines().any(|l| l.starts_with("daihuo:")), "{passwd}");
+    run("systemd-tmpfiles", &["--create"], "systemd/daihuo.tmpfiles");
+    assert!(scratch.join("var/lib/daihuo").is_dir());
+    assert!(scratch.join("etc/daihuo").is_dir());
+}
