@@ -16,7 +16,8 @@ mod upstream;
 pub use error::{ConfError, FieldError};
 pub use model::{
     AdminConfig, CacheConfig, EdgeConfig, Encoder, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
-    LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, SrtConfig, TranscodeConfig,
+    LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, ScaleConfig, SrtConfig,
+    TranscodeConfig,
 };
 pub use upstream::{OriginPeer, Standby, UpstreamConfig, UpstreamProtocol};
 
@@ -45,6 +46,9 @@ pub trait DaemonConfig: Default + Clone + std::fmt::Debug + Send + Sync + 'stati
     fn log(&self) -> &LogConfig;
     /// How long a drain may take before what is left is cut (ms).
     fn shutdown_grace(&self) -> std::time::Duration;
+
+    /// Scale hint thresholds.
+    fn scale(&self) -> &ScaleConfig;
 
     /// A short digest of the whole configuration (exported as
     /// `daihuo_config_info{fingerprint}` so operators see which version runs). Stable within
@@ -85,6 +89,10 @@ macro_rules! daemon_config {
 
             fn log(&self) -> &LogConfig {
                 &self.log
+            }
+
+            fn scale(&self) -> &ScaleConfig {
+                &self.scale
             }
 
             fn shutdown_grace(&self) -> std::time::Duration {

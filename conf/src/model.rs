@@ -35,6 +35,8 @@ pub struct EdgeConfig {
     pub hls: HlsConfig,
     /// The transcoding ladder of the embedded origin.
     pub transcode: TranscodeConfig,
+    /// When to suggest adding or removing capacity.
+    pub scale: ScaleConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -56,6 +58,8 @@ pub struct OriginConfig {
     pub hls: HlsConfig,
     /// The transcoding ladder.
     pub transcode: TranscodeConfig,
+    /// When to suggest adding or removing capacity.
+    pub scale: ScaleConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -73,6 +77,7 @@ impl Default for EdgeConfig {
             upstream: UpstreamConfig::default(),
             hls: HlsConfig::default(),
             transcode: TranscodeConfig::default(),
+            scale: ScaleConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -87,6 +92,7 @@ impl Default for OriginConfig {
             admin: AdminConfig::default(),
             hls: HlsConfig::default(),
             transcode: TranscodeConfig::default(),
+            scale: ScaleConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -94,6 +100,49 @@ impl Default for OriginConfig {
 
 /// Default drain grace period: 10 s (systemd's TimeoutStopSec leaves room above it).
 const DEFAULT_GRACE_MS: u64 = 10_000;
+
+/// Thresholds of the scale hint (`daihuo_scale_hint`, and `/readyz`'s detail line): scale
+/// out above either "out" mark, in below both "in" marks (the field's rule of thumb), hold
+/// between. CPU is this process's share of all cores over the last 5 s.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaleConfig {
+    /// Open client connections above which to add capacity. Default 5000.
+    pub out_connections: u64,
+    /// CPU percent above which to add capacity. Default 70.
+    pub out_cpu_percent: u8,
+    /// Open client connections below which capacity can go (with CPU below its mark).
+    /// Default 1000.
+    pub in_connections: u64,
+    /// CPU percent below which capacity can go (with connections below theirs). Default 30.
+    pub in_cpu_percent: u8,
+}
+
+impl Default for ScaleConfig {
+    fn default() -> Self {
+        Self {
+            out_connections: 5000,
+            out_cpu_percent: 70,
+            in_connections: 1000,
+            in_cpu_percent: 30,
+        }
+    }
+}
+
+impl ScaleConfig {
+    fn validate(&self, e: &mut Errors) {
+        e.check(
+            self.in_connections < self.out_connections,
+            "scale.in_connections",
+            "must be below scale.out_connections",
+        );
+        e.check(
+            self.in_cpu_percent < self.out_cpu_percent && self.out_cpu_percent <= 100,
+            "scale.in_cpu_percent",
+            "must be below scale.out_cpu_percent, itself at most 100",
+        );
+    }
+}
 
 /// SRT listener settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -529,6 +578,7 @@ impl EdgeConfig {
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
+        self.scale.validate(&mut e);
         self.upstream.validate(&mut e);
         check_cert_pair("https", &self.https.cert, &self.https.key, &mut e);
         e.check(
@@ -561,6 +611,7 @@ impl OriginConfig {
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
+        self.scale.validate(&mut e);
         check_cert_pair("http", &self.http.cert, &self.http.key, &mut e);
         check_distinct(
             &[

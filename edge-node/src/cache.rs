@@ -4,16 +4,21 @@
 //! memory whatever the object sizes. Misses are coalesced: however many viewers ask for one
 //! object at once, one upstream fetch runs and every waiter gets its bytes when it completes
 //! (moka's `try_get_with` wakes them; nothing polls). Failed fetches are not cached.
+//!
+//! The bound changes on reload: a cache of the new size takes the current entries (cheap
+//! `Bytes` clones) and replaces the old one; fetches in flight finish into the old one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use origin::store::Object;
 use origin::ApiError;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 /// What an object is, for the cache.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,6 +54,10 @@ pub struct CacheMetrics {
     pub fetches: IntCounter,
     /// `daihuo_cache_coalesced_total`: misses that waited for another asker's fetch.
     pub coalesced: IntCounter,
+    /// `daihuo_cache_bytes`: bytes held (updated after fills and by [`ObjectCache::tick`]).
+    pub bytes: IntGauge,
+    /// `daihuo_cache_evictions_total`: objects evicted to stay within `cache.max_bytes`.
+    pub evictions: IntCounter,
 }
 
 impl CacheMetrics {
@@ -72,35 +81,65 @@ impl CacheMetrics {
             "Cache misses answered by another asker's fetch of the same object.",
         )
         .expect("static metric definition");
+        let bytes = IntGauge::new(
+            "daihuo_cache_bytes",
+            "Media bytes held by the object cache.",
+        )
+        .expect("static metric definition");
+        let evictions = IntCounter::new(
+            "daihuo_cache_evictions_total",
+            "Objects evicted to keep the cache within cache.max_bytes.",
+        )
+        .expect("static metric definition");
         metrics.register(vec![
             Box::new(requests.clone()),
             Box::new(fetches.clone()),
             Box::new(coalesced.clone()),
+            Box::new(bytes.clone()),
+            Box::new(evictions.clone()),
         ]);
         Self {
             requests,
             fetches,
             coalesced,
+            bytes,
+            evictions,
         }
     }
 }
 
-/// Byte-bounded, coalescing object cache.
+/// Byte-bounded, coalescing object cache. Clones share it.
 #[derive(Clone)]
 pub struct ObjectCache {
-    cache: Cache<Key, Bytes>,
+    current: Arc<ArcSwap<Cache<Key, Bytes>>>,
     metrics: CacheMetrics,
 }
 
 impl ObjectCache {
     pub fn new(max_bytes: u64, metrics: CacheMetrics) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_k: &Key, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
-            .expire_after(Lifetime)
-            .support_invalidation_closures()
-            .build();
-        Self { cache, metrics }
+        let cache = build(max_bytes, &metrics);
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(cache)),
+            metrics,
+        }
+    }
+
+    /// Bounds the cache by `max_bytes` from now on, keeping what fits.
+    pub async fn resize(&self, max_bytes: u64) {
+        let next = build(max_bytes, &self.metrics);
+        let old = self.current.load_full();
+        for (key, value) in old.iter() {
+            next.insert((*key).clone(), value).await;
+        }
+        self.current.store(Arc::new(next));
+        tracing::info!(max_bytes, "object cache resized");
+    }
+
+    /// Runs moka's pending housekeeping and updates `daihuo_cache_bytes`.
+    pub async fn tick(&self) {
+        let cache = self.current.load_full();
+        cache.run_pending_tasks().await;
+        self.metrics.bytes.set(cache.weighted_size() as i64);
     }
 
     /// The object from cache, or fetched once by `fetch` for every concurrent asker.
@@ -108,14 +147,14 @@ impl ObjectCache {
     where
         F: std::future::Future<Output = Result<Bytes, ApiError>>,
     {
-        if let Some(hit) = self.cache.get(&key).await {
+        let cache = self.current.load_full();
+        if let Some(hit) = cache.get(&key).await {
             self.metrics.requests.with_label_values(&["hit"]).inc();
             return Ok(hit);
         }
         self.metrics.requests.with_label_values(&["miss"]).inc();
         let fetched = AtomicBool::new(false);
-        let result = self
-            .cache
+        let result = cache
             .try_get_with(key, async {
                 fetched.store(true, Ordering::Relaxed);
                 self.metrics.fetches.inc();
@@ -133,20 +172,36 @@ impl ObjectCache {
     /// same names are another stream's).
     pub fn forget_room(&self, room: &str) {
         let room = room.to_string();
-        if let Err(e) = self.cache.invalidate_entries_if(move |k, _| k.room == room) {
+        let cache = self.current.load();
+        if let Err(e) = cache.invalidate_entries_if(move |k, _| k.room == room) {
             tracing::warn!("cache: cannot drop a room's objects: {e}");
         }
     }
 
     /// Whether `key` is cached now (a fetch in flight does not count).
     pub fn contains(&self, key: &Key) -> bool {
-        self.cache.contains_key(key)
+        self.current.load().contains_key(key)
     }
 
     /// Bytes held now (approximate until moka runs its pending maintenance).
     pub fn weighted_size(&self) -> u64 {
-        self.cache.weighted_size()
+        self.current.load().weighted_size()
     }
+}
+
+fn build(max_bytes: u64, metrics: &CacheMetrics) -> Cache<Key, Bytes> {
+    let evictions = metrics.evictions.clone();
+    Cache::builder()
+        .max_capacity(max_bytes)
+        .weigher(|_k: &Key, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+        .expire_after(Lifetime)
+        .eviction_listener(move |_k, _v, cause| {
+            if cause == RemovalCause::Size {
+                evictions.inc();
+            }
+        })
+        .support_invalidation_closures()
+        .build()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod pull;
 pub mod relay;
 pub mod router;
 pub mod upstream;
+pub mod viewers;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +72,8 @@ pub struct Edge {
     /// The certificate viewers see, replaceable on reload.
     pub certificates: Arc<Certificates>,
     live: Live,
+    cache: ObjectCache,
+    scale: Arc<origin::scale::Scale>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -172,7 +175,12 @@ impl Edge {
             );
             (Source::Upstream(Box::new(pull)), None, Some(upstream))
         };
-        let router = Arc::new(router::Router::new(source, cache, alt_svc, &metrics));
+        let router = Arc::new(router::Router::new(
+            source,
+            cache.clone(),
+            alt_svc,
+            &metrics,
+        ));
 
         if let Some(l) = https {
             let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
@@ -188,10 +196,14 @@ impl Edge {
         let check = upstream
             .clone()
             .map(|u| Arc::new(move || u.readiness()) as origin::admin::ReadyCheck);
+        let scale = origin::scale::Scale::new(&config.scale, metrics.clone());
+        tasks.spawn(scale.clone().run(rx.clone()));
+        tasks.spawn(maintain(cache.clone(), router.clone(), rx.clone()));
         let admin_handler = Arc::new(Admin {
             metrics: metrics.clone(),
             ready: ready.clone(),
             check,
+            scale: Some(scale.clone()),
         });
         // The admin listener outlives the drain (readiness reads false meanwhile).
         let (admin_stop, admin_rx) = watch::channel(false);
@@ -208,6 +220,8 @@ impl Edge {
                 certificates: certificates.clone(),
             },
             certificates,
+            cache,
+            scale,
             ready,
             shutdown,
             tasks,
@@ -243,6 +257,10 @@ impl Edge {
         self.live
             .apply(&live_settings(current), &live_settings(next), log)
             .await?;
+        self.scale.marks.store(Arc::new(next.scale.clone()));
+        if current.cache != next.cache {
+            self.cache.resize(next.cache.max_bytes).await;
+        }
         let (cur, new) = (&current.upstream, &next.upstream);
         let tiered = |c: &EdgeConfig| !c.upstream.origins.is_empty();
         if let Some(upstream) = &self.upstream {
@@ -269,7 +287,6 @@ impl Edge {
             ("http3", current.http3 != next.http3),
             ("http", current.http != next.http),
             ("admin.listen", current.admin.listen != next.admin.listen),
-            ("cache.max_bytes", current.cache != next.cache),
             ("hls", current.hls != next.hls),
             ("log.format", current.log.format != next.log.format),
             ("upstream.origins", tiered(current) != tiered(next)),
@@ -280,6 +297,23 @@ impl Edge {
             .filter(|(_, changed)| *changed)
             .map(|(key, _)| key)
             .collect())
+    }
+}
+
+/// Periodic housekeeping: expiries delivered, `daihuo_cache_bytes` and `daihuo_viewers`
+/// current even when no request comes.
+async fn maintain(
+    cache: ObjectCache,
+    router: Arc<router::Router>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = serve::stopped(&mut shutdown) => return,
+        }
+        cache.tick().await;
+        router.tick().await;
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use conf::{Standby, UpstreamConfig};
 use futures::{SinkExt, StreamExt};
-use origin::ingest::Destination;
+use origin::ingest::{Destination, Received};
 use origin::serve::stopped;
 use origin::{ApiError, Metrics};
 use prometheus::{IntCounter, IntGauge};
@@ -167,7 +167,7 @@ impl Destination for Relay {
         self: Arc<Self>,
         claim: Claim,
         mut socket: SrtSocket,
-        metrics: Metrics,
+        received: Received,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let room = claim.room.clone();
@@ -191,7 +191,7 @@ impl Destination for Relay {
             tokio::select! {
                 packet = socket.next() => match packet {
                     Some(Ok((_, data))) => {
-                        metrics.ingest_bytes.inc_by(data.len() as u64);
+                        received.add(data.len());
                         for b in &buffers {
                             let dropped = b.push(data.clone());
                             self.metrics.dropped.inc_by(dropped as u64);

@@ -14,10 +14,11 @@ use origin::api::{self, Kind};
 use origin::route::Route;
 use origin::serve::{Handler, Peer};
 use origin::{ApiError, Store};
-use prometheus::{IntCounterVec, Opts};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
 use crate::cache::{Key, ObjectCache};
 use crate::pull::Pull;
+use crate::viewers::Viewers;
 
 /// Where viewers' media comes from.
 pub enum Source {
@@ -35,6 +36,10 @@ pub struct Router {
     pub alt_svc: Option<HeaderValue>,
     /// `daihuo_http_requests_total{proto, status}`.
     pub requests: IntCounterVec,
+    /// `daihuo_connections{transport}`.
+    connections: IntGaugeVec,
+    /// Who watches what, for `daihuo_viewers`.
+    viewers: Viewers,
 }
 
 impl Router {
@@ -60,13 +65,29 @@ impl Router {
             cache,
             alt_svc,
             requests,
+            connections: metrics.connections.clone(),
+            viewers: Viewers::new(metrics),
         }
     }
 
-    async fn answer(&self, req: &Request<Bytes>) -> Result<(Bytes, Kind), ApiError> {
+    /// Housekeeping (viewer expiries).
+    pub async fn tick(&self) {
+        self.viewers.tick().await;
+    }
+
+    async fn answer(&self, req: &Request<Bytes>, peer: &Peer) -> Result<(Bytes, Kind), ApiError> {
         let route = api::route_request(req)?;
+        let result = self.route(req, &route).await;
+        if result.is_ok() {
+            // Only streams that answered: a viewer cannot mint series with made-up names.
+            self.viewers.saw(route.room(), peer).await;
+        }
+        result
+    }
+
+    async fn route(&self, req: &Request<Bytes>, route: &Route) -> Result<(Bytes, Kind), ApiError> {
         let query = req.uri().query().unwrap_or("");
-        match (&route, &self.source) {
+        match (route, &self.source) {
             (
                 Route::Object {
                     room,
@@ -92,9 +113,9 @@ impl Router {
             (Route::Events { .. }, _) => Err(ApiError::NotFound(
                 "viewer events are not served yet".into(),
             )),
-            (_, Source::Local(store)) => api::playlist(store, &route, query).await,
+            (_, Source::Local(store)) => api::playlist(store, route, query).await,
             (_, Source::Upstream(pull)) => {
-                Ok((pull.playlist(&route, query).await?, Kind::Playlist))
+                Ok((pull.playlist(route, query).await?, Kind::Playlist))
             }
         }
     }
@@ -102,7 +123,7 @@ impl Router {
 
 impl Handler for Router {
     async fn handle(&self, req: Request<Bytes>, peer: Peer) -> Response<Bytes> {
-        let mut res = api::respond(self.answer(&req).await);
+        let mut res = api::respond(self.answer(&req, &peer).await);
         if let Some(alt) = &self.alt_svc {
             res.headers_mut().insert(header::ALT_SVC, alt.clone());
         }
@@ -110,5 +131,9 @@ impl Handler for Router {
             .with_label_values(&[peer.proto.label(), res.status().as_str()])
             .inc();
         res
+    }
+
+    fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
+        Some(self.connections.with_label_values(&[transport]))
     }
 }

@@ -21,6 +21,8 @@ pub struct Admin {
     pub ready: Arc<AtomicBool>,
     /// Checked on every `/readyz` once `ready` is set.
     pub check: Option<ReadyCheck>,
+    /// Appended to `/readyz`'s answer (the scale hint).
+    pub scale: Option<Arc<crate::scale::Scale>>,
 }
 
 impl Admin {
@@ -44,10 +46,17 @@ impl Handler for Admin {
                 res
             }
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/readyz" => match self.readiness() {
-                Ok(()) => text(StatusCode::OK, "ready\n"),
-                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
-            },
+            "/readyz" => {
+                let detail = self
+                    .scale
+                    .as_ref()
+                    .map(|s| format!("{}\n", s.describe()))
+                    .unwrap_or_default();
+                match self.readiness() {
+                    Ok(()) => text(StatusCode::OK, format!("ready\n{detail}")),
+                    Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n{detail}")),
+                }
+            }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
     }

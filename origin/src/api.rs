@@ -109,6 +109,8 @@ pub fn route_request<B>(req: &Request<B>) -> Result<Route, ApiError> {
 /// paths it answers `GET /healthz` (edges' light probe: the API is up).
 pub struct Api {
     pub store: Arc<Store>,
+    /// `daihuo_connections{transport}`.
+    pub connections: prometheus::IntGaugeVec,
 }
 
 impl Handler for Api {
@@ -134,5 +136,9 @@ impl Handler for Api {
         .await;
         // hyper leaves the body out of HEAD answers itself.
         respond(result)
+    }
+
+    fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
+        Some(self.connections.with_label_values(&[transport]))
     }
 }

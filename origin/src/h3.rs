@@ -44,6 +44,7 @@ pub async fn serve<H: Handler>(
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
+            let _open = crate::serve::Open::new(handler.connections("quic"));
             let addr = incoming.remote_address();
             match incoming.await {
                 Ok(conn) => connection(conn, handler, addr, shutdown).await,

@@ -15,10 +15,11 @@ use arc_swap::ArcSwap;
 use codec::hls::segmenter::SegmenterOptions;
 use conf::SrtConfig;
 use futures::StreamExt;
+use prometheus::IntCounter;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::Passphrase;
-use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
+use srt_tokio::{ConnectionRequest, SocketStatistics, SrtIncoming, SrtListener, SrtSocket};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::{info, info_span, warn, Instrument};
@@ -111,14 +112,55 @@ pub trait Destination: Send + Sync + 'static {
     fn open(&self, room: &str) -> Result<Self::Session, ApiError>;
 
     /// Reads the publisher's `socket` until it leaves or `shutdown` turns true, counting the
-    /// bytes received into `metrics.ingest_bytes`.
+    /// bytes into `received`.
     fn run(
         self: Arc<Self>,
         session: Self::Session,
         socket: SrtSocket,
-        metrics: Metrics,
+        received: Received,
         shutdown: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send;
+}
+
+/// Counts a publisher's bytes: into the total and into its stream's series.
+#[derive(Clone)]
+pub struct Received {
+    total: IntCounter,
+    stream: IntCounter,
+}
+
+impl Received {
+    fn new(metrics: &Metrics, room: &str) -> Self {
+        Self {
+            total: metrics.ingest_bytes.clone(),
+            stream: metrics.stream_ingest_bytes.with_label_values(&[room]),
+        }
+    }
+
+    pub fn add(&self, bytes: usize) {
+        self.total.inc_by(bytes as u64);
+        self.stream.inc_by(bytes as u64);
+    }
+}
+
+/// Copies a publisher's SRT statistics (cumulative, every second) into the stream's series.
+async fn srt_statistics(
+    mut stats: impl futures::Stream<Item = SocketStatistics> + Unpin,
+    metrics: Metrics,
+    room: String,
+) {
+    let lost = metrics.srt_lost.with_label_values(&[&room]);
+    let retransmitted = metrics.srt_retransmitted.with_label_values(&[&room]);
+    let dropped = metrics.srt_dropped.with_label_values(&[&room]);
+    let rtt = metrics.srt_rtt.with_label_values(&[&room]);
+    let mut last = (0, 0, 0);
+    while let Some(s) = stats.next().await {
+        lost.inc_by(s.rx_loss_data.saturating_sub(last.0));
+        retransmitted.inc_by(s.rx_retransmit_data.saturating_sub(last.1));
+        dropped.inc_by(s.rx_dropped_data.saturating_sub(last.2));
+        last = (s.rx_loss_data, s.rx_retransmit_data, s.rx_dropped_data);
+        rtt.set(s.rx_average_rtt.as_secs_f64());
+    }
 }
 
 /// Packages publishes here, into the store (the origin, or the single-box edge).
@@ -144,7 +186,7 @@ impl Destination for Local {
         self: Arc<Self>,
         publication: Publication,
         mut socket: SrtSocket,
-        metrics: Metrics,
+        received: Received,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let options = SegmenterOptions {
@@ -161,7 +203,7 @@ impl Destination for Local {
             tokio::select! {
                 packet = socket.next() => match packet {
                     Some(Ok((_, data))) => {
-                        metrics.ingest_bytes.inc_by(data.len() as u64);
+                        received.add(data.len());
                         pipeline.push(&data, unix_ms());
                     }
                     Some(Err(e)) => {
@@ -247,7 +289,7 @@ impl<D: Destination> Accept<D> {
                 return;
             }
         };
-        let socket = match request.accept(key).await {
+        let mut socket = match request.accept(key).await {
             Ok(s) => s,
             Err(e) => {
                 warn!(%peer, stream = room, "srt handshake failed: {e}");
@@ -263,10 +305,15 @@ impl<D: Destination> Accept<D> {
             );
             metrics.streams_live.inc();
             metrics.publishes.inc();
+            let stats = socket.statistics().clone();
+            let stats = tokio::spawn(srt_statistics(stats, metrics.clone(), room.clone()));
+            let received = Received::new(&metrics, &room);
             self.destination
-                .run(session, socket, metrics.clone(), self.shutdown)
+                .run(session, socket, received, self.shutdown)
                 .await;
+            stats.abort();
             metrics.streams_live.dec();
+            metrics.forget_stream(&room);
         }
         .instrument(span)
         .await;

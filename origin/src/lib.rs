@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pipeline;
 pub mod route;
+pub mod scale;
 pub mod serve;
 pub mod store;
 pub mod streamid;
@@ -86,6 +87,7 @@ pub struct Node {
     /// The API's certificate (what edges must trust), replaceable on reload.
     pub certificates: Arc<Certificates>,
     live: Live,
+    scale: Arc<scale::Scale>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -141,16 +143,20 @@ impl Node {
         tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
         let api = Arc::new(api::Api {
             store: store.clone(),
+            connections: metrics.connections.clone(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
         tasks.spawn(serve::serve_tls(http, acceptor, api.clone(), rx.clone()));
         if let Some(endpoint) = quic {
             tasks.spawn(h3::serve(endpoint, api, rx.clone()));
         }
+        let scale = scale::Scale::new(&config.scale, metrics.clone());
+        tasks.spawn(scale.clone().run(rx.clone()));
         let admin_handler = Arc::new(admin::Admin {
             metrics: metrics.clone(),
             ready: ready.clone(),
             check: None,
+            scale: Some(scale.clone()),
         });
         // The admin listener keeps answering during the drain (readiness reads false).
         let (admin_stop, admin_rx) = watch::channel(false);
@@ -164,6 +170,7 @@ impl Node {
             metrics,
             certificates,
             live,
+            scale,
             ready,
             shutdown,
             tasks,
@@ -191,6 +198,7 @@ impl Node {
         self.live
             .apply(&live_settings(current), &live_settings(next), log)
             .await?;
+        self.scale.marks.store(Arc::new(next.scale.clone()));
         let mut restart = Vec::new();
         let fixed = [
             ("srt.listen", current.srt.listen != next.srt.listen),

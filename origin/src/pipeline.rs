@@ -6,7 +6,7 @@
 //! rendition per rung, encoded on the ladder's own thread, see [`crate::transcode`]) or, with
 //! transcoding off or unusable for this source, is passed through as `{height}p`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use codec::hls::segmenter::{Segmenter, SegmenterOptions, SegmenterOutput};
@@ -67,7 +67,19 @@ pub struct Pipeline {
     events: Vec<MediaEvent>,
     outputs: Vec<SegmenterOutput>,
     stats: PipelineStats,
+    /// When source video frames sent to the ladder arrived: (pts, unix ms), oldest first, so
+    /// an encoded frame (same pts) finds its ingest time.
+    arrivals: VecDeque<(i64, i64)>,
+    /// Per rendition: the arrival (unix ms) of the frame its segmenter holds back, i.e. the
+    /// newest frame of the next part it emits.
+    held: HashMap<String, i64>,
+    /// Per video rendition: `daihuo_encoder_frames_total`.
+    frames: HashMap<String, prometheus::IntCounter>,
 }
+
+/// Source frames remembered for publish latency while the ladder works on them (a few
+/// seconds at 60 fps; the ladder's queue is far shorter).
+const ARRIVALS: usize = 512;
 
 impl Pipeline {
     /// A pipeline and the receiver of its ladder outputs, which the caller feeds back through
@@ -93,6 +105,9 @@ impl Pipeline {
             events: Vec::new(),
             outputs: Vec::new(),
             stats: PipelineStats::default(),
+            arrivals: VecDeque::new(),
+            held: HashMap::new(),
+            frames: HashMap::new(),
         };
         (pipeline, rx)
     }
@@ -144,7 +159,10 @@ impl Pipeline {
     pub fn ladder_output(&mut self, output: LadderOutput, now_unix_ms: i64) {
         match output {
             LadderOutput::Track { rung, config } => self.set_rendition(&rung, config, now_unix_ms),
-            LadderOutput::Frame { rung, frame } => self.segment(&rung, frame, now_unix_ms),
+            LadderOutput::Frame { rung, frame } => {
+                let arrived = self.arrival(frame.pts());
+                self.segment(&rung, frame, arrived, now_unix_ms);
+            }
             LadderOutput::Fallback { rung, reason } => {
                 warn!(
                     stream = self.room(),
@@ -166,9 +184,13 @@ impl Pipeline {
                     match self.sources.get_mut(&track) {
                         Some(Source::Direct { rendition, .. }) => {
                             let rendition = rendition.clone();
-                            self.segment(&rendition, frame, now_unix_ms);
+                            self.segment(&rendition, frame, Some(now_unix_ms), now_unix_ms);
                         }
                         Some(Source::Ladder(t)) => {
+                            if self.arrivals.len() == ARRIVALS {
+                                self.arrivals.pop_front();
+                            }
+                            self.arrivals.push_back((frame.pts(), now_unix_ms));
                             let queued = t.push(frame);
                             if !queued {
                                 self.stats.dropped += 1;
@@ -290,10 +312,34 @@ impl Pipeline {
         );
     }
 
-    fn segment(&mut self, rendition: &str, frame: Frame, now_unix_ms: i64) {
+    /// When the source frame with `pts` arrived (unix ms), if it is still remembered.
+    fn arrival(&mut self, pts: i64) -> Option<i64> {
+        // Frames come back in presentation order per rung; older entries are done with
+        // once every rung passed them, which the bound takes care of.
+        self.arrivals
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == pts)
+            .map(|(_, at)| *at)
+    }
+
+    /// Hands `frame` (arrived at ingest at `arrived`, unix ms) to its rendition's segmenter.
+    fn segment(&mut self, rendition: &str, frame: Frame, arrived: Option<i64>, now_unix_ms: i64) {
         let Some(segmenter) = self.renditions.get_mut(rendition) else {
             return;
         };
+        if segmenter.config().kind() == TrackKind::Video {
+            let counter = self.frames.entry(rendition.to_string()).or_insert_with(|| {
+                self.metrics
+                    .encoder_frames
+                    .with_label_values(&[self.publication.room(), rendition])
+            });
+            counter.inc();
+        }
+        // A part emitted now ends with the frame held back until this one came.
+        let newest_in_part = self
+            .held
+            .insert(rendition.to_string(), arrived.unwrap_or(now_unix_ms));
         if let Some((first, seen)) = self.rate.get_mut(rendition) {
             if *seen == 0 {
                 *first = frame.dts;
@@ -307,10 +353,23 @@ impl Pipeline {
             }
         }
         segmenter.push(frame, &mut self.outputs);
+        if let Some(at) = newest_in_part {
+            let parts = self
+                .outputs
+                .iter()
+                .filter(|o| matches!(o, SegmenterOutput::Part(_)))
+                .count();
+            for _ in 0..parts {
+                let ms = now_unix_ms.saturating_sub(at).max(0);
+                self.metrics.part_publish.observe(ms as f64 / 1000.0);
+            }
+        }
         self.publish(rendition, now_unix_ms);
     }
 
     fn finish_rendition(&mut self, rendition: &str, now_unix_ms: i64) {
+        self.held.remove(rendition);
+        self.frames.remove(rendition);
         if let Some(mut segmenter) = self.renditions.remove(rendition) {
             segmenter.finish(&mut self.outputs);
             self.publish(rendition, now_unix_ms);

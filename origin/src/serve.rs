@@ -60,6 +60,32 @@ pub trait Handler: Send + Sync + 'static {
         req: Request<Bytes>,
         peer: Peer,
     ) -> impl Future<Output = Response<Bytes>> + Send;
+
+    /// The gauge counting this handler's open connections over `transport` (`tcp`, `quic`),
+    /// if it counts them.
+    fn connections(&self, _transport: &str) -> Option<prometheus::IntGauge> {
+        None
+    }
+}
+
+/// One open connection on a gauge, for as long as it lives.
+pub struct Open(Option<prometheus::IntGauge>);
+
+impl Open {
+    pub fn new(gauge: Option<prometheus::IntGauge>) -> Self {
+        if let Some(g) = &gauge {
+            g.inc();
+        }
+        Self(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
+    }
 }
 
 /// A response with a plain-text body.
@@ -177,11 +203,16 @@ async fn serve_tcp<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let (handler, shutdown) = (handler.clone(), shutdown.clone());
+        let open = Open::new(handler.connections("tcp"));
         let Some(tls) = tls.clone() else {
-            tokio::spawn(serve_connection(stream, handler, addr, shutdown));
+            tokio::spawn(async move {
+                serve_connection(stream, handler, addr, shutdown).await;
+                drop(open);
+            });
             continue;
         };
         tokio::spawn(async move {
+            let _open = open;
             match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
                 Ok(Ok(stream)) => serve_connection(stream, handler, addr, shutdown).await,
                 Ok(Err(e)) => debug!(peer = %addr, "tls handshake failed: {e}"),

@@ -84,7 +84,7 @@ async fn memory_is_bounded_by_bytes() {
         let part = Bytes::from(vec![0u8; 64 * 1024]);
         let _ = cache.get(key(msn), async move { Ok(part) }).await;
     }
-    cache.cache.run_pending_tasks().await;
+    cache.tick().await;
     assert!(
         cache.weighted_size() <= 1 << 20,
         "{}",
@@ -114,4 +114,27 @@ async fn a_forgotten_room_is_fetched_again() {
         .get(other, async { Ok(Bytes::from_static(b"new")) })
         .await;
     assert_eq!(kept.expect("cached"), "old");
+}
+
+#[tokio::test]
+async fn a_resize_keeps_what_fits_and_bounds_the_rest() {
+    let cache = cache(1 << 20);
+    for msn in 0..8 {
+        cache
+            .get(key(msn), async { Ok(Bytes::from(vec![0u8; 100_000])) })
+            .await
+            .expect("cached");
+    }
+    cache.resize(2 << 20).await;
+    cache.tick().await;
+    assert!((0..8).all(|msn| cache.contains(&key(msn))));
+    assert_eq!(cache.metrics.bytes.get(), 800_000);
+    cache.resize(300_000).await;
+    cache.tick().await;
+    assert!(
+        cache.weighted_size() <= 300_000,
+        "{}",
+        cache.weighted_size()
+    );
+    assert!(cache.metrics.evictions.get() >= 5);
 }
