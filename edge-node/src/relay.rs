@@ -206,7 +206,7 @@ impl Destination for Relay {
                 _ = stopped(&mut shutdown) => break,
             }
         }
-        info!("publish ended");
+        info!(audit = "publish", "publish ended");
         for b in &buffers {
             b.close();
         }

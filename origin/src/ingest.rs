@@ -224,6 +224,7 @@ impl Destination for Local {
         pipeline.finish(unix_ms());
         let stats = pipeline.stats();
         info!(
+            audit = "publish",
             bytes = stats.bytes_in,
             frames = stats.frames,
             parts = stats.parts,
@@ -249,7 +250,7 @@ impl<D: Destination> Accept<D> {
         let publish = match streamid::parse(id.as_deref()) {
             Ok(p) => p,
             Err(e) => {
-                warn!(%peer, "publish refused: {e}");
+                warn!(audit = "publish", %peer, "publish refused: {e}");
                 self.metrics.publish_refused.inc();
                 let _ = request
                     .reject(RejectReason::Server(ServerRejectReason::BadRequest))
@@ -261,7 +262,7 @@ impl<D: Destination> Accept<D> {
         let key = match self.key_settings(&request) {
             Ok(key) => key,
             Err(why) => {
-                warn!(%peer, stream = room, "publish refused: {why}");
+                warn!(audit = "auth", %peer, stream = room, "publish refused: {why}");
                 self.metrics.publish_refused.inc();
                 let _ = request
                     .reject(RejectReason::Server(ServerRejectReason::Unauthorized))
@@ -271,7 +272,7 @@ impl<D: Destination> Accept<D> {
         };
         let live = self.destination.live_count();
         if live >= self.config.max_streams {
-            warn!(%peer, stream = room, live, "publish refused: srt.max_streams reached");
+            warn!(audit = "publish", %peer, stream = room, live, "publish refused: srt.max_streams reached");
             self.metrics.publish_refused.inc();
             let _ = request
                 .reject(RejectReason::Server(ServerRejectReason::Overload))
@@ -281,7 +282,7 @@ impl<D: Destination> Accept<D> {
         let session = match self.destination.open(&room) {
             Ok(p) => p,
             Err(e) => {
-                warn!(%peer, stream = room, "publish refused: {e}");
+                warn!(audit = "publish", %peer, stream = room, "publish refused: {e}");
                 self.metrics.publish_refused.inc();
                 let _ = request
                     .reject(RejectReason::Server(ServerRejectReason::Conflict))
@@ -300,6 +301,7 @@ impl<D: Destination> Accept<D> {
         let metrics = self.metrics.clone();
         async move {
             info!(
+                audit = "publish",
                 user = publish.user.as_deref().unwrap_or(""),
                 "publish started"
             );
