@@ -171,7 +171,9 @@ impl Destination for Relay {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let room = claim.room.clone();
-        let buffers: Vec<Arc<Buffer>> = (0..self.links)
+        // One link per origin at most (a hot standby with one origin has no backup to feed).
+        let links = self.links.min(self.upstream.origins().len()).max(1);
+        let buffers: Vec<Arc<Buffer>> = (0..links)
             .map(|_| Arc::new(Buffer::new(self.buffer_bytes)))
             .collect();
         let tasks: Vec<_> = buffers
@@ -320,7 +322,7 @@ impl Link {
             let Some(origin) = self.relay.pick(&self.room, self.slot, failed.as_deref()) else {
                 // No origin for this slot (fewer origins than links): wait for the list.
                 tokio::select! {
-                    _ = health.changed() => {}
+                    Ok(()) = health.changed() => {}
                     _ = tokio::time::sleep(MAX_BACKOFF) => {}
                 }
                 if self.buffer.is_finished() {
@@ -384,7 +386,7 @@ impl Link {
         loop {
             let chunk = tokio::select! {
                 c = self.buffer.next() => c,
-                _ = health.changed() => {
+                Ok(()) = health.changed() => {
                     if origin.is_up() {
                         continue;
                     }
