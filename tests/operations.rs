@@ -147,8 +147,7 @@ async fn ready(edge: &EdgeProcess) {
 /// Parses `/metrics` with a Prometheus text-format parser and checks the families an operator
 /// dashboards, with a stream being played.
 fn check_families(text: &str) {
-    let scrape =
-        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let names: std::collections::BTreeSet<&str> =
         scrape.samples.iter().map(|s| s.metric.as_str()).collect();
     for family in [

@@ -374,7 +374,10 @@ async fn origins_down_at_start_changed_by_config_and_all_down_over_h3() {
     let play = format!("http://{}/live/demo/index.m3u8", edge.addrs.http.unwrap());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, body) = get(&admin(&edge)).await;
-    assert_eq!((status, body.lines().next()), (503, Some("no origin is reachable")));
+    assert_eq!(
+        (status, body.lines().next()),
+        (503, Some("no origin is reachable"))
+    );
     assert!(body.contains("scale: "), "{body}");
     let (status, body) = get(&play).await;
     assert_eq!(status, 503, "{body}");

@@ -114,9 +114,7 @@ impl Router {
                 "viewer events are not served yet".into(),
             )),
             (_, Source::Local(store)) => api::playlist(store, route, query).await,
-            (_, Source::Upstream(pull)) => {
-                Ok((pull.playlist(route, query).await?, Kind::Playlist))
-            }
+            (_, Source::Upstream(pull)) => Ok((pull.playlist(route, query).await?, Kind::Playlist)),
         }
     }
 }
