@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: run build test check fmt clippy bench deps test-deps bench-deps clean
+.PHONY: run build deb test check fmt clippy bench deps test-deps bench-deps clean
 
 run: deps build
 	@scripts/print-usage.sh
@@ -13,11 +13,22 @@ run: deps build
 build:
 	$(CARGO) build --release -p edge-node -p origin --bins
 
+# Release binaries packed by cargo-deb into target/debian/ ($CARGO_TARGET_DIR/debian/):
+# daihuo-edge, daihuo-origin (each with a -dbgsym.ddeb) and daihuo-common.
+deb:
+	@scripts/install-deps.sh build
+	@scripts/install-cargo-deb.sh
+	@$(MAKE) --no-print-directory build
+	$(CARGO) deb --no-build -p edge-node
+	$(CARGO) deb --no-build -p origin
+	$(CARGO) deb --no-build -p edge-node --variant common
+
 deps:
 	@scripts/install-deps.sh run
 
 test-deps:
 	@scripts/install-deps.sh test
+	@scripts/install-cargo-deb.sh
 
 bench-deps:
 	@scripts/install-deps.sh bench
