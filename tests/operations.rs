@@ -71,6 +71,7 @@ impl EdgeProcess {
              [http]\nlisten = \"127.0.0.1:{}\"\n\
              [admin]\nlisten = \"127.0.0.1:{}\"\n\
              [transcode]\nencoder = \"off\"\n\
+             [events]\nstate_dir = {:?}\n\
              [log]\nlevel = \"{level}\"\n",
             self.srt,
             self.tls,
@@ -78,7 +79,8 @@ impl EdgeProcess {
             pem("key.pem"),
             self.tls,
             self.http,
-            self.admin
+            self.admin,
+            self.dir.path().join("state").display().to_string()
         )
     }
 

@@ -28,7 +28,9 @@ fn edge_config(ca: &std::path::Path, upstream: &str, origins: &[&OriginSpec]) ->
     for o in origins {
         text.push_str(&o.toml());
     }
-    conf::EdgeConfig::from_toml(&text).expect("valid edge config")
+    let mut config = conf::EdgeConfig::from_toml(&text).expect("valid edge config");
+    config.events.state_dir = daihuo::state_dir();
+    config
 }
 
 const H3: &str = "protocol = \"h3\"";

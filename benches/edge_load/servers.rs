@@ -136,9 +136,11 @@ pub async fn start_edge(bin: &Path, dir: &Path) -> Result<(Edge, CertificateDer<
          [http]\nlisten = \"{http}\"\n\
          [admin]\nlisten = \"{admin}\"\n\
          [transcode]\nencoder = \"off\"\n\
+         [events]\nstate_dir = {:?}\n\
          [log]\nlevel = \"warn\"\n",
         cert_path.display().to_string(),
         key_path.display().to_string(),
+        dir.join("state").display().to_string(),
     );
     let config_path = dir.join("edge.toml");
     std::fs::write(&config_path, config)?;

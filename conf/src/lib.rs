@@ -9,11 +9,13 @@
 //! This crate holds no runtime state; reload (re-read, validate, swap) is driven by the daemons.
 
 mod error;
+mod events;
 mod lines;
 mod model;
 mod upstream;
 
 pub use error::{ConfError, FieldError};
+pub use events::EventsConfig;
 pub use model::{
     AdminConfig, CacheConfig, EdgeConfig, Encoder, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, ScaleConfig, SrtConfig,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfError, Errors};
+use crate::events::EventsConfig;
 use crate::upstream::UpstreamConfig;
 
 /// `daihuo-edge` configuration. With no `[upstream]` the edge runs the origin in-process.
@@ -37,6 +38,8 @@ pub struct EdgeConfig {
     pub transcode: TranscodeConfig,
     /// When to suggest adding or removing capacity.
     pub scale: ScaleConfig,
+    /// Viewer events: intake limits, like merging, durable state.
+    pub events: EventsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -60,6 +63,8 @@ pub struct OriginConfig {
     pub transcode: TranscodeConfig,
     /// When to suggest adding or removing capacity.
     pub scale: ScaleConfig,
+    /// Viewer events: intake limits, like merging, durable state.
+    pub events: EventsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -78,6 +83,7 @@ impl Default for EdgeConfig {
             hls: HlsConfig::default(),
             transcode: TranscodeConfig::default(),
             scale: ScaleConfig::default(),
+            events: EventsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -93,6 +99,7 @@ impl Default for OriginConfig {
             hls: HlsConfig::default(),
             transcode: TranscodeConfig::default(),
             scale: ScaleConfig::default(),
+            events: EventsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -579,6 +586,7 @@ impl EdgeConfig {
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
         self.scale.validate(&mut e);
+        self.events.validate(&mut e);
         self.upstream.validate(&mut e);
         check_cert_pair("https", &self.https.cert, &self.https.key, &mut e);
         e.check(
@@ -612,6 +620,7 @@ impl OriginConfig {
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
         self.scale.validate(&mut e);
+        self.events.validate(&mut e);
         check_cert_pair("http", &self.http.cert, &self.http.key, &mut e);
         check_distinct(
             &[

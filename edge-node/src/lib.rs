@@ -11,6 +11,7 @@
 //! The edge never transcodes.
 
 pub mod cache;
+pub mod events;
 pub mod pull;
 pub mod relay;
 pub mod router;
@@ -73,6 +74,7 @@ pub struct Edge {
     pub certificates: Arc<Certificates>,
     live: Live,
     cache: ObjectCache,
+    events: Arc<events::Events>,
     scale: Arc<origin::scale::Scale>,
     ready: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
@@ -143,7 +145,7 @@ impl Edge {
         let cache = ObjectCache::new(config.cache.max_bytes, CacheMetrics::register(&metrics));
         let srt_config = ingest.config();
         let mut transcode = None;
-        let (source, store, upstream) = if config.upstream.origins.is_empty() {
+        let (source, store, upstream, target, journal) = if config.upstream.origins.is_empty() {
             let settings =
                 origin::transcode::probe(&config.transcode).map_err(origin::StartError::from)?;
             let settings = Arc::new(ArcSwap::from_pointee(settings));
@@ -155,7 +157,16 @@ impl Edge {
                 settings,
             });
             tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
-            (Source::Local(store.clone()), Some(store), None)
+            let intake = origin::events::Intake::open(&config.events.state_dir, &metrics)
+                .map_err(|e| origin::StartError::Events(e.to_string()))?;
+            let target = events::forward::Target::Local(intake.clone());
+            (
+                Source::Local(store.clone()),
+                Some(store),
+                None,
+                target,
+                Some(intake),
+            )
         } else {
             let upstream = Upstream::new(&config.upstream, options.block_timeout(), &metrics)?;
             tasks.spawn(upstream.clone().run_probes(rx.clone()));
@@ -173,11 +184,21 @@ impl Edge {
                 options.segment_target,
                 &metrics,
             );
-            (Source::Upstream(Box::new(pull)), None, Some(upstream))
+            let target = events::forward::Target::Remote(upstream.clone());
+            (
+                Source::Upstream(Box::new(pull)),
+                None,
+                Some(upstream),
+                target,
+                None,
+            )
         };
+        let events = events::Events::start(&config.events, target, &metrics, &mut tasks, &rx)
+            .map_err(|e| origin::StartError::Events(e.to_string()))?;
         let router = Arc::new(router::Router::new(
             source,
             cache.clone(),
+            events.clone(),
             alt_svc,
             &metrics,
         ));
@@ -204,6 +225,7 @@ impl Edge {
             ready: ready.clone(),
             check,
             scale: Some(scale.clone()),
+            events: journal,
         });
         // The admin listener outlives the drain (readiness reads false meanwhile).
         let (admin_stop, admin_rx) = watch::channel(false);
@@ -221,6 +243,7 @@ impl Edge {
             },
             certificates,
             cache,
+            events,
             scale,
             ready,
             shutdown,
@@ -258,6 +281,7 @@ impl Edge {
             .apply(&live_settings(current), &live_settings(next), log)
             .await?;
         self.scale.marks.store(Arc::new(next.scale.clone()));
+        self.events.reload(&next.events);
         if current.cache != next.cache {
             self.cache.resize(next.cache.max_bytes).await;
         }
@@ -289,6 +313,14 @@ impl Edge {
             ("admin.listen", current.admin.listen != next.admin.listen),
             ("hls", current.hls != next.hls),
             ("log.format", current.log.format != next.log.format),
+            (
+                "events.state_dir",
+                current.events.state_dir != next.events.state_dir,
+            ),
+            (
+                "events.like_window_ms",
+                current.events.like_window_ms != next.events.like_window_ms,
+            ),
             ("upstream.origins", tiered(current) != tiered(next)),
             ("upstream", upstream_rest(cur) != upstream_rest(new)),
         ];

@@ -17,6 +17,7 @@ use origin::{ApiError, Store};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
 use crate::cache::{Key, ObjectCache};
+use crate::events::Events;
 use crate::pull::Pull;
 use crate::viewers::Viewers;
 
@@ -40,6 +41,8 @@ pub struct Router {
     connections: IntGaugeVec,
     /// Who watches what, for `daihuo_viewers`.
     viewers: Viewers,
+    /// Viewer event intake.
+    events: Arc<Events>,
 }
 
 impl Router {
@@ -48,6 +51,7 @@ impl Router {
     pub fn new(
         source: Source,
         cache: ObjectCache,
+        events: Arc<Events>,
         alt_svc: Option<HeaderValue>,
         metrics: &origin::Metrics,
     ) -> Self {
@@ -67,6 +71,7 @@ impl Router {
             requests,
             connections: metrics.connections.clone(),
             viewers: Viewers::new(metrics),
+            events,
         }
     }
 
@@ -77,6 +82,14 @@ impl Router {
 
     async fn answer(&self, req: &Request<Bytes>, peer: &Peer) -> Result<(Bytes, Kind), ApiError> {
         let route = api::route_request(req)?;
+        if let Route::Events { room } = &route {
+            let posted = self.events.post(room, req.body(), peer.addr.ip()).await?;
+            let body = format!(
+                "{{\"accepted\":{},\"shed\":{}}}\n",
+                posted.accepted, posted.shed
+            );
+            return Ok((Bytes::from(body), Kind::Accepted));
+        }
         let result = self.route(req, &route).await;
         if result.is_ok() {
             // Only streams that answered: a viewer cannot mint series with made-up names.
@@ -110,9 +123,7 @@ impl Router {
                 };
                 Ok((body, Kind::of(*object)))
             }
-            (Route::Events { .. }, _) => Err(ApiError::NotFound(
-                "viewer events are not served yet".into(),
-            )),
+            (Route::Events { .. }, _) => Err(ApiError::MethodNotAllowed),
             (_, Source::Local(store)) => api::playlist(store, route, query).await,
             (_, Source::Upstream(pull)) => Ok((pull.playlist(route, query).await?, Kind::Playlist)),
         }

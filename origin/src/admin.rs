@@ -23,6 +23,9 @@ pub struct Admin {
     pub check: Option<ReadyCheck>,
     /// Appended to `/readyz`'s answer (the scale hint).
     pub scale: Option<Arc<crate::scale::Scale>>,
+    /// The event journal, read with `GET /events?after=OFFSET` (long poll), where this
+    /// process has one.
+    pub events: Option<Arc<crate::events::Intake>>,
 }
 
 impl Admin {
@@ -46,6 +49,10 @@ impl Handler for Admin {
                 res
             }
             "/healthz" => text(StatusCode::OK, "ok\n"),
+            "/events" => match &self.events {
+                Some(events) => journal(events, req.uri().query().unwrap_or("")).await,
+                None => text(StatusCode::NOT_FOUND, "no event journal here\n"),
+            },
             "/readyz" => {
                 let detail = self
                     .scale
@@ -59,5 +66,40 @@ impl Handler for Admin {
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
+    }
+}
+
+/// `GET /events?after=OFFSET`: journal lines after OFFSET (all without it), one JSON object a
+/// line; waits for new ones when there are none yet (long poll), then answers, maybe empty.
+async fn journal(events: &crate::events::Intake, query: &str) -> Response<Bytes> {
+    let mut after = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("after", v)) => match v.parse::<u64>() {
+                Ok(n) => after = Some(n),
+                Err(_) => return text(StatusCode::BAD_REQUEST, "after must be an offset\n"),
+            },
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {pair:?}\n"),
+                )
+            }
+        }
+    }
+    match events.read(after).await {
+        Ok(lines) => {
+            let mut body = lines.join("\n");
+            if !body.is_empty() {
+                body.push('\n');
+            }
+            let mut res = text(StatusCode::OK, body);
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-ndjson"),
+            );
+            res
+        }
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }

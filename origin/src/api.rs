@@ -18,6 +18,10 @@ pub enum Kind {
     Playlist,
     Init,
     Media,
+    /// A JSON answer (`200 OK`).
+    Json,
+    /// A JSON answer to a POST whose effect is queued (`202 Accepted`).
+    Accepted,
 }
 
 impl Kind {
@@ -33,6 +37,7 @@ impl Kind {
             Kind::Playlist => "application/vnd.apple.mpegurl",
             Kind::Init => "video/mp4",
             Kind::Media => "video/iso.segment",
+            Kind::Json | Kind::Accepted => "application/json",
         }
     }
 
@@ -43,6 +48,7 @@ impl Kind {
             Kind::Playlist => "no-cache",
             Kind::Init => "max-age=1",
             Kind::Media => "public, max-age=300, immutable",
+            Kind::Json | Kind::Accepted => "no-store",
         }
     }
 }
@@ -52,6 +58,9 @@ pub fn respond(result: Result<(Bytes, Kind), ApiError>) -> Response<Bytes> {
     match result {
         Ok((body, kind)) => {
             let mut res = Response::new(body);
+            if kind == Kind::Accepted {
+                *res.status_mut() = StatusCode::ACCEPTED;
+            }
             let h = res.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
@@ -97,18 +106,26 @@ pub async fn playlist(
     Ok((Bytes::from(text), Kind::Playlist))
 }
 
-/// Checks method and parses the path: the part of request handling both tiers share.
+/// Checks method and parses the path: the part of request handling both tiers share. Only
+/// viewer events take POST.
 pub fn route_request<B>(req: &Request<B>) -> Result<Route, ApiError> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+    let route = route::parse(req.uri().path()).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let allowed = match route {
+        Route::Events { .. } => req.method() == Method::POST,
+        _ => req.method() == Method::GET || req.method() == Method::HEAD,
+    };
+    if !allowed {
         return Err(ApiError::MethodNotAllowed);
     }
-    route::parse(req.uri().path()).map_err(|e| ApiError::NotFound(e.to_string()))
+    Ok(route)
 }
 
 /// The origin's HTTP API as a [`Handler`]: what remote edges pull from. Besides the playback
 /// paths it answers `GET /healthz` (edges' light probe: the API is up).
 pub struct Api {
     pub store: Arc<Store>,
+    /// Where edges' relayed events go (`POST /events`).
+    pub events: Arc<crate::events::Intake>,
     /// `daihuo_connections{transport}`.
     pub connections: prometheus::IntGaugeVec,
 }
@@ -117,6 +134,19 @@ impl Handler for Api {
     async fn handle(&self, req: Request<Bytes>, _peer: Peer) -> Response<Bytes> {
         if req.uri().path() == "/healthz" {
             return text(StatusCode::OK, "ok\n");
+        }
+        if req.uri().path() == "/events" {
+            if req.method() != Method::POST {
+                return respond(Err(ApiError::MethodNotAllowed));
+            }
+            let result = self.events.accept_body(req.body()).await.map(|done| {
+                let body = format!(
+                    "{{\"accepted\":{},\"duplicates\":{}}}\n",
+                    done.accepted, done.duplicates
+                );
+                (Bytes::from(body), Kind::Json)
+            });
+            return respond(result);
         }
         let result = async {
             let route = route_request(&req)?;
@@ -129,7 +159,9 @@ impl Handler for Api {
                     let body = self.store.object(room, rendition, *object).await?;
                     Ok((body, Kind::of(*object)))
                 }
-                Route::Events { .. } => Err(ApiError::NotFound("events are not served yet".into())),
+                Route::Events { .. } => Err(ApiError::NotFound(
+                    "viewers post events to an edge, not to the origin".into(),
+                )),
                 _ => playlist(&self.store, &route, req.uri().query().unwrap_or("")).await,
             }
         }

@@ -15,6 +15,9 @@ pub enum ApiError {
     /// 409: the room is already being published.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 429: a client or room is over its rate.
+    #[error("too many requests: {0}")]
+    TooManyRequests(String),
     /// 503: a blocking request timed out, or no upstream can answer.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -28,6 +31,7 @@ impl ApiError {
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed => 405,
             ApiError::Conflict(_) => 409,
+            ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) => 503,
         }
     }

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 mod error;
+pub mod events;
 pub mod h3;
 pub mod ingest;
 pub mod live;
@@ -74,6 +75,8 @@ pub enum StartError {
     Probe(#[from] hwaccel::ProbeError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("events: {0}")]
+    Events(String),
 }
 
 /// A running standalone origin (`daihuo-origin`).
@@ -141,8 +144,11 @@ impl Node {
             settings,
         });
         tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
+        let events = events::Intake::open(&config.events.state_dir, &metrics)
+            .map_err(|e| StartError::Events(e.to_string()))?;
         let api = Arc::new(api::Api {
             store: store.clone(),
+            events: events.clone(),
             connections: metrics.connections.clone(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
@@ -157,6 +163,7 @@ impl Node {
             ready: ready.clone(),
             check: None,
             scale: Some(scale.clone()),
+            events: Some(events),
         });
         // The admin listener keeps answering during the drain (readiness reads false).
         let (admin_stop, admin_rx) = watch::channel(false);

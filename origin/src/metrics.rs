@@ -47,6 +47,9 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// `daihuo_config_info{fingerprint}` = 1 for the configuration running now.
     pub config_info: IntGaugeVec,
+    /// `daihuo_events_total{type, result}`: viewer events by type and what became of them
+    /// (edge: `accepted`, `refused`, `limited`; origin: `received`, `duplicate`).
+    pub events: IntCounterVec,
     /// `daihuo_scale_hint`: 1 scale out, -1 scale in, 0 hold (see [`crate::scale`]).
     pub scale_hint: IntGauge,
     /// `daihuo_cpu_utilization_ratio`: this process's CPU use over the last interval, as a
@@ -154,6 +157,12 @@ impl Metrics {
                 "1 for the fingerprint of the configuration running now.",
                 &["fingerprint"],
             ),
+            events: counter_vec(
+                "daihuo_events_total",
+                "Viewer events by type and outcome (edge: accepted, refused, limited; origin: \
+                 received, duplicate).",
+                &["type", "result"],
+            ),
             scale_hint: IntGauge::new(
                 "daihuo_scale_hint",
                 "1: add capacity, -1: capacity can go, 0: hold ([scale] thresholds).",
@@ -195,6 +204,7 @@ impl Metrics {
             Box::new(m.connections.clone()),
             Box::new(m.reloads.clone()),
             Box::new(m.config_info.clone()),
+            Box::new(m.events.clone()),
             Box::new(m.scale_hint.clone()),
             Box::new(m.cpu.clone()),
             Box::new(build),

@@ -89,12 +89,14 @@ impl OriginSpec {
             &config,
             format!(
                 "[srt]\nlisten = \"{}\"\n[http]\nlisten = \"{}\"\ncert = {:?}\nkey = {:?}\n\
-                 [admin]\nlisten = \"{}\"\n[transcode]\nencoder = \"off\"\n[log]\nlevel = \"warn\"\n",
+                 [admin]\nlisten = \"{}\"\n[transcode]\nencoder = \"off\"\n[log]\nlevel = \"warn\"\n\
+                 [events]\nstate_dir = {:?}\n",
                 self.srt,
                 self.api,
                 cert.display().to_string(),
                 key.display().to_string(),
-                self.admin
+                self.admin,
+                dir.join(format!("{}-state", self.name)).display().to_string(),
             ),
         )
         .expect("write origin config");

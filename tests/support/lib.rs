@@ -11,9 +11,28 @@ pub mod playlist;
 pub use h3client::H3Client;
 pub use peers::{ffmpeg_available, Child};
 
-/// An edge config with every listener on a free loopback port.
+/// An edge config with every listener on a free loopback port and its own state directory.
 pub fn loopback_config() -> conf::EdgeConfig {
-    conf::EdgeConfig::from_toml(LOOPBACK).expect("test config is valid")
+    let mut config = conf::EdgeConfig::from_toml(LOOPBACK).expect("test config is valid");
+    config.events.state_dir = state_dir();
+    config
+}
+
+/// A fresh directory for one daemon's durable state (event spool and journal), under the
+/// system's temporary directory.
+pub fn state_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!(
+        "daihuo-state-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("state directory");
+    dir
 }
 
 /// [`loopback_config`]'s TOML, for tests that add sections.

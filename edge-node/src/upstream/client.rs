@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -150,7 +150,7 @@ pub struct Conn(Inner);
 
 #[derive(Clone)]
 enum Inner {
-    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
     H3 {
         send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
         driver: Arc<AbortOnDrop>,
@@ -173,14 +173,29 @@ impl Conn {
         path: &str,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), TransportError> {
+        self.request(Method::GET, authority, path, Bytes::new(), timeout)
+            .await
+    }
+
+    /// Sends `method` to `path` with `body`; the whole answer within `timeout`.
+    pub async fn request(
+        &self,
+        method: Method,
+        authority: &str,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), TransportError> {
         let uri = format!("https://{authority}{path}");
         let fut = async {
             match &self.0 {
                 Inner::H2(send) => {
                     let mut send = send.clone();
                     send.ready().await?;
-                    let req = Request::get(&uri)
-                        .body(Empty::new())
+                    let req = Request::builder()
+                        .method(method.clone())
+                        .uri(&uri)
+                        .body(Full::new(body.clone()))
                         .map_err(|e| TransportError::Body(e.to_string()))?;
                     let res = send.send_request(req).await?;
                     let status = res.status();
@@ -194,8 +209,15 @@ impl Conn {
                 Inner::H3 { send, .. } => {
                     let h3 = |e: &dyn std::fmt::Display| TransportError::H3(e.to_string());
                     let mut send = send.clone();
-                    let req = Request::get(&uri).body(()).map_err(|e| h3(&e))?;
+                    let req = Request::builder()
+                        .method(method.clone())
+                        .uri(&uri)
+                        .body(())
+                        .map_err(|e| h3(&e))?;
                     let mut stream = send.send_request(req).await.map_err(|e| h3(&e))?;
+                    if !body.is_empty() {
+                        stream.send_data(body.clone()).await.map_err(|e| h3(&e))?;
+                    }
                     stream.finish().await.map_err(|e| h3(&e))?;
                     let res = stream.recv_response().await.map_err(|e| h3(&e))?;
                     let mut body = BytesMut::new();

@@ -318,20 +318,7 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), TransportError> {
         let started = Instant::now();
-        let conn = {
-            let mut slot = origin.conn.lock().await;
-            match slot.as_ref() {
-                Some(c) if c.usable() => c.clone(),
-                _ => {
-                    let c = self
-                        .connector
-                        .connect(origin.peer.api, origin.peer.server_name())
-                        .await?;
-                    *slot = Some(c.clone());
-                    c
-                }
-            }
-        };
+        let conn = self.connection(origin).await?;
         let result = conn.get(origin.peer.server_name(), path, timeout).await;
         match &result {
             Ok(_) => self
@@ -341,6 +328,47 @@ impl Upstream {
             Err(_) => *origin.conn.lock().await = None,
         }
         result
+    }
+
+    /// POSTs `body` to `path` on `origin` itself (no failover: events have one authority per
+    /// room, see `crate::events`). A transport failure marks the origin down.
+    pub async fn post(
+        &self,
+        origin: &Origin,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), TransportError> {
+        let conn = self.connection(origin).await?;
+        let result = conn
+            .request(
+                http::Method::POST,
+                origin.peer.server_name(),
+                path,
+                body,
+                self.request_timeout,
+            )
+            .await;
+        if let Err(e) = &result {
+            *origin.conn.lock().await = None;
+            self.mark(origin, false, &e.to_string());
+        }
+        result
+    }
+
+    /// The shared connection to `origin`, opened if needed.
+    async fn connection(&self, origin: &Origin) -> Result<Conn, TransportError> {
+        let mut slot = origin.conn.lock().await;
+        match slot.as_ref() {
+            Some(c) if c.usable() => Ok(c.clone()),
+            _ => {
+                let c = self
+                    .connector
+                    .connect(origin.peer.api, origin.peer.server_name())
+                    .await?;
+                *slot = Some(c.clone());
+                Ok(c)
+            }
+        }
     }
 
     /// Marks `origin` up or down, logging and notifying changes.

@@ -1,0 +1,83 @@
+//! The `[events]` section: viewer events (cart, order, comment, like).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::Errors;
+
+/// Viewer events. The origin uses `state_dir` (its journal); the rest is the edge's intake.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Where durable event state lives: the edge's spool (`spool.redb`) and the journal
+    /// (`journal/`) of the origin, or of a single box. Default `/var/lib/daihuo` (systemd's
+    /// `StateDirectory`).
+    pub state_dir: PathBuf,
+    /// Likes are merged per room over this window before going upstream, in ms. Default 100.
+    pub like_window_ms: u64,
+    /// Longest comment, in characters. Default 200.
+    pub max_comment_chars: usize,
+    /// Comments containing any of these (case-insensitive) are refused. Reloadable.
+    pub blocked_words: Vec<String>,
+    /// Events one client (IP address) may post per second, sustained. Default 20.
+    pub client_per_second: u32,
+    /// Burst one client may post above that. Default 60.
+    pub client_burst: u32,
+    /// Events one room takes per second, sustained, before it sheds likes (first) and
+    /// comments (then); cart and order events are never shed. Default 20000.
+    pub room_per_second: u32,
+    /// Burst one room takes above that. Default 40000.
+    pub room_burst: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/daihuo"),
+            like_window_ms: 100,
+            max_comment_chars: 200,
+            blocked_words: Vec::new(),
+            client_per_second: 20,
+            client_burst: 60,
+            room_per_second: 20_000,
+            room_burst: 40_000,
+        }
+    }
+}
+
+impl EventsConfig {
+    pub(crate) fn validate(&self, e: &mut Errors) {
+        e.check(
+            (10..=10_000).contains(&self.like_window_ms),
+            "events.like_window_ms",
+            format!("{} is outside 10..=10000", self.like_window_ms),
+        );
+        e.check(
+            (1..=10_000).contains(&self.max_comment_chars),
+            "events.max_comment_chars",
+            format!("{} is outside 1..=10000", self.max_comment_chars),
+        );
+        for (i, w) in self.blocked_words.iter().enumerate() {
+            e.check(
+                !w.trim().is_empty(),
+                &format!("events.blocked_words[{i}]"),
+                "must not be empty",
+            );
+        }
+        for (key, rate, burst) in [
+            (
+                "events.client_burst",
+                self.client_per_second,
+                self.client_burst,
+            ),
+            ("events.room_burst", self.room_per_second, self.room_burst),
+        ] {
+            e.check(
+                rate > 0 && burst >= rate,
+                key,
+                "rates must be positive and bursts at least the rate",
+            );
+        }
+    }
+}

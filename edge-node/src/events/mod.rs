@@ -1,0 +1,190 @@
+//! Viewer events at the edge: `POST /live/ROOM/events` (one event or a batch, JSON) is
+//! validated, rate limited per client and per room, and then:
+//! - likes are merged per room ([`likes`]) and sent upstream once per window;
+//! - comments (length limit, blocked words) and cart and order events go to the durable
+//!   [`spool`] before the viewer gets 202, and the [`forward`]er relays them to the origin,
+//!   deleting them only on its acknowledgement.
+//!
+//! Under overload a room sheds likes first, then comments; cart and order events are never
+//! shed (only a client posting past its own limit is refused). The origin deduplicates by
+//! event id, so what the spool replays after a crash is written once (see
+//! `origin::events`).
+
+pub mod forward;
+pub mod likes;
+pub mod limit;
+pub mod spool;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use conf::EventsConfig;
+use origin::events::{model, Kind, Record};
+use origin::ApiError;
+use prometheus::IntCounterVec;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use likes::Likes;
+use limit::Limiter;
+use spool::{Spool, SpoolError};
+
+/// The reloadable part: text rules and limits.
+struct Rules {
+    max_comment_chars: usize,
+    /// Lowercased.
+    blocked_words: Vec<String>,
+    clients: Limiter<IpAddr>,
+    rooms: Limiter<String>,
+}
+
+impl Rules {
+    fn new(c: &EventsConfig) -> Self {
+        Self {
+            max_comment_chars: c.max_comment_chars,
+            blocked_words: c.blocked_words.iter().map(|w| w.to_lowercase()).collect(),
+            clients: Limiter::new(c.client_per_second, c.client_burst),
+            rooms: Limiter::new(c.room_per_second, c.room_burst),
+        }
+    }
+}
+
+/// What a post got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posted {
+    pub accepted: usize,
+    /// Likes and comments shed because the room is over its rate.
+    pub shed: usize,
+}
+
+/// Event intake of one edge.
+pub struct Events {
+    spool: Arc<Spool>,
+    likes: Arc<Likes>,
+    rules: ArcSwap<Rules>,
+    /// `daihuo_events_total{type, result}`.
+    counted: IntCounterVec,
+}
+
+impl Events {
+    /// Opens the spool under `config.state_dir` and starts the like flusher and the forwarder
+    /// to `target` in `tasks`.
+    pub fn start(
+        config: &EventsConfig,
+        target: forward::Target,
+        metrics: &origin::Metrics,
+        tasks: &mut JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Arc<Self>, SpoolError> {
+        let spool = Spool::open(&config.state_dir.join("spool.redb"))?;
+        let likes = Likes::new();
+        tasks.spawn(likes.clone().run(
+            spool.clone(),
+            Duration::from_millis(config.like_window_ms),
+            shutdown.clone(),
+        ));
+        tasks.spawn(forward::run(spool.clone(), target, shutdown.clone()));
+        Ok(Arc::new(Self {
+            spool,
+            likes,
+            rules: ArcSwap::from_pointee(Rules::new(config)),
+            counted: metrics.events.clone(),
+        }))
+    }
+
+    /// New limits, comment length and blocked words (rate buckets start full again).
+    pub fn reload(&self, config: &EventsConfig) {
+        self.rules.store(Arc::new(Rules::new(config)));
+    }
+
+    /// Takes a viewer's POST body for `room` from `client`.
+    pub async fn post(&self, room: &str, body: &Bytes, client: IpAddr) -> Result<Posted, ApiError> {
+        let rules = self.rules.load_full();
+        let events = model::parse_posted(body, rules.max_comment_chars).map_err(|e| {
+            self.counted.with_label_values(&["any", "refused"]).inc();
+            ApiError::BadRequest(e.to_string())
+        })?;
+        for (i, e) in events.iter().enumerate() {
+            if let Some(text) = &e.text {
+                let lower = text.to_lowercase();
+                if rules
+                    .blocked_words
+                    .iter()
+                    .any(|w| lower.contains(w.as_str()))
+                {
+                    self.counted
+                        .with_label_values(&["comment", "refused"])
+                        .inc();
+                    return Err(ApiError::BadRequest(format!(
+                        "event {i}: comment refused (blocked word)"
+                    )));
+                }
+            }
+        }
+        let now = Instant::now();
+        let n = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        if !rules.clients.take(&client, n, 0.0, false, now) {
+            self.counted
+                .with_label_values(&["any", "limited"])
+                .inc_by(u64::from(n));
+            return Err(ApiError::TooManyRequests(
+                "this client posts too fast (events.client_per_second)".into(),
+            ));
+        }
+        let room_key = room.to_string();
+        let mut likes = 0;
+        let mut shed = 0;
+        let mut durable = Vec::new();
+        for e in events {
+            let kind = e.kind;
+            let taken = match kind {
+                Kind::Like => rules.rooms.take(&room_key, 1, 0.5, false, now),
+                Kind::Comment => rules.rooms.take(&room_key, 1, 0.1, false, now),
+                _ => rules.rooms.take(&room_key, 1, 0.0, true, now),
+            };
+            if !taken {
+                shed += 1;
+                self.counted
+                    .with_label_values(&[kind.label(), "limited"])
+                    .inc();
+                continue;
+            }
+            if kind == Kind::Like {
+                likes += 1;
+            } else if let Ok(bytes) = serde_json::to_vec(&Record {
+                room: room_key.clone(),
+                event: e,
+            }) {
+                durable.push((kind, bytes));
+            }
+        }
+        let accepted = likes + durable.len();
+        if accepted == 0 {
+            return Err(ApiError::TooManyRequests(
+                "the room is over its rate: likes and comments are shed".into(),
+            ));
+        }
+        if !durable.is_empty() {
+            let kinds: Vec<Kind> = durable.iter().map(|(k, _)| *k).collect();
+            self.spool
+                .write(durable.into_iter().map(|(_, b)| b).collect())
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("events not stored: {e}")))?;
+            for k in kinds {
+                self.counted
+                    .with_label_values(&[k.label(), "accepted"])
+                    .inc();
+            }
+        }
+        if likes > 0 {
+            self.likes.add(room, likes as u64);
+            self.counted
+                .with_label_values(&["like", "accepted"])
+                .inc_by(likes as u64);
+        }
+        Ok(Posted { accepted, shed })
+    }
+}

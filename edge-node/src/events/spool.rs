@@ -1,0 +1,204 @@
+//! The edge's durable spool: cart, order and comment events and merged like counts, written
+//! to an embedded crash-safe store (redb) before the viewer gets 202, and deleted only when
+//! the origin acknowledged them. One writer thread groups concurrent writes into one
+//! transaction, so one fsync serves every viewer waiting at that moment (group commit).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("spool");
+/// Writes waiting for the writer thread; beyond, posters wait (backpressure).
+const QUEUE: usize = 4096;
+/// Most waiting writes grouped into one transaction.
+const GROUP: usize = 1024;
+
+/// Why the spool failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {message}")]
+    Store { path: String, message: String },
+    #[error("spool writer stopped")]
+    Stopped,
+}
+
+fn store(path: &Path) -> impl Fn(String) -> SpoolError + '_ {
+    move |message| SpoolError::Store {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+struct Write {
+    items: Vec<Vec<u8>>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The spool; shared.
+pub struct Spool {
+    db: Arc<Database>,
+    writes: mpsc::Sender<Write>,
+    /// Woken after every commit (the forwarder sleeps on it).
+    pub written: Arc<Notify>,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool file and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Arc<Self>, SpoolError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| store(path)(e.to_string()))?;
+        }
+        let db = Database::create(path).map_err(|e| store(path)(e.to_string()))?;
+        // Create the table so readers never meet a missing one.
+        let txn = db.begin_write().map_err(|e| store(path)(e.to_string()))?;
+        let next = {
+            let table = txn
+                .open_table(TABLE)
+                .map_err(|e| store(path)(e.to_string()))?;
+            let last = table
+                .last()
+                .map_err(|e| store(path)(e.to_string()))?
+                .map(|(k, _)| k.value());
+            last.map_or(0, |k| k + 1)
+        };
+        txn.commit().map_err(|e| store(path)(e.to_string()))?;
+        let db = Arc::new(db);
+        let (writes, rx) = mpsc::channel(QUEUE);
+        let written = Arc::new(Notify::new());
+        let (writer_db, writer_wake) = (db.clone(), written.clone());
+        std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || writer(writer_db, rx, next, writer_wake))
+            .map_err(|e| store(path)(e.to_string()))?;
+        Ok(Arc::new(Self {
+            db,
+            writes,
+            written,
+        }))
+    }
+
+    /// Stores `items` durably; returns once committed.
+    pub async fn write(&self, items: Vec<Vec<u8>>) -> Result<(), SpoolError> {
+        let (done, wait) = oneshot::channel();
+        self.writes
+            .send(Write { items, done })
+            .await
+            .map_err(|_| SpoolError::Stopped)?;
+        wait.await
+            .map_err(|_| SpoolError::Stopped)?
+            .map_err(|message| SpoolError::Store {
+                path: "spool".into(),
+                message,
+            })
+    }
+
+    /// Up to `n` oldest items with their keys. Blocking.
+    pub fn oldest(&self, n: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| e.to_string())?.take(n) {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes acknowledged items. Blocking.
+    pub fn remove(&self, keys: &[u64]) -> Result<(), String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+            for k in keys {
+                table.remove(k).map_err(|e| e.to_string())?;
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+
+    /// Items waiting. Blocking.
+    pub fn waiting(&self) -> Result<u64, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+        table.len().map_err(|e| e.to_string())
+    }
+}
+
+/// Commits queued writes, grouping whatever waits into one transaction.
+fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, mut next: u64, wake: Arc<Notify>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match rx.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        let start = next;
+        let result = (|| -> Result<(), String> {
+            let txn = db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+                for w in &group {
+                    for item in &w.items {
+                        table
+                            .insert(next, item.as_slice())
+                            .map_err(|e| e.to_string())?;
+                        next += 1;
+                    }
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())
+        })();
+        if result.is_err() {
+            next = start;
+        }
+        for w in group {
+            let _ = w.done.send(result.clone());
+        }
+        wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_survive_a_reopen_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.redb");
+        {
+            let spool = Spool::open(&path).unwrap();
+            let writers: Vec<_> = (0..50u8)
+                .map(|i| {
+                    let spool = spool.clone();
+                    tokio::spawn(async move { spool.write(vec![vec![i]]).await })
+                })
+                .collect();
+            for w in writers {
+                w.await.unwrap().unwrap();
+            }
+            assert_eq!(spool.waiting().unwrap(), 50);
+            let first = spool.oldest(10).unwrap();
+            spool
+                .remove(&first.iter().map(|(k, _)| *k).collect::<Vec<_>>())
+                .unwrap();
+        }
+        // The writer thread holds the database until its channel closes; give it a moment.
+        let spool = loop {
+            match Spool::open(&path) {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
+        assert_eq!(spool.waiting().unwrap(), 40);
+        spool.write(vec![b"next".to_vec()]).await.unwrap();
+        let all = spool.oldest(100).unwrap();
+        assert_eq!(all.len(), 41);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(all.last().unwrap().1, b"next");
+    }
+}

@@ -1,0 +1,310 @@
+//! The `journal` sink: events as append-only JSON lines in files under the state directory,
+//! each line `{"offset":N,"room":...,"event":{...}}`, fsynced before the append is
+//! acknowledged. It is also the deduplication window: at open every id in the retained files
+//! is indexed, so an event relayed again after any crash (the edge's spool replays what it
+//! did not see acknowledged) is recognised and written once.
+//!
+//! Readers consume with [`Journal::read`] from an offset (`GET /events?after=N` long-polls on
+//! [`Journal::subscribe`]). Files roll over at [`FILE_BYTES`]; nothing is deleted yet, so the
+//! window is the whole journal (retention is for operators to add).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::model::Record;
+
+/// A journal file rolls over past this many bytes.
+pub const FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why the journal failed (the intake answers 503 and the edge retries).
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("journal {path} line {line}: {why}")]
+    Corrupt {
+        path: String,
+        line: usize,
+        why: String,
+    },
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    offset: u64,
+    room: &'a str,
+    event: &'a super::model::Event,
+}
+
+struct Inner {
+    dir: PathBuf,
+    /// First offsets of the files, in order (the last is being written).
+    files: Vec<u64>,
+    file: File,
+    file_bytes: u64,
+    next: u64,
+    ids: HashSet<String>,
+}
+
+/// An append-only, deduplicating event journal.
+pub struct Journal {
+    inner: Mutex<Inner>,
+    /// The next offset to be written, for long-poll readers.
+    written: watch::Sender<u64>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Appended {
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn file_name(first: u64) -> String {
+    format!("journal-{first:020}.jsonl")
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`, indexing every id, and cutting off a last line
+    /// that a crash left half-written.
+    pub fn open(dir: &Path) -> Result<Self, JournalError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut files: Vec<u64> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("journal-")?
+                    .strip_suffix(".jsonl")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        files.sort_unstable();
+        if files.is_empty() {
+            files.push(0);
+        }
+        let mut ids = HashSet::new();
+        let mut next = files[0];
+        let last = files.len() - 1;
+        let mut kept_bytes = 0;
+        for (i, first) in files.iter().enumerate() {
+            let path = dir.join(file_name(*first));
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && i == last => continue,
+                Err(e) => return Err(io(&path)(e)),
+            };
+            let mut reader = BufReader::new(file);
+            let mut line = String::new();
+            let mut good = 0u64;
+            let mut number = 0;
+            loop {
+                line.clear();
+                let n = reader.read_line(&mut line).map_err(io(&path))?;
+                if n == 0 {
+                    break;
+                }
+                number += 1;
+                let complete = line.ends_with('\n');
+                let parsed = serde_json::from_str::<serde_json::Value>(line.trim_end());
+                match (complete, parsed) {
+                    (true, Ok(v)) => {
+                        let id = v["event"]["id"].as_str().unwrap_or_default().to_string();
+                        next = v["offset"].as_u64().map_or(next, |o| o + 1);
+                        ids.insert(id);
+                        good += n as u64;
+                    }
+                    // A torn last line: the append was never acknowledged; drop it.
+                    _ if i == last => break,
+                    (_, parsed) => {
+                        return Err(JournalError::Corrupt {
+                            path: path.display().to_string(),
+                            line: number,
+                            why: parsed
+                                .err()
+                                .map_or("unterminated".into(), |e| e.to_string()),
+                        })
+                    }
+                }
+            }
+            if i == last {
+                kept_bytes = good;
+            }
+        }
+        let path = dir.join(file_name(files[last]));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(false)
+            .write(true)
+            .read(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.set_len(kept_bytes).map_err(io(&path))?;
+        file.seek(SeekFrom::Start(kept_bytes)).map_err(io(&path))?;
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                dir: dir.to_path_buf(),
+                files,
+                file,
+                file_bytes: kept_bytes,
+                next,
+                ids,
+            }),
+            written: watch::Sender::new(next),
+        })
+    }
+
+    /// Appends the records whose ids it has not seen, fsyncs, and only then returns. Blocking:
+    /// call from a blocking thread.
+    pub fn append(&self, records: &[Record]) -> Result<Appended, JournalError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        let mut done = Appended::default();
+        let mut fresh = HashSet::new();
+        let mut next = inner.next;
+        for r in records {
+            if inner.ids.contains(&r.event.id) || !fresh.insert(r.event.id.clone()) {
+                done.duplicates += 1;
+                continue;
+            }
+            let line = Line {
+                offset: next,
+                room: &r.room,
+                event: &r.event,
+            };
+            // Serializing plain data cannot fail.
+            if serde_json::to_writer(&mut out, &line).is_ok() {
+                out.push(b'\n');
+                next += 1;
+                done.accepted += 1;
+            }
+        }
+        if done.accepted == 0 {
+            return Ok(done);
+        }
+        if inner.file_bytes >= FILE_BYTES {
+            inner.roll(next - done.accepted as u64)?;
+        }
+        let path = inner.dir.join(file_name(*inner.files.last().unwrap_or(&0)));
+        inner.file.write_all(&out).map_err(io(&path))?;
+        inner.file.sync_data().map_err(io(&path))?;
+        inner.file_bytes += out.len() as u64;
+        inner.next = next;
+        inner.ids.extend(fresh);
+        drop(inner);
+        self.written.send_replace(next);
+        Ok(done)
+    }
+
+    /// Up to `limit` lines with offsets after `after` (all when `after` is `None`).
+    pub fn read(&self, after: Option<u64>, limit: usize) -> Result<Vec<String>, JournalError> {
+        let (dir, files) = {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            (inner.dir.clone(), inner.files.clone())
+        };
+        let from = after.map_or(0, |a| a + 1);
+        // The file holding `from`: the last whose first offset is at most it.
+        let start = files.iter().rposition(|f| *f <= from).unwrap_or(0);
+        let mut out = Vec::new();
+        for first in &files[start..] {
+            let path = dir.join(file_name(*first));
+            let file = File::open(&path).map_err(io(&path))?;
+            for (i, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(io(&path))?;
+                if first + i as u64 >= from && !line.is_empty() {
+                    out.push(line);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        // A line being written right now may be torn: readers get whole lines only.
+        out.retain(|l| serde_json::from_str::<serde_json::Value>(l).is_ok());
+        Ok(out)
+    }
+
+    /// The next offset to be written, changing with every append.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.written.subscribe()
+    }
+}
+
+impl Inner {
+    fn roll(&mut self, first: u64) -> Result<(), JournalError> {
+        let path = self.dir.join(file_name(first));
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        // The new file's name must survive a crash too.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        self.files.push(first);
+        self.file_bytes = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{Event, Kind};
+    use super::*;
+
+    fn record(id: &str) -> Record {
+        Record {
+            room: "demo".into(),
+            event: Event {
+                id: id.into(),
+                kind: Kind::CartAdd,
+                user: "u".into(),
+                sku: Some("s".into()),
+                qty: Some(1),
+                text: None,
+                count: None,
+            },
+        }
+    }
+
+    #[test]
+    fn duplicates_are_written_once_across_reopens_and_torn_lines_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let a = j.append(&[record("a"), record("b"), record("a")]).unwrap();
+        assert_eq!((a.accepted, a.duplicates), (2, 1));
+        drop(j);
+        // A crash mid-append leaves a torn line.
+        let path = dir.path().join(file_name(0));
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"offset":2,"room":"demo","ev"#).unwrap();
+        drop(f);
+        let j = Journal::open(dir.path()).unwrap();
+        let again = j.append(&[record("b"), record("c")]).unwrap();
+        assert_eq!((again.accepted, again.duplicates), (1, 1));
+        let lines = j.read(None, 100).unwrap();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[2].starts_with(r#"{"offset":2,"room":"demo","event":{"id":"c""#));
+        assert_eq!(j.read(Some(1), 100).unwrap().len(), 1);
+        assert_eq!(*j.subscribe().borrow(), 3);
+    }
+}

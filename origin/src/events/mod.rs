@@ -1,0 +1,99 @@
+//! Viewer events at the origin: what edges relay ([`Record`]s, cart and order events, comments
+//! and merged like counts) is deduplicated by event id and written to the sink, the
+//! [`journal`] (append-only JSON lines, fsynced) that business services consume with
+//! `GET /events?after=OFFSET` on the admin listener.
+//!
+//! Where to start: [`Intake::accept`]. The edge side (validation of viewers' posts, rate
+//! limits, like merging, the durable spool and the relay) is `edge-node::events`; [`model`]
+//! is shared by both.
+
+pub mod journal;
+pub mod model;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prometheus::IntCounterVec;
+
+use crate::error::ApiError;
+pub use journal::{Appended, Journal, JournalError};
+pub use model::{Event, EventError, Kind, Record};
+
+/// Most journal lines one `GET /events` returns.
+pub const READ_LIMIT: usize = 1000;
+/// How long `GET /events` waits for something new before answering empty.
+pub const LONG_POLL: Duration = Duration::from_secs(20);
+
+/// Takes relayed records into the sink, once each.
+pub struct Intake {
+    journal: Arc<Journal>,
+    /// `daihuo_events_total{type, result="written|duplicate"}`.
+    counted: IntCounterVec,
+}
+
+impl Intake {
+    /// Opens the journal under `state_dir/journal`.
+    pub fn open(state_dir: &Path, metrics: &crate::Metrics) -> Result<Arc<Self>, JournalError> {
+        let journal = Arc::new(Journal::open(&state_dir.join("journal"))?);
+        Ok(Arc::new(Self {
+            journal,
+            counted: metrics.events.clone(),
+        }))
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// Writes the records not seen before; returns once they are durable.
+    pub async fn accept(&self, records: Vec<Record>) -> Result<Appended, ApiError> {
+        for (i, r) in records.iter().enumerate() {
+            if !crate::streamid::valid_name(&r.room) {
+                return Err(ApiError::BadRequest(format!("record {i}: invalid room")));
+            }
+        }
+        let journal = self.journal.clone();
+        let kinds: Vec<Kind> = records.iter().map(|r| r.event.kind).collect();
+        let done = tokio::task::spawn_blocking(move || journal.append(&records))
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("journal: {e}")))?
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        // Per type, the batch's share (duplicates are rare: replays after a crash).
+        for kind in kinds {
+            self.counted
+                .with_label_values(&[kind.label(), "received"])
+                .inc();
+        }
+        if done.duplicates > 0 {
+            self.counted
+                .with_label_values(&["any", "duplicate"])
+                .inc_by(done.duplicates as u64);
+        }
+        Ok(done)
+    }
+
+    /// Parses an edge's POST body (a JSON array of records) and accepts it.
+    pub async fn accept_body(&self, body: &Bytes) -> Result<Appended, ApiError> {
+        let records: Vec<Record> = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("records: {e}")))?;
+        if records.len() > 10 * model::MAX_BATCH {
+            return Err(ApiError::BadRequest("too many records".into()));
+        }
+        self.accept(records).await
+    }
+
+    /// Journal lines after `after` (at most [`READ_LIMIT`]), waiting up to [`LONG_POLL`] for
+    /// the first when there are none yet.
+    pub async fn read(&self, after: Option<u64>) -> Result<Vec<String>, ApiError> {
+        let mut written = self.journal.subscribe();
+        let wanted = after.map_or(0, |a| a + 1);
+        let _ = tokio::time::timeout(LONG_POLL, written.wait_for(|next| *next > wanted)).await;
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || journal.read(after, READ_LIMIT))
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("journal: {e}")))?
+            .map_err(|e| ApiError::Unavailable(e.to_string()))
+    }
+}

@@ -1,0 +1,390 @@
+//! Viewer events end to end with real processes: cart events posted through two
+//! `daihuo-edge`s to one `daihuo-origin` while an edge and the origin are SIGKILLed and
+//! restarted (every acknowledged event in the origin's journal exactly once), likes merged per
+//! window with an exact total, and bad input refused with clear reasons.
+
+// Tests panic on purpose when the system under test misbehaves.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use daihuo::daemons::{binary, certificate, free_port, OriginSpec};
+use daihuo::{eventually, loopback_config, Child};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+async fn request(addr: SocketAddr, method: &str, path: &str, body: Bytes) -> Option<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .ok()?;
+    let res = tokio::time::timeout(Duration::from_secs(30), send.send_request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+async fn post(addr: SocketAddr, room: &str, body: String) -> Option<(u16, String)> {
+    request(
+        addr,
+        "POST",
+        &format!("/live/{room}/events"),
+        Bytes::from(body),
+    )
+    .await
+}
+
+/// Every journal line of the daemon whose admin listener is `admin`.
+async fn journal(admin: SocketAddr) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let path = match after {
+            Some(a) => format!("/events?after={a}"),
+            None => "/events".into(),
+        };
+        // A short read: the long poll answers at once when lines exist.
+        let Some((200, body)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            request(admin, "GET", &path, Bytes::new()),
+        )
+        .await
+        .ok()
+        .flatten() else {
+            return lines;
+        };
+        let page: Vec<serde_json::Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if page.is_empty() {
+            return lines;
+        }
+        after = page.last().and_then(|l| l["offset"].as_u64());
+        lines.extend(page);
+    }
+}
+
+fn cart(id: &str) -> String {
+    format!(r#"{{"id":"{id}","type":"cart_add","user":"u1","sku":"SKU-1","qty":1}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_reasons_and_other_rooms_go_on() {
+    let edge = edge_node::Edge::start(&loopback_config()).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    let cases: [(String, u16, &str); 6] = [
+        ("{".into(), 400, "EOF"),
+        (
+            r#"{"id":"a","type":"tip","user":"u"}"#.into(),
+            400,
+            "unknown variant `tip`",
+        ),
+        (
+            r#"{"id":"a","type":"cart_add","user":"u"}"#.into(),
+            400,
+            "needs sku",
+        ),
+        (
+            format!(
+                "[{}]",
+                (0..501)
+                    .map(|i| cart(&format!("x{i}")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            400,
+            "at most 500",
+        ),
+        ("x".repeat(2 * 1024 * 1024), 413, ""),
+        (
+            r#"{"id":"a","type":"comment","user":"u","text":"ok"}"#.into(),
+            202,
+            "accepted",
+        ),
+    ];
+    for (body, status, why) in cases {
+        let (got, text) = post(http, "demo", body).await.unwrap();
+        assert_eq!(got, status, "{text}");
+        assert!(text.contains(why), "{text}");
+    }
+    // Only POST; a slow or broken sender costs only its own connection.
+    let (status, _) = request(http, "GET", "/live/demo/events", Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(status, 405);
+    let mut slow = tokio::net::TcpStream::connect(http).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    slow.write_all(b"POST /live/demo/events HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let (status, text) = post(http, "other", cart("c1")).await.unwrap();
+    assert_eq!((status, text.trim()), (202, r#"{"accepted":1,"shed":0}"#));
+    // Both accepted events reach the single box's journal.
+    let admin = edge.addrs.admin;
+    let lines = eventually(10, async || {
+        let l = journal(admin).await;
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["event"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "c1"]);
+    assert_eq!(lines[1]["room"], "other");
+    drop(slow);
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn likes_merge_per_window_with_an_exact_total() {
+    let mut config = loopback_config();
+    config.events.client_per_second = 1_000_000;
+    config.events.client_burst = 1_000_000;
+    let window = Duration::from_millis(config.events.like_window_ms);
+    let edge = edge_node::Edge::start(&config).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    // 10,000 likes a second for two seconds: batches of 100 every 10 ms.
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for b in 0..200 {
+        tick.tick().await;
+        let batch: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"id":"l{b}-{i}","type":"like","user":"u{i}"}}"#))
+            .collect();
+        let (status, text) = post(http, "demo", format!("[{}]", batch.join(",")))
+            .await
+            .unwrap();
+        assert_eq!(status, 202, "{text}");
+        assert!(text.contains(r#""shed":0"#), "{text}");
+        sent += 100;
+    }
+    let elapsed = started.elapsed();
+    let admin = edge.addrs.admin;
+    let lines = eventually(10, async || {
+        let l = journal(admin).await;
+        let total: u64 = l
+            .iter()
+            .map(|l| l["event"]["count"].as_u64().unwrap_or(0))
+            .sum();
+        (total >= sent).then_some(l)
+    })
+    .await;
+    let total: u64 = lines
+        .iter()
+        .map(|l| l["event"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, sent, "likes lost or doubled");
+    // At most one upstream record per room per window (plus the last partial one).
+    let windows = elapsed.as_millis() / window.as_millis() + 2;
+    assert!(
+        (lines.len() as u128) <= windows,
+        "{} like records for {windows} windows",
+        lines.len()
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["room"] == "demo" && l["event"]["type"] == "like"));
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+/// An edge process with remote origins.
+struct EdgeProc {
+    config: PathBuf,
+    http: SocketAddr,
+    child: Option<Child>,
+}
+
+impl EdgeProc {
+    fn new(dir: &Path, name: &str, ca: &Path, origin: &OriginSpec) -> Self {
+        let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let srt = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap();
+        let http = at(free_port());
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "shutdown_grace_ms = 2000\n[srt]\nlisten = \"{srt}\"\n[https]\nenabled = false\n\
+                 [http3]\nenabled = false\n[http]\nlisten = \"{http}\"\n[admin]\nlisten = \"{}\"\n\
+                 [events]\nstate_dir = {:?}\nclient_per_second = 1000000\nclient_burst = 1000000\n\
+                 [log]\nlevel = \"warn\"\n\
+                 [upstream]\nca = {:?}\nprobe_interval_ms = 200\nconnect_timeout_ms = 500\n{}",
+                at(free_port()),
+                dir.join(format!("{name}-state")).display().to_string(),
+                ca.display().to_string(),
+                origin.toml()
+            ),
+        )
+        .unwrap();
+        let mut edge = Self {
+            config,
+            http,
+            child: None,
+        };
+        edge.start();
+        edge
+    }
+
+    fn start(&mut self) {
+        self.child = Some(
+            Child::spawn(
+                Command::new(binary("edge-node", "daihuo-edge"))
+                    .arg("--config")
+                    .arg(&self.config)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null()),
+            )
+            .unwrap(),
+        );
+    }
+}
+
+/// xorshift64*: the kill schedule of one seed.
+fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed.max(1);
+    move |n| {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+async fn nothing_lost(seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = certificate(dir.path());
+    let origin = OriginSpec::new("origin-a");
+    let mut origin_proc = Some(origin.start(dir.path(), &cert, &key));
+    let mut edges = [
+        EdgeProc::new(dir.path(), "edge-a", &cert, &origin),
+        EdgeProc::new(dir.path(), "edge-b", &cert, &origin),
+    ];
+    for e in &edges {
+        let http = e.http;
+        eventually(30, async || {
+            request(http, "GET", "/live/x/index.m3u8", Bytes::new())
+                .await
+                .map(|_| ())
+        })
+        .await;
+    }
+    let mut random = rng(seed);
+    let total = 20_000;
+    let per_post = 50;
+    // Kill an edge and the origin once each, at random points of the run.
+    let kill_edge_at = random(total / per_post);
+    let kill_origin_at = random(total / per_post);
+    let mut acked: Vec<String> = Vec::new();
+    let mut pending: Vec<Vec<String>> = (0..total / per_post)
+        .map(|b| (0..per_post).map(|i| format!("s{seed}-{b}-{i}")).collect())
+        .collect();
+    pending.reverse();
+    let mut n = 0;
+    let mut retries = 0;
+    let mut restarts: Vec<(Instant, &str)> = Vec::new();
+    while let Some(ids) = pending.pop() {
+        if n == kill_edge_at {
+            edges[0].child = None; // SIGKILL
+            restarts.push((Instant::now() + Duration::from_millis(300), "edge"));
+        }
+        if n == kill_origin_at {
+            origin_proc = None; // SIGKILL
+            restarts.push((Instant::now() + Duration::from_millis(500), "origin"));
+        }
+        restarts.retain(|(at, what)| {
+            if Instant::now() < *at {
+                return true;
+            }
+            match *what {
+                "edge" => edges[0].start(),
+                _ => origin_proc = Some(origin.start(dir.path(), &cert, &key)),
+            }
+            false
+        });
+        let edge = &edges[(n as usize) % 2];
+        n += 1;
+        let body = format!(
+            "[{}]",
+            ids.iter().map(|id| cart(id)).collect::<Vec<_>>().join(",")
+        );
+        match post(edge.http, "shop", body).await {
+            Some((202, _)) => acked.extend(ids),
+            // Not acknowledged (the edge is down): the client tries again, same ids.
+            _ => {
+                retries += 1;
+                pending.push(ids);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    for (_, what) in restarts {
+        match what {
+            "edge" => edges[0].start(),
+            _ => origin_proc = Some(origin.start(dir.path(), &cert, &key)),
+        }
+    }
+    assert_eq!(acked.len() as u64, total);
+    // Everything acknowledged reaches the origin's journal, once.
+    let lines = eventually(60, async || {
+        let l = journal(origin.admin).await;
+        (l.len() as u64 >= total).then_some(l)
+    })
+    .await;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for l in &lines {
+        *seen
+            .entry(l["event"]["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "seed {seed}: written twice: {twice:?}");
+    let missing: Vec<_> = acked.iter().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "seed {seed}: {} acknowledged ids missing",
+        missing.len()
+    );
+    assert_eq!(lines.len() as u64, total);
+    let metrics = request(origin.admin, "GET", "/metrics", Bytes::new())
+        .await
+        .unwrap()
+        .1;
+    let duplicates = daihuo::daemons::sample(
+        &metrics,
+        "daihuo_events_total{result=\"duplicate\",type=\"any\"}",
+    );
+    println!(
+        "seed {seed}: edge killed at post {kill_edge_at}, origin at post {kill_origin_at}; \
+         {retries} posts retried by the client; the restarted origin dropped {duplicates} \
+         replayed duplicates"
+    );
+    drop(origin_proc);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_cart_events_survive_killed_edges_and_origin() {
+    for seed in [1, 2] {
+        nothing_lost(seed).await;
+    }
+}
