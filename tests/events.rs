@@ -82,6 +82,63 @@ async fn journal(admin: SocketAddr) -> Vec<serde_json::Value> {
     }
 }
 
+/// Subscribes to `room`'s live feed (server-sent events) on `addr`; yields the text as it
+/// arrives.
+async fn sse(addr: SocketAddr, room: &str) -> tokio::sync::mpsc::Receiver<String> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("/live/{room}/events"))
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = send.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let mut body = res.into_body();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                if tx
+                    .send(String::from_utf8_lossy(&data).into_owned())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for an SSE `event:` of `kind` whose data contains `needle`.
+async fn next_event(
+    rx: &mut tokio::sync::mpsc::Receiver<String>,
+    kind: &str,
+    needle: &str,
+) -> String {
+    let want = format!("event: {kind}\n");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        let mut text = String::new();
+        loop {
+            text.push_str(&rx.recv().await.expect("feed open"));
+            // Every complete message so far, in order.
+            while let Some(end) = text.find("\n\n") {
+                let message: String = text.drain(..end + 2).collect();
+                if message.starts_with(&want) && message.contains(needle) {
+                    return message;
+                }
+            }
+        }
+    })
+    .await
+    .expect("feed message in time")
+}
+
 fn cart(id: &str) -> String {
     format!(r#"{{"id":"{id}","type":"cart_add","user":"u1","sku":"SKU-1","qty":1}}"#)
 }
@@ -125,8 +182,9 @@ async fn bad_input_is_refused_with_reasons_and_other_rooms_go_on() {
         assert_eq!(got, status, "{text}");
         assert!(text.contains(why), "{text}");
     }
-    // Only POST; a slow or broken sender costs only its own connection.
-    let (status, _) = request(http, "GET", "/live/demo/events", Bytes::new())
+    // POST posts, GET is the live feed, nothing else; a slow or broken sender costs only its
+    // own connection.
+    let (status, _) = request(http, "PUT", "/live/demo/events", Bytes::new())
         .await
         .unwrap();
     assert_eq!(status, 405);
@@ -162,6 +220,8 @@ async fn likes_merge_per_window_with_an_exact_total() {
     let window = Duration::from_millis(config.events.like_window_ms);
     let edge = edge_node::Edge::start(&config).await.unwrap();
     let http = edge.addrs.http.unwrap();
+    // A viewer of the live feed (the single box follows its own journal).
+    let mut feed = sse(http, "demo").await;
     // 10,000 likes a second for two seconds: batches of 100 every 10 ms.
     let started = Instant::now();
     let mut sent = 0;
@@ -204,7 +264,78 @@ async fn likes_merge_per_window_with_an_exact_total() {
     assert!(lines
         .iter()
         .all(|l| l["room"] == "demo" && l["event"]["type"] == "like"));
+    // The viewer saw the merged counts add up to the same total.
+    let mut seen = 0;
+    while seen < sent {
+        let m = next_event(&mut feed, "likes", "count").await;
+        let data: serde_json::Value =
+            serde_json::from_str(m.split("data: ").nth(1).unwrap()).unwrap();
+        seen += data["count"].as_u64().unwrap();
+    }
+    assert_eq!(seen, sent);
     edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comments_and_likes_posted_at_one_edge_reach_viewers_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = certificate(dir.path());
+    let origin = OriginSpec::new("origin-a");
+    let _origin = origin.start(dir.path(), &cert, &key);
+    let a = EdgeProc::new(dir.path(), "edge-a", &cert, &origin);
+    let b = EdgeProc::new(dir.path(), "edge-b", &cert, &origin);
+    for e in [&a, &b] {
+        let http = e.http;
+        eventually(30, async || {
+            request(http, "GET", "/live/x/index.m3u8", Bytes::new())
+                .await
+                .map(|_| ())
+        })
+        .await;
+    }
+    let mut feed = sse(b.http, "demo").await;
+    let mut other = sse(b.http, "other").await;
+    // Until edge B follows the origin's journal, a comment may go by unseen: post until one
+    // arrives, then measure one.
+    let mut n = 0;
+    eventually(30, async || {
+        n += 1;
+        let body = format!(r#"{{"id":"warm{n}","type":"comment","user":"u1","text":"warm"}}"#);
+        post(a.http, "demo", body).await;
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            next_event(&mut feed, "comment", "warm"),
+        )
+        .await
+        .ok()
+    })
+    .await;
+    let sent = Instant::now();
+    let body = r#"{"id":"m-1","type":"comment","user":"u7","text":"great price"}"#;
+    assert_eq!(post(a.http, "demo", body.into()).await.unwrap().0, 202);
+    let message = next_event(&mut feed, "comment", "great price").await;
+    println!(
+        "comment from edge A to a viewer of edge B: {:?}",
+        sent.elapsed()
+    );
+    assert!(message.contains(r#""user":"u7""#), "{message}");
+    // Likes arrive merged, as counts.
+    let likes: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"id":"lk{i}","type":"like","user":"u{i}"}}"#))
+        .collect();
+    post(a.http, "demo", format!("[{}]", likes.join(","))).await;
+    let mut counted = 0;
+    while counted < 30 {
+        let m = next_event(&mut feed, "likes", "count").await;
+        let data: serde_json::Value =
+            serde_json::from_str(m.split("data: ").nth(1).unwrap()).unwrap();
+        counted += data["count"].as_u64().unwrap();
+    }
+    assert_eq!(counted, 30);
+    // Another room's viewers got none of it (a keepalive comment at most).
+    while let Ok(text) = other.try_recv() {
+        assert!(!text.contains("event:"), "{text}");
+    }
 }
 
 /// An edge process with remote origins.

@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod events;
+pub mod feed;
 pub mod pull;
 pub mod relay;
 pub mod router;
@@ -195,10 +196,21 @@ impl Edge {
         };
         let events = events::Events::start(&config.events, target, &metrics, &mut tasks, &rx)
             .map_err(|e| origin::StartError::Events(e.to_string()))?;
+        let live_feed = feed::Feed::new(rx.clone());
+        match (&journal, &upstream) {
+            (Some(intake), _) => {
+                tasks.spawn(live_feed.clone().follow_local(intake.clone()));
+            }
+            (None, Some(upstream)) => {
+                tasks.spawn(live_feed.clone().follow_origins(upstream.clone()));
+            }
+            (None, None) => {}
+        }
         let router = Arc::new(router::Router::new(
             source,
             cache.clone(),
             events.clone(),
+            live_feed,
             alt_svc,
             &metrics,
         ));

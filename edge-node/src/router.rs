@@ -18,6 +18,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
 use crate::cache::{Key, ObjectCache};
 use crate::events::Events;
+use crate::feed::Feed;
 use crate::pull::Pull;
 use crate::viewers::Viewers;
 
@@ -43,6 +44,8 @@ pub struct Router {
     viewers: Viewers,
     /// Viewer event intake.
     events: Arc<Events>,
+    /// The live feed (server-sent events).
+    feed: Arc<Feed>,
 }
 
 impl Router {
@@ -52,6 +55,7 @@ impl Router {
         source: Source,
         cache: ObjectCache,
         events: Arc<Events>,
+        feed: Arc<Feed>,
         alt_svc: Option<HeaderValue>,
         metrics: &origin::Metrics,
     ) -> Self {
@@ -72,7 +76,29 @@ impl Router {
             connections: metrics.connections.clone(),
             viewers: Viewers::new(metrics),
             events,
+            feed,
         }
+    }
+
+    /// `GET /live/ROOM/events`: server-sent events until the viewer leaves.
+    fn live_feed(&self, room: &str, peer: &Peer) -> Response<Bytes> {
+        let mut res = Response::new(Bytes::from_static(b": daihuo live feed\n\n"));
+        res.extensions_mut()
+            .insert(origin::serve::Streamed::new(self.feed.subscribe(room)));
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        self.requests
+            .with_label_values(&[peer.proto.label(), "200"])
+            .inc();
+        res
     }
 
     /// Housekeeping (viewer expiries).
@@ -132,6 +158,11 @@ impl Router {
 
 impl Handler for Router {
     async fn handle(&self, req: Request<Bytes>, peer: Peer) -> Response<Bytes> {
+        if req.method() == http::Method::GET {
+            if let Ok(Route::Events { room }) = origin::route::parse(req.uri().path()) {
+                return self.live_feed(&room, &peer);
+            }
+        }
         let mut res = api::respond(self.answer(&req, &peer).await);
         if let Some(alt) = &self.alt_svc {
             res.headers_mut().insert(header::ALT_SVC, alt.clone());

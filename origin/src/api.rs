@@ -106,12 +106,12 @@ pub async fn playlist(
     Ok((Bytes::from(text), Kind::Playlist))
 }
 
-/// Checks method and parses the path: the part of request handling both tiers share. Only
-/// viewer events take POST.
+/// Checks method and parses the path: the part of request handling both tiers share. Viewer
+/// events take POST (posting) and GET (the live feed).
 pub fn route_request<B>(req: &Request<B>) -> Result<Route, ApiError> {
     let route = route::parse(req.uri().path()).map_err(|e| ApiError::NotFound(e.to_string()))?;
     let allowed = match route {
-        Route::Events { .. } => req.method() == Method::POST,
+        Route::Events { .. } => req.method() == Method::POST || req.method() == Method::GET,
         _ => req.method() == Method::GET || req.method() == Method::HEAD,
     };
     if !allowed {
@@ -134,6 +134,16 @@ impl Handler for Api {
     async fn handle(&self, req: Request<Bytes>, _peer: Peer) -> Response<Bytes> {
         if req.uri().path() == "/healthz" {
             return text(StatusCode::OK, "ok\n");
+        }
+        if req.uri().path() == "/feed" {
+            let from = match req.uri().query().unwrap_or("").strip_prefix("from=") {
+                None => None,
+                Some(n) => match n.parse::<u64>() {
+                    Ok(n) => Some(n),
+                    Err(_) => return respond(Err(ApiError::BadRequest("from=OFFSET".into()))),
+                },
+            };
+            return respond(self.events.feed(from).await.map(|b| (b, Kind::Json)));
         }
         if req.uri().path() == "/events" {
             if req.method() != Method::POST {

@@ -138,6 +138,10 @@ async fn connection<H: Handler>(
                     }
                 }
             };
+            let chunks = res
+                .extensions()
+                .get::<crate::serve::Streamed>()
+                .and_then(crate::serve::Streamed::take);
             let (parts, body) = res.into_parts();
             if let Err(e) = stream.send_response(Response::from_parts(parts, ())).await {
                 debug!(peer = %addr, "h3 send response: {e}");
@@ -147,6 +151,14 @@ async fn connection<H: Handler>(
                 if let Err(e) = stream.send_data(body).await {
                     debug!(peer = %addr, "h3 send body: {e}");
                     return;
+                }
+            }
+            if let Some(mut chunks) = chunks {
+                while let Some(chunk) = chunks.recv().await {
+                    if let Err(e) = stream.send_data(chunk).await {
+                        debug!(peer = %addr, "h3 send stream: {e}");
+                        return;
+                    }
                 }
             }
             let _ = stream.finish().await;

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -88,6 +90,41 @@ impl Drop for Open {
     }
 }
 
+/// A body that keeps coming (server-sent events), carried in a response's extensions: the
+/// transports send the response's own body first, then every chunk from the receiver until
+/// its sender is dropped.
+#[derive(Clone)]
+pub struct Streamed(Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<Bytes>>>>);
+
+impl Streamed {
+    pub fn new(chunks: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(Some(chunks))))
+    }
+
+    /// The receiver, once.
+    pub fn take(&self) -> Option<tokio::sync::mpsc::Receiver<Bytes>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// A response's body for hyper: the bytes, then the stream when it has one.
+fn hyper_body(res: Response<Bytes>) -> Response<UnsyncBoxBody<Bytes, std::convert::Infallible>> {
+    let chunks = res.extensions().get::<Streamed>().and_then(Streamed::take);
+    res.map(|body| match chunks {
+        None => UnsyncBoxBody::new(Full::new(body)),
+        Some(rx) => {
+            let first = futures::stream::once(async move { body });
+            let rest = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|chunk| (chunk, rx))
+            });
+            let frames = first
+                .chain(rest)
+                .map(|b| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)));
+            UnsyncBoxBody::new(http_body_util::StreamBody::new(frames))
+        }
+    })
+}
+
 /// A response with a plain-text body.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     let mut res = Response::new(body.into());
@@ -134,7 +171,7 @@ pub async fn serve_connection<IO, H>(
                     format!("request body: {e}\n"),
                 ),
             };
-            Ok::<_, std::convert::Infallible>(res.map(Full::new))
+            Ok::<_, std::convert::Infallible>(hyper_body(res))
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());

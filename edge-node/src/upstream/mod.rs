@@ -330,6 +330,16 @@ impl Upstream {
         result
     }
 
+    /// GETs `path` from `origin` itself (no failover), allowing `timeout` for the answer.
+    pub async fn get_from(
+        &self,
+        origin: &Origin,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), TransportError> {
+        self.request(origin, path, timeout).await
+    }
+
     /// POSTs `body` to `path` on `origin` itself (no failover: events have one authority per
     /// room, see `crate::events`). A transport failure marks the origin down.
     pub async fn post(

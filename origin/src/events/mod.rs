@@ -84,6 +84,38 @@ impl Intake {
         self.accept(records).await
     }
 
+    /// The feed edges fan out to viewers (comments and merged likes), as
+    /// `{"from":NEXT,"lines":[...]}`: the lines from offset `from` on, waiting up to
+    /// [`LONG_POLL`] for one to be written; without `from`, at once and empty, with `NEXT` the
+    /// journal's end (where a new follower starts).
+    pub async fn feed(&self, from: Option<u64>) -> Result<Bytes, ApiError> {
+        let mut written = self.journal.subscribe();
+        let Some(from) = from else {
+            let next = *written.borrow();
+            return Ok(Bytes::from(format!("{{\"from\":{next},\"lines\":[]}}")));
+        };
+        let _ = tokio::time::timeout(LONG_POLL, written.wait_for(|next| *next > from)).await;
+        let journal = self.journal.clone();
+        let lines =
+            tokio::task::spawn_blocking(move || journal.read(from.checked_sub(1), READ_LIMIT))
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("journal: {e}")))?
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let mut next = from;
+        let mut out = Vec::new();
+        for line in &lines {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            next = v["offset"].as_u64().map_or(next, |o| o + 1);
+            if matches!(v["event"]["type"].as_str(), Some("comment" | "like")) {
+                out.push(v);
+            }
+        }
+        let body = serde_json::json!({ "from": next, "lines": out });
+        Ok(Bytes::from(body.to_string()))
+    }
+
     /// Journal lines after `after` (at most [`READ_LIMIT`]), waiting up to [`LONG_POLL`] for
     /// the first when there are none yet.
     pub async fn read(&self, after: Option<u64>) -> Result<Vec<String>, ApiError> {
