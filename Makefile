@@ -55,6 +55,7 @@ bench: bench-deps
 	$(CARGO) bench -p daihuo --bench packaging
 	$(CARGO) bench -p daihuo --bench ladder
 	$(CARGO) bench -p daihuo --bench edge_load
+	$(CARGO) bench -p daihuo --bench events
 
 clean:
 	$(CARGO) clean
