@@ -29,6 +29,7 @@ deps:
 test-deps:
 	@scripts/install-deps.sh test
 	@scripts/install-cargo-deb.sh
+	@scripts/install-tansu.sh
 
 bench-deps:
 	@scripts/install-deps.sh bench

@@ -29,6 +29,22 @@ pub struct EventsConfig {
     pub room_per_second: u32,
     /// Burst one room takes above that. Default 40000.
     pub room_burst: u32,
+    /// Where deduplicated events go besides the journal: `journal` (default: only there, read
+    /// with `GET /events`) or `kafka` (also published to `kafka_topic`, keyed by event id).
+    pub sink: Sink,
+    /// Kafka bootstrap servers, `host:port` comma-separated (with `sink = "kafka"`).
+    pub kafka_brokers: String,
+    /// Kafka topic (with `sink = "kafka"`); create it before starting. Default `daihuo-events`.
+    pub kafka_topic: String,
+}
+
+/// The event sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Sink {
+    #[default]
+    Journal,
+    Kafka,
 }
 
 impl Default for EventsConfig {
@@ -42,12 +58,32 @@ impl Default for EventsConfig {
             client_burst: 60,
             room_per_second: 20_000,
             room_burst: 40_000,
+            sink: Sink::Journal,
+            kafka_brokers: "127.0.0.1:9092".into(),
+            kafka_topic: "daihuo-events".into(),
         }
     }
 }
 
 impl EventsConfig {
     pub(crate) fn validate(&self, e: &mut Errors) {
+        if self.sink == Sink::Kafka {
+            e.check(
+                !self.kafka_brokers.trim().is_empty(),
+                "events.kafka_brokers",
+                "required with sink = \"kafka\"",
+            );
+            let topic_ok = (1..=249).contains(&self.kafka_topic.len())
+                && self
+                    .kafka_topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            e.check(
+                topic_ok,
+                "events.kafka_topic",
+                "must be 1 to 249 of A-Z a-z 0-9 . _ -",
+            );
+        }
         e.check(
             (10..=10_000).contains(&self.like_window_ms),
             "events.like_window_ms",

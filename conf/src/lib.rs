@@ -15,7 +15,7 @@ mod model;
 mod upstream;
 
 pub use error::{ConfError, FieldError};
-pub use events::EventsConfig;
+pub use events::{EventsConfig, Sink};
 pub use model::{
     AdminConfig, CacheConfig, EdgeConfig, Encoder, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, ScaleConfig, SrtConfig,

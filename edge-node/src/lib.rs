@@ -160,6 +160,8 @@ impl Edge {
             tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
             let intake = origin::events::Intake::open(&config.events.state_dir, &metrics)
                 .map_err(|e| origin::StartError::Events(e.to_string()))?;
+            origin::events::start_sink(&config.events, &intake, &mut tasks, &rx)
+                .map_err(origin::StartError::Events)?;
             let target = events::forward::Target::Local(intake.clone());
             (
                 Source::Local(store.clone()),
@@ -276,6 +278,8 @@ impl Edge {
         self.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
         cli::drain(&mut self.tasks, grace).await;
+        let events = self.events.clone();
+        let _ = tokio::task::spawn_blocking(move || events.close()).await;
         let _ = self.admin_stop.send(true);
         let _ = self.admin_task.await;
     }

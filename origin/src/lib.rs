@@ -146,6 +146,7 @@ impl Node {
         tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
         let events = events::Intake::open(&config.events.state_dir, &metrics)
             .map_err(|e| StartError::Events(e.to_string()))?;
+        events::start_sink(&config.events, &events, &mut tasks, &rx).map_err(StartError::Events)?;
         let api = Arc::new(api::Api {
             store: store.clone(),
             events: events.clone(),

@@ -95,6 +95,11 @@ impl Events {
         }))
     }
 
+    /// Releases the spool (after the drain: likes flushed, forwarder stopped).
+    pub fn close(&self) {
+        self.spool.close();
+    }
+
     /// New limits, comment length and blocked words (rate buckets start full again).
     pub fn reload(&self, config: &EventsConfig) {
         self.rules.store(Arc::new(Rules::new(config)));

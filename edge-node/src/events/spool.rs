@@ -36,10 +36,11 @@ struct Write {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The spool; shared.
+/// The spool; shared. [`Spool::close`] releases the file (redb locks it while open).
 pub struct Spool {
-    db: Arc<Database>,
-    writes: mpsc::Sender<Write>,
+    db: std::sync::RwLock<Option<Arc<Database>>>,
+    writes: std::sync::Mutex<Option<mpsc::Sender<Write>>>,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Woken after every commit (the forwarder sleeps on it).
     pub written: Arc<Notify>,
 }
@@ -68,21 +69,47 @@ impl Spool {
         let (writes, rx) = mpsc::channel(QUEUE);
         let written = Arc::new(Notify::new());
         let (writer_db, writer_wake) = (db.clone(), written.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer(writer_db, rx, next, writer_wake))
             .map_err(|e| store(path)(e.to_string()))?;
         Ok(Arc::new(Self {
-            db,
-            writes,
+            db: std::sync::RwLock::new(Some(db)),
+            writes: std::sync::Mutex::new(Some(writes)),
+            writer: std::sync::Mutex::new(Some(thread)),
             written,
         }))
+    }
+
+    /// Stops taking writes, waits for the writer to commit what it has, and releases the
+    /// file (once reads in flight finish). Later calls fail with [`SpoolError::Stopped`].
+    pub fn close(&self) {
+        drop(self.writes.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let thread = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        drop(self.db.write().unwrap_or_else(|e| e.into_inner()).take());
+    }
+
+    fn database(&self) -> Result<Arc<Database>, String> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| "spool closed".to_string())
     }
 
     /// Stores `items` durably; returns once committed.
     pub async fn write(&self, items: Vec<Vec<u8>>) -> Result<(), SpoolError> {
         let (done, wait) = oneshot::channel();
-        self.writes
+        let writes = self
+            .writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(SpoolError::Stopped)?;
+        writes
             .send(Write { items, done })
             .await
             .map_err(|_| SpoolError::Stopped)?;
@@ -96,7 +123,7 @@ impl Spool {
 
     /// Up to `n` oldest items with their keys. Blocking.
     pub fn oldest(&self, n: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.database()?.begin_read().map_err(|e| e.to_string())?;
         let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| e.to_string())?.take(n) {
@@ -108,7 +135,7 @@ impl Spool {
 
     /// Deletes acknowledged items. Blocking.
     pub fn remove(&self, keys: &[u64]) -> Result<(), String> {
-        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        let txn = self.database()?.begin_write().map_err(|e| e.to_string())?;
         {
             let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
             for k in keys {
@@ -120,7 +147,7 @@ impl Spool {
 
     /// Items waiting. Blocking.
     pub fn waiting(&self) -> Result<u64, String> {
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.database()?.begin_read().map_err(|e| e.to_string())?;
         let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
         table.len().map_err(|e| e.to_string())
     }
@@ -186,14 +213,10 @@ mod tests {
             spool
                 .remove(&first.iter().map(|(k, _)| *k).collect::<Vec<_>>())
                 .unwrap();
+            spool.close();
+            assert!(spool.write(vec![b"late".to_vec()]).await.is_err());
         }
-        // The writer thread holds the database until its channel closes; give it a moment.
-        let spool = loop {
-            match Spool::open(&path) {
-                Ok(s) => break s,
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-            }
-        };
+        let spool = Spool::open(&path).unwrap();
         assert_eq!(spool.waiting().unwrap(), 40);
         spool.write(vec![b"next".to_vec()]).await.unwrap();
         let all = spool.oldest(100).unwrap();

@@ -8,6 +8,7 @@
 //! is shared by both.
 
 pub mod journal;
+pub mod kafka;
 pub mod model;
 
 use std::path::Path;
@@ -20,6 +21,29 @@ use prometheus::IntCounterVec;
 use crate::error::ApiError;
 pub use journal::{Appended, Journal, JournalError};
 pub use model::{Event, EventError, Kind, Record};
+
+/// Starts the configured sink besides the journal (`kafka` follows the journal into the
+/// bus; `journal` needs nothing more).
+pub fn start_sink(
+    config: &conf::EventsConfig,
+    intake: &Arc<Intake>,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: &tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    match config.sink {
+        conf::Sink::Journal => Ok(()),
+        conf::Sink::Kafka => {
+            let sink = kafka::Kafka::new(&config.kafka_brokers, &config.kafka_topic)?;
+            tasks.spawn(kafka::follow(
+                intake.clone(),
+                sink,
+                config.state_dir.clone(),
+                shutdown.clone(),
+            ));
+            Ok(())
+        }
+    }
+}
 
 /// Most journal lines one `GET /events` returns.
 pub const READ_LIMIT: usize = 1000;

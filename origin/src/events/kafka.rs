@@ -1,0 +1,158 @@
+//! The `kafka` sink: every journal line published to a Kafka topic, keyed by the event id,
+//! by an idempotent producer (`enable.idempotence=true`, `acks=all`; rdkafka with its bundled
+//! librdkafka).
+//!
+//! The journal stays the deduplication window and the durable record: a publisher follows it
+//! from the offset saved in `state_dir/kafka-TOPIC.offset` (written after every delivered
+//! batch), so a restart resumes where the bus stopped acknowledging. A crash between a
+//! delivery and that write publishes the batch again: the bus may hold an event twice, under
+//! the same key (its id), which is how consumers recognise it; within one run the idempotent
+//! producer already drops its own retries.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{Intake, READ_LIMIT};
+
+/// A place events go once the journal has them.
+pub trait Sink: Send + Sync + 'static {
+    /// Publishes journal lines (in order; each `{"offset":..,"room":..,"event":{..}}`), keyed
+    /// by `ids`; returns once the sink acknowledged all of them.
+    fn publish(
+        &self,
+        lines: &[String],
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Names the sink in logs and in the offset file.
+    fn name(&self) -> String;
+}
+
+/// Publishes to one Kafka topic.
+pub struct Kafka {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl Kafka {
+    /// A producer for `brokers` (comma-separated `host:port`) and `topic`.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, String> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .map_err(|e| format!("kafka producer: {e}"))?;
+        Ok(Self {
+            producer,
+            topic: topic.to_string(),
+        })
+    }
+}
+
+impl Sink for Kafka {
+    async fn publish(&self, lines: &[String], ids: &[String]) -> Result<(), String> {
+        let sends = lines.iter().zip(ids).map(|(line, id)| {
+            self.producer.send(
+                FutureRecord::to(&self.topic).key(id).payload(line),
+                Timeout::After(Duration::from_secs(30)),
+            )
+        });
+        for result in futures::future::join_all(sends).await {
+            result.map_err(|(e, _)| format!("kafka: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> String {
+        format!("kafka-{}", self.topic)
+    }
+}
+
+/// Follows the journal of `intake` into `sink` until `shutdown`, saving the position in
+/// `state_dir`.
+pub async fn follow<S: Sink>(
+    intake: Arc<Intake>,
+    sink: S,
+    state_dir: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let file = state_dir.join(format!("{}.offset", sink.name()));
+    let mut next = read_offset(&file);
+    info!(sink = sink.name(), next, "event sink following the journal");
+    let mut written = intake.journal().subscribe();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            _ = written.wait_for(|w| *w > next) => {}
+            _ = crate::serve::stopped(&mut shutdown) => return,
+        }
+        let journal = intake.journal().clone();
+        let lines = match tokio::task::spawn_blocking(move || {
+            journal.read(next.checked_sub(1), READ_LIMIT)
+        })
+        .await
+        {
+            Ok(Ok(lines)) => lines,
+            Ok(Err(e)) => {
+                warn!("event sink: {e}");
+                continue;
+            }
+            Err(e) => {
+                warn!("event sink: {e}");
+                continue;
+            }
+        };
+        let mut ids = Vec::with_capacity(lines.len());
+        let mut last = next;
+        for line in &lines {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            ids.push(v["event"]["id"].as_str().unwrap_or_default().to_string());
+            last = v["offset"].as_u64().unwrap_or(last);
+        }
+        if lines.is_empty() {
+            continue;
+        }
+        match sink.publish(&lines, &ids).await {
+            Ok(()) => {
+                next = last + 1;
+                if let Err(e) = write_offset(&file, next) {
+                    warn!("event sink: {e}");
+                }
+                backoff = Duration::from_millis(100);
+            }
+            Err(e) => {
+                warn!(sink = sink.name(), "events not published yet: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn read_offset(file: &Path) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Replaces the offset file atomically (write, fsync, rename).
+fn write_offset(file: &Path, next: u64) -> Result<(), String> {
+    use std::io::Write;
+    let tmp = file.with_extension("offset.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    writeln!(f, "{next}").map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.sync_data()
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
+}
