@@ -193,3 +193,68 @@ async fn passphrase_is_required_when_configured() {
     eventually(10, async || newest_part(&media).filter(|p| *p > first)).await;
     edge.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_keyed_or_signed_publishers_get_in() {
+    require_ffmpeg();
+    let secret = "a-secret-of-at-least-thirty-two-characters";
+    let mut config = loopback_config();
+    config.srt.publish_auth = conf::PublishAuth::Key;
+    config
+        .srt
+        .stream_keys
+        .insert("demo".into(), "demo-stream-key-1234".into());
+    config.srt.publish_secrets = vec![secret.into()];
+    let edge = Edge::start(&config).await.expect("edge starts");
+    let (srt, http) = (edge.addrs.srt, edge.addrs.http.expect("http"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The seller publishes with the room's key and keeps going throughout.
+    let url = format!("srt://{srt}?streamid=#!::r=live/demo,m=publish,s=demo-stream-key-1234");
+    let _seller = Child::spawn(&mut ffmpeg_push(320, 180, 30, &url)).unwrap();
+    let media = format!("http://{http}/live/demo/180p/index.m3u8");
+    let first = eventually(15, async || newest_part(&media)).await;
+
+    let expired = origin::auth::publish_token(secret, "shop", now - 10);
+    let other_room = origin::auth::publish_token(secret, "demo2", now + 600);
+    for (room, s) in [
+        ("shop", None),
+        ("shop", Some("demo-stream-key-1234")),
+        ("shop", Some(expired.as_str())),
+        ("shop", Some(other_room.as_str())),
+        ("demo", Some("demo-stream-key-0000")),
+    ] {
+        let id = match s {
+            Some(s) => format!("#!::r=live/{room},m=publish,s={s}"),
+            None => format!("#!::r=live/{room},m=publish"),
+        };
+        let url = format!("srt://{srt}?streamid={id}");
+        let mut push = Child::spawn(ffmpeg_push(320, 180, 3, &url).stderr(Stdio::null())).unwrap();
+        let status = tokio::task::spawn_blocking(move || push.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!status.success(), "{id}: an unauthorized publisher got in");
+    }
+    let (_, metrics) = curl(&format!("http://{}/metrics", edge.addrs.admin)).unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("daihuo_publish_refused_total 5"),
+        "{metrics}"
+    );
+    let (code, _) = curl(&format!("http://{http}/live/shop/index.m3u8")).unwrap();
+    assert_eq!(code, 404);
+    // A fresh token for the room gets in.
+    let token = origin::auth::publish_token(secret, "shop", now + 600);
+    let url = format!("srt://{srt}?streamid=#!::r=live/shop,m=publish,s={token}");
+    let _guest = Child::spawn(&mut ffmpeg_push(320, 180, 10, &url)).unwrap();
+    eventually(15, async || {
+        newest_part(&format!("http://{http}/live/shop/180p/index.m3u8"))
+    })
+    .await;
+    // The seller was never disturbed.
+    eventually(10, async || newest_part(&media).filter(|p| *p > first)).await;
+    edge.shutdown(Duration::from_secs(5)).await;
+}

@@ -16,6 +16,7 @@ mod upstream;
 
 pub use error::{ConfError, FieldError};
 pub use events::{EventsConfig, Sink};
+pub use model::PublishAuth;
 pub use model::{
     AdminConfig, CacheConfig, EdgeConfig, Encoder, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, ScaleConfig, SrtConfig,
@@ -38,6 +39,15 @@ fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfError
         path: None,
         message: e.to_string(),
     })
+}
+
+/// Whether `name` is a valid room or rendition name: 1 to 64 of A-Z a-z 0-9 _ - (the one
+/// pattern for names everywhere; `origin::streamid::valid_name` is this).
+pub fn valid_room(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// What the daemons need of their configuration, whichever it is.

@@ -165,6 +165,26 @@ pub struct SrtConfig {
     pub passphrase: Option<String>,
     /// Most streams published at once; further publishers are refused. Default 64.
     pub max_streams: usize,
+    /// Who may publish: `open` (anyone who reaches the port; default) or `key` (a stream key
+    /// of the room or a signed publish token in the stream id's `s=`, e.g.
+    /// `#!::r=live/ROOM,m=publish,s=KEY`). Applies to new publishers on reload.
+    pub publish_auth: PublishAuth,
+    /// Per-room stream keys (`room = "key"`, at least 16 characters), under
+    /// `[srt.stream_keys]`.
+    pub stream_keys: std::collections::BTreeMap<String, String>,
+    /// Secrets (at least 32 characters) that sign publish tokens `v1.EXPIRY.HEX`, where HEX is
+    /// HMAC-SHA256(secret, "publish:ROOM:EXPIRY") and EXPIRY a Unix time in seconds. Any of
+    /// them verifies, so a new secret can be added before the old one is removed.
+    pub publish_secrets: Vec<String>,
+}
+
+/// Who may publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishAuth {
+    #[default]
+    Open,
+    Key,
 }
 
 impl Default for SrtConfig {
@@ -174,6 +194,9 @@ impl Default for SrtConfig {
             latency_ms: 120,
             passphrase: None,
             max_streams: 64,
+            publish_auth: PublishAuth::Open,
+            stream_keys: std::collections::BTreeMap::new(),
+            publish_secrets: Vec::new(),
         }
     }
 }
@@ -574,6 +597,33 @@ impl SrtConfig {
             "srt.max_streams",
             "must be at least 1",
         );
+        for (room, key) in &self.stream_keys {
+            let path = format!("srt.stream_keys.{room}");
+            e.check(
+                crate::valid_room(room),
+                &path,
+                "the room must be 1 to 64 of A-Z a-z 0-9 _ -",
+            );
+            e.check(
+                key.len() >= 16 && key.bytes().all(|b| b.is_ascii_graphic() && b != b','),
+                &path,
+                "keys are at least 16 printable characters, no commas",
+            );
+        }
+        for (i, secret) in self.publish_secrets.iter().enumerate() {
+            e.check(
+                secret.len() >= 32,
+                &format!("srt.publish_secrets[{i}]"),
+                "secrets are at least 32 characters",
+            );
+        }
+        if self.publish_auth == PublishAuth::Key {
+            e.check(
+                !self.stream_keys.is_empty() || !self.publish_secrets.is_empty(),
+                "srt.publish_auth",
+                "\"key\" needs srt.stream_keys or srt.publish_secrets",
+            );
+        }
     }
 }
 

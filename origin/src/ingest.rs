@@ -258,7 +258,18 @@ impl<D: Destination> Accept<D> {
                 return;
             }
         };
-        let room = publish.room;
+        let room = publish.room.clone();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(why) = crate::auth::check_publish(&self.config, &publish, now) {
+            warn!(audit = "auth", %peer, stream = room, "publish refused: {why}");
+            self.metrics.publish_refused.inc();
+            let _ = request
+                .reject(RejectReason::Server(ServerRejectReason::Unauthorized))
+                .await;
+            return;
+        }
         let key = match self.key_settings(&request) {
             Ok(key) => key,
             Err(why) => {

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod cli;
 mod error;
 pub mod events;

@@ -17,6 +17,8 @@ pub struct PublishRequest {
     pub room: String,
     /// The `u=` user name, when given.
     pub user: Option<String>,
+    /// The `s=` value: a stream key or a signed publish token, when given.
+    pub key: Option<String>,
 }
 
 /// Why a stream id was refused.
@@ -45,10 +47,7 @@ pub enum StreamIdError {
 /// Whether `name` is a valid room or rendition name: 1 to 64 ASCII letters, digits, `_` or `-`.
 /// Nothing else ever reaches a URL, a label or a log line as a name (no `.`, `/`, `%`, NUL).
 pub fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    conf::valid_room(name)
 }
 
 /// Parses a publisher's stream id.
@@ -64,9 +63,10 @@ pub fn parse(stream_id: Option<&str>) -> Result<PublishRequest, StreamIdError> {
         return Ok(PublishRequest {
             room: room_of(id)?,
             user: None,
+            key: None,
         });
     };
-    let (mut resource, mut mode, mut user) = (None, None, None);
+    let (mut resource, mut mode, mut user, mut secret) = (None, None, None, None);
     for item in items.split(',') {
         let (key, value) = item
             .split_once('=')
@@ -75,7 +75,8 @@ pub fn parse(stream_id: Option<&str>) -> Result<PublishRequest, StreamIdError> {
             "r" => &mut resource,
             "m" => &mut mode,
             "u" => &mut user,
-            // Other standard keys (h, s, t) and custom ones carry nothing we use.
+            "s" => &mut secret,
+            // Other standard keys (h, t) and custom ones carry nothing we use.
             _ => continue,
         };
         if slot.replace(value.to_string()).is_some() {
@@ -90,6 +91,7 @@ pub fn parse(stream_id: Option<&str>) -> Result<PublishRequest, StreamIdError> {
     Ok(PublishRequest {
         room: room_of(&resource)?,
         user,
+        key: secret,
     })
 }
 
