@@ -16,12 +16,12 @@ mod upstream;
 
 pub use error::{ConfError, FieldError};
 pub use events::{EventsConfig, Sink};
-pub use model::PublishAuth;
 pub use model::{
     AdminConfig, CacheConfig, EdgeConfig, Encoder, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, ScaleConfig, SrtConfig,
     TranscodeConfig,
 };
+pub use model::{PlaybackConfig, PublishAuth};
 pub use upstream::{OriginPeer, Standby, UpstreamConfig, UpstreamProtocol};
 
 use std::path::Path;

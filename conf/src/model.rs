@@ -40,8 +40,42 @@ pub struct EdgeConfig {
     pub scale: ScaleConfig,
     /// Viewer events: intake limits, like merging, durable state.
     pub events: EventsConfig,
+    /// Who may watch.
+    pub playback: PlaybackConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Playback authorization (off by default).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaybackConfig {
+    /// Require a signed token for everything under `/live/ROOM/`: `?token=v1.EXPIRY.HEX` on
+    /// the first request (the answer sets it as a cookie scoped to the room, so players'
+    /// relative part and segment requests carry it) or the `daihuo_token` cookie. HEX is
+    /// HMAC-SHA256(secret, "play:/live/ROOM/:EXPIRY"). Expired or tampered tokens get 403.
+    pub signed: bool,
+    /// Signing secrets (32+ characters); any verifies, so keys rotate by overlap on reload.
+    pub secrets: Vec<String>,
+}
+
+impl PlaybackConfig {
+    fn validate(&self, e: &mut Errors) {
+        if self.signed {
+            e.check(
+                !self.secrets.is_empty(),
+                "playback.secrets",
+                "required with playback.signed = true",
+            );
+        }
+        for (i, s) in self.secrets.iter().enumerate() {
+            e.check(
+                s.len() >= 32,
+                &format!("playback.secrets[{i}]"),
+                "secrets are at least 32 characters",
+            );
+        }
+    }
 }
 
 /// `daihuo-origin` configuration.
@@ -84,6 +118,7 @@ impl Default for EdgeConfig {
             transcode: TranscodeConfig::default(),
             scale: ScaleConfig::default(),
             events: EventsConfig::default(),
+            playback: PlaybackConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -638,6 +673,7 @@ impl EdgeConfig {
         self.scale.validate(&mut e);
         self.events.validate(&mut e);
         self.upstream.validate(&mut e);
+        self.playback.validate(&mut e);
         check_cert_pair("https", &self.https.cert, &self.https.key, &mut e);
         e.check(
             self.cache.max_bytes >= 1024 * 1024,

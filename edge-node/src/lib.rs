@@ -75,6 +75,7 @@ pub struct Edge {
     pub certificates: Arc<Certificates>,
     live: Live,
     cache: ObjectCache,
+    router: Arc<router::Router>,
     events: Arc<events::Events>,
     scale: Arc<origin::scale::Scale>,
     ready: Arc<AtomicBool>,
@@ -216,6 +217,7 @@ impl Edge {
             alt_svc,
             &metrics,
         ));
+        router.playback.store(Arc::new(config.playback.clone()));
 
         if let Some(l) = https {
             let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
@@ -257,6 +259,7 @@ impl Edge {
             },
             certificates,
             cache,
+            router,
             events,
             scale,
             ready,
@@ -298,6 +301,7 @@ impl Edge {
             .await?;
         self.scale.marks.store(Arc::new(next.scale.clone()));
         self.events.reload(&next.events);
+        self.router.playback.store(Arc::new(next.playback.clone()));
         if current.cache != next.cache {
             self.cache.resize(next.cache.max_bytes).await;
         }

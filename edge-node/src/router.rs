@@ -46,7 +46,12 @@ pub struct Router {
     events: Arc<Events>,
     /// The live feed (server-sent events).
     feed: Arc<Feed>,
+    /// Playback authorization; a reload stores new settings.
+    pub playback: arc_swap::ArcSwap<conf::PlaybackConfig>,
 }
+
+/// The cookie carrying a playback token.
+const TOKEN_COOKIE: &str = "daihuo_token";
 
 impl Router {
     /// A router over `source` and `cache`, registering its metric family in the origin's
@@ -77,6 +82,7 @@ impl Router {
             viewers: Viewers::new(metrics),
             events,
             feed,
+            playback: arc_swap::ArcSwap::from_pointee(conf::PlaybackConfig::default()),
         }
     }
 
@@ -156,8 +162,79 @@ impl Router {
     }
 }
 
+impl Router {
+    /// With signed playback on: the token of this request (query `token=` or the cookie),
+    /// checked for the request's room; `Ok(Some(cookie))` when the answer should set it.
+    fn authorize(&self, req: &Request<Bytes>) -> Result<Option<HeaderValue>, ApiError> {
+        let playback = self.playback.load();
+        if !playback.signed {
+            return Ok(None);
+        }
+        let room = match origin::route::parse(req.uri().path()) {
+            Ok(route) => route.room().to_string(),
+            // Not a playback path: answered (404) without looking at tokens.
+            Err(_) => return Ok(None),
+        };
+        let prefix = format!("/{}/{room}/", origin::streamid::APP);
+        let from_query = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|p| p.strip_prefix("token="));
+        let from_cookie = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='));
+        let token = from_query
+            .or(from_cookie)
+            .ok_or_else(|| ApiError::Forbidden("a signed playback token is required".into()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expiry = origin::auth::check_play(&playback.secrets, &prefix, token, now)
+            .map_err(|e| ApiError::Forbidden(format!("playback token: {e}")))?;
+        if from_query.is_none() {
+            return Ok(None);
+        }
+        let cookie = format!(
+            "{TOKEN_COOKIE}={token}; Path={prefix}; Max-Age={}; HttpOnly; Secure; SameSite=None",
+            expiry.saturating_sub(now)
+        );
+        Ok(HeaderValue::from_str(&cookie).ok())
+    }
+}
+
 impl Handler for Router {
     async fn handle(&self, req: Request<Bytes>, peer: Peer) -> Response<Bytes> {
+        let cookie = match self.authorize(&req) {
+            Ok(cookie) => cookie,
+            Err(e) => {
+                let res = api::respond(Err(e));
+                self.requests
+                    .with_label_values(&[peer.proto.label(), res.status().as_str()])
+                    .inc();
+                return res;
+            }
+        };
+        let mut res = self.route_all(req, &peer).await;
+        if let Some(cookie) = cookie {
+            res.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        res
+    }
+
+    fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
+        Some(self.connections.with_label_values(&[transport]))
+    }
+}
+
+impl Router {
+    async fn route_all(&self, req: Request<Bytes>, peer: &Peer) -> Response<Bytes> {
+        let peer = *peer;
         if req.method() == http::Method::GET {
             if let Ok(Route::Events { room }) = origin::route::parse(req.uri().path()) {
                 return self.live_feed(&room, &peer);
@@ -171,9 +248,5 @@ impl Handler for Router {
             .with_label_values(&[peer.proto.label(), res.status().as_str()])
             .inc();
         res
-    }
-
-    fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
-        Some(self.connections.with_label_values(&[transport]))
     }
 }

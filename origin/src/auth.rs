@@ -4,8 +4,12 @@
 //! either the room's stream key (`srt.stream_keys`) or a signed publish token
 //! `v1.EXPIRY.HEX`: HEX is HMAC-SHA256(secret, "publish:ROOM:EXPIRY") under one of
 //! `srt.publish_secrets`, EXPIRY a Unix time in seconds. Tokens let a business service grant a
-//! seller one room for a while without the edge holding per-seller state. Comparisons are
-//! constant-time (ring's HMAC verification).
+//! seller one room for a while without the edge holding per-seller state.
+//!
+//! Playback authorization (the edge's `[playback] signed = true`) uses the same shape of
+//! token over a path prefix, the room: `v1.EXPIRY.HEX` with HEX = HMAC-SHA256(secret,
+//! "play:/live/ROOM/:EXPIRY"), valid for every playlist, part and segment under it.
+//! Comparisons are constant-time (ring's HMAC verification).
 
 use conf::{PublishAuth, SrtConfig};
 use ring::hmac;
@@ -33,6 +37,33 @@ pub fn publish_token(secret: &str, room: &str, expiry: u64) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
     let tag = hmac::sign(&key, message(room, expiry).as_bytes());
     format!("v1.{expiry}.{}", hex(tag.as_ref()))
+}
+
+/// A playback token for everything under `prefix` (`/live/ROOM/`) until `expiry`.
+pub fn play_token(secret: &str, prefix: &str, expiry: u64) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hmac::sign(&key, format!("play:{prefix}:{expiry}").as_bytes());
+    format!("v1.{expiry}.{}", hex(tag.as_ref()))
+}
+
+/// Checks a playback token for `prefix` at `now`; returns its expiry.
+pub fn check_play(secrets: &[String], prefix: &str, token: &str, now: u64) -> Result<u64, Denied> {
+    let (expiry, sig) = token
+        .strip_prefix("v1.")
+        .and_then(|t| t.split_once('.'))
+        .ok_or(Denied::Wrong)?;
+    let expiry: u64 = expiry.parse().map_err(|_| Denied::Wrong)?;
+    let sig = unhex(sig).ok_or(Denied::Wrong)?;
+    let msg = format!("play:{prefix}:{expiry}");
+    let valid = secrets.iter().any(|secret| {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+        hmac::verify(&key, msg.as_bytes(), &sig).is_ok()
+    });
+    match (valid, expiry >= now) {
+        (false, _) => Err(Denied::Wrong),
+        (true, false) => Err(Denied::Expired),
+        (true, true) => Ok(expiry),
+    }
 }
 
 /// Whether `request` may publish under `config` at `now` (Unix seconds).
@@ -130,6 +161,31 @@ mod tests {
         // Open: anyone.
         let open = SrtConfig::default();
         assert_eq!(check_publish(&open, &request("demo", None), 0), Ok(()));
+    }
+
+    #[test]
+    fn playback_tokens_cover_their_prefix_until_expiry() {
+        let secrets = vec![SECRET.to_string()];
+        let t = play_token(SECRET, "/live/demo/", 100);
+        assert_eq!(check_play(&secrets, "/live/demo/", &t, 50), Ok(100));
+        assert_eq!(
+            check_play(&secrets, "/live/demo/", &t, 101),
+            Err(Denied::Expired)
+        );
+        assert_eq!(
+            check_play(&secrets, "/live/other/", &t, 50),
+            Err(Denied::Wrong)
+        );
+        assert_eq!(
+            check_play(&secrets, "/live/demo/", &t.replace("v1.100", "v1.999"), 50),
+            Err(Denied::Wrong)
+        );
+        // A publish token is not a playback token.
+        let p = publish_token(SECRET, "demo", 100);
+        assert_eq!(
+            check_play(&secrets, "/live/demo/", &p, 50),
+            Err(Denied::Wrong)
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@ pub enum ApiError {
     /// 404: no such stream, rendition or object (or it left the window).
     #[error("not found: {0}")]
     NotFound(String),
+    /// 403: playback needs a valid signed token for this path.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// 405: only GET and HEAD are served.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -29,6 +32,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => 400,
             ApiError::NotFound(_) => 404,
+            ApiError::Forbidden(_) => 403,
             ApiError::MethodNotAllowed => 405,
             ApiError::Conflict(_) => 409,
             ApiError::TooManyRequests(_) => 429,

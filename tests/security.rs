@@ -1,0 +1,161 @@
+//! Hostile and unauthorized viewers against a single box on loopback: signed playback
+//! (valid, expired, tampered, another room's token, none), path attacks, and a slowloris
+//! client cut off by the header-read timeout.
+
+// Tests panic on purpose when the system under test misbehaves.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use daihuo::peers::ffmpeg_push;
+use daihuo::{eventually, loopback_config, require_ffmpeg, Child};
+use edge_node::Edge;
+
+const SECRET: &str = "playback-secret-of-at-least-32-chars";
+
+/// (status, headers and body) of a GET with optional cookie, path taken as is.
+fn get(url: &str, cookie: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-i", "--path-as-is", "--max-time", "10"]);
+    if let Some(c) = cookie {
+        cmd.args(["-H", &format!("Cookie: {c}")]);
+    }
+    let out = cmd.arg(url).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_playback_valid_expired_tampered_and_wrong_prefix() {
+    require_ffmpeg();
+    let mut config = loopback_config();
+    config.playback.signed = true;
+    config.playback.secrets = vec![SECRET.into()];
+    let edge = Edge::start(&config).await.unwrap();
+    let (srt, http) = (edge.addrs.srt, edge.addrs.http.unwrap());
+    let url = format!("srt://{srt}?streamid=live/demo");
+    let _push = Child::spawn(&mut ffmpeg_push(320, 180, 20, &url)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = origin::auth::play_token(SECRET, "/live/demo/", now + 600);
+    let base = format!("http://{http}/live/demo");
+    // With the token: the playlist, and a cookie for the rest of the room.
+    let (status, answer) = eventually(15, async || {
+        let r = get(&format!("{base}/180p/index.m3u8?token={token}"), None);
+        (r.0 == 200 && r.1.contains("#EXT-X-PART:")).then_some(r)
+    })
+    .await;
+    assert_eq!(status, 200);
+    let cookie_line = answer
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a cookie");
+    assert!(cookie_line.contains("Path=/live/demo/"), "{cookie_line}");
+    let cookie = cookie_line
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // A player's relative requests carry only the cookie: parts and init are served.
+    let part = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
+        .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
+        .next_back()
+        .unwrap()
+        .to_string();
+    assert_eq!(get(&format!("{base}/180p/{part}"), Some(&cookie)).0, 200);
+    assert_eq!(get(&format!("{base}/180p/init.mp4"), Some(&cookie)).0, 200);
+    // Refused: no token, expired, tampered, another room's token.
+    let expired = origin::auth::play_token(SECRET, "/live/demo/", now - 1);
+    let tampered = token.replace(
+        &format!("v1.{}", now + 600),
+        &format!("v1.{}", now + 99_999),
+    );
+    let other = origin::auth::play_token(SECRET, "/live/other/", now + 600);
+    for (what, query) in [
+        ("none", String::new()),
+        ("expired", format!("?token={expired}")),
+        ("tampered", format!("?token={tampered}")),
+        ("wrong prefix", format!("?token={other}")),
+    ] {
+        let (status, text) = get(&format!("{base}/180p/index.m3u8{query}"), None);
+        assert_eq!(status, 403, "{what}: {text}");
+    }
+    assert_eq!(
+        get(&format!("{base}/180p/{part}"), Some("daihuo_token=v1.1.00")).0,
+        403
+    );
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_attacks_get_4xx() {
+    let edge = Edge::start(&loopback_config()).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    let long = "a".repeat(10 * 1024);
+    for path in [
+        "/live/../etc/passwd",
+        "/live/demo/../../etc/passwd",
+        "/live/%2e%2e/index.m3u8",
+        "/live/demo%2f..%2f/index.m3u8",
+        "/live/de%00mo/index.m3u8",
+        &format!("/live/{long}/index.m3u8"),
+        &format!("/live/demo/{long}.m4s"),
+        "/etc/passwd",
+    ] {
+        let (status, text) = get(&format!("http://{http}{path}"), None);
+        assert!((400..500).contains(&status), "{path}: {status} {text}");
+    }
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_is_cut_off_by_the_header_timeout() {
+    let edge = Edge::start(&loopback_config()).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    let started = Instant::now();
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        s.write_all(b"GET /live/demo/index.m3u8 HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        // One header byte a second, never finishing the request.
+        for _ in 0..60 {
+            if s.write_all(b"X").is_err() {
+                return true;
+            }
+            let mut buf = [0u8; 512];
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => return true, // an error answer, then the close
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return true,
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(closed, "the slow client was never cut off");
+    println!("slowloris cut off after {:?}", started.elapsed());
+    edge.shutdown(Duration::from_secs(2)).await;
+}
