@@ -47,3 +47,29 @@ fn route_corpus() {
         }
     }
 }
+
+#[test]
+fn events_corpus() {
+    for (name, body) in seeds("events") {
+        let posted = origin::events::model::parse_posted(body.as_bytes(), 200);
+        let records = serde_json::from_str::<Vec<origin::events::Record>>(&body);
+        match name.as_str() {
+            n if n.starts_with("ok_") => assert!(posted.is_ok(), "{name}: {posted:?}"),
+            "record" => assert!(records.is_ok(), "{name}: {records:?}"),
+            _ => assert!(posted.is_err(), "{name}: {posted:?}"),
+        }
+    }
+}
+
+#[test]
+fn config_corpus() {
+    for (name, text) in seeds("config") {
+        let edge = conf::EdgeConfig::from_toml(&text);
+        let origin = conf::OriginConfig::from_toml(&text);
+        match name.as_str() {
+            "ok_origin" => assert!(origin.is_ok(), "{name}: {origin:?}"),
+            n if n.starts_with("ok_") => assert!(edge.is_ok(), "{name}: {edge:?}"),
+            _ => assert!(edge.is_err() && origin.is_err(), "{name}"),
+        }
+    }
+}
