@@ -250,12 +250,10 @@ impl<D: Destination> Accept<D> {
         let publish = match streamid::parse(id.as_deref()) {
             Ok(p) => p,
             Err(e) => {
-                warn!(audit = "publish", %peer, "publish refused: {e}");
-                self.metrics.publish_refused.inc();
-                let _ = request
-                    .reject(RejectReason::Server(ServerRejectReason::BadRequest))
+                let why = e.to_string();
+                return self
+                    .refuse(request, "publish", "", ServerRejectReason::BadRequest, why)
                     .await;
-                return;
             }
         };
         let room = publish.room.clone();
@@ -263,42 +261,46 @@ impl<D: Destination> Accept<D> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         if let Err(why) = crate::auth::check_publish(&self.config, &publish, now) {
-            warn!(audit = "auth", %peer, stream = room, "publish refused: {why}");
-            self.metrics.publish_refused.inc();
-            let _ = request
-                .reject(RejectReason::Server(ServerRejectReason::Unauthorized))
+            let why = why.to_string();
+            return self
+                .refuse(
+                    request,
+                    "auth",
+                    &room,
+                    ServerRejectReason::Unauthorized,
+                    why,
+                )
                 .await;
-            return;
         }
         let key = match self.key_settings(&request) {
             Ok(key) => key,
             Err(why) => {
-                warn!(audit = "auth", %peer, stream = room, "publish refused: {why}");
-                self.metrics.publish_refused.inc();
-                let _ = request
-                    .reject(RejectReason::Server(ServerRejectReason::Unauthorized))
+                let why = why.to_string();
+                return self
+                    .refuse(
+                        request,
+                        "auth",
+                        &room,
+                        ServerRejectReason::Unauthorized,
+                        why,
+                    )
                     .await;
-                return;
             }
         };
         let live = self.destination.live_count();
         if live >= self.config.max_streams {
-            warn!(audit = "publish", %peer, stream = room, live, "publish refused: srt.max_streams reached");
-            self.metrics.publish_refused.inc();
-            let _ = request
-                .reject(RejectReason::Server(ServerRejectReason::Overload))
+            let why = format!("srt.max_streams reached ({live} live)");
+            return self
+                .refuse(request, "publish", &room, ServerRejectReason::Overload, why)
                 .await;
-            return;
         }
         let session = match self.destination.open(&room) {
             Ok(p) => p,
             Err(e) => {
-                warn!(audit = "publish", %peer, stream = room, "publish refused: {e}");
-                self.metrics.publish_refused.inc();
-                let _ = request
-                    .reject(RejectReason::Server(ServerRejectReason::Conflict))
+                let why = e.to_string();
+                return self
+                    .refuse(request, "publish", &room, ServerRejectReason::Conflict, why)
                     .await;
-                return;
             }
         };
         let mut socket = match request.accept(key).await {
@@ -330,6 +332,21 @@ impl<D: Destination> Accept<D> {
         }
         .instrument(span)
         .await;
+    }
+
+    /// Rejects a connection request with `reason`, logged for `audit` with the peer.
+    async fn refuse(
+        &self,
+        request: ConnectionRequest,
+        audit: &'static str,
+        room: &str,
+        reason: ServerRejectReason,
+        why: String,
+    ) {
+        let peer = request.remote();
+        warn!(audit, %peer, stream = room, "publish refused: {why}");
+        self.metrics.publish_refused.inc();
+        let _ = request.reject(RejectReason::Server(reason)).await;
     }
 
     /// The encryption this publisher must use: none, or the configured passphrase.
