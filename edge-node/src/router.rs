@@ -123,8 +123,10 @@ impl Router {
             return Ok((Bytes::from(body), Kind::Accepted));
         }
         let result = self.route(req, &route).await;
-        if result.is_ok() {
-            // Only streams that answered: a viewer cannot mint series with made-up names.
+        // Counted on playlists, which every player reloads every part, not on each media
+        // object (the cache-hit path stays lean); only streams that answered, so a viewer
+        // cannot mint series with made-up names.
+        if result.is_ok() && !matches!(route, Route::Object { .. }) {
             self.viewers.saw(route.room(), peer).await;
         }
         result

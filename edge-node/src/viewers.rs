@@ -1,7 +1,7 @@
 //! `daihuo_viewers{stream, proto}`: how many clients watch each stream now, by HTTP version
-//! (`h1`, `h2`, `h3`). A viewer is a client connection (its address) that was answered about
-//! the stream within the last [`IDLE`]; players ask every part, so a watching client never
-//! goes that long without a request.
+//! (`h1`, `h2`, `h3`). A viewer is a client connection (its address) that was answered a
+//! playlist (or event) request of the stream within the last [`IDLE`]; players reload the
+//! playlist every part, so a watching client never goes that long without one.
 
 use std::net::SocketAddr;
 use std::time::Duration;
