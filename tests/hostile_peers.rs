@@ -86,7 +86,8 @@ async fn hostile_input_leaves_other_streams_serving() {
     let media = format!("http://{http}/live/good/360p/index.m3u8");
     let before = eventually(15, async || newest_part(&media)).await;
 
-    // Garbage datagrams of every size, some shaped like SRT control packets (top bit set).
+    // Garbage datagrams of every size at the SRT and QUIC ports, some shaped like SRT control
+    // packets (top bit set) or QUIC Initials.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     for i in 0..3000usize {
@@ -102,6 +103,13 @@ async fn hostile_input_leaves_other_streams_serving() {
             packet[0] |= 0x80;
         }
         let _ = udp.send_to(&packet, srt);
+        // The same at the HTTP/3 port, some shaped like QUIC long headers (Initial).
+        if let Some(quic) = edge.addrs.http3 {
+            if i % 3 == 0 {
+                packet[0] = 0xc0 | (packet[0] & 0x0f);
+            }
+            let _ = udp.send_to(&packet, quic);
+        }
     }
 
     // Refused publishers: path tricks in the room, a mode other than publish, a room that is
@@ -157,6 +165,14 @@ async fn hostile_input_leaves_other_streams_serving() {
     // The good stream kept going through all of it.
     let after = eventually(10, async || newest_part(&media).filter(|p| *p > before)).await;
     assert!(after > before);
+    // HTTP/3 still answers after the flood at its port.
+    let h3 = daihuo::H3Client::connect(edge.addrs.http3.expect("h3"), &edge.certificate())
+        .await
+        .expect("h3 after the flood");
+    assert_eq!(
+        h3.get("/live/good/360p/index.m3u8").await.unwrap().status,
+        200
+    );
     let (_, metrics) = curl(&format!("http://{}/metrics", edge.addrs.admin)).unwrap();
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(
