@@ -126,7 +126,9 @@ async fn path_attacks_get_4xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_is_cut_off_by_the_header_timeout() {
-    let edge = Edge::start(&loopback_config()).await.unwrap();
+    let mut config = loopback_config();
+    config.limits.header_timeout_ms = 2000;
+    let edge = Edge::start(&config).await.unwrap();
     let http = edge.addrs.http.unwrap();
     let started = Instant::now();
     let closed = tokio::task::spawn_blocking(move || {
@@ -156,6 +158,48 @@ async fn slowloris_is_cut_off_by_the_header_timeout() {
     .await
     .unwrap();
     assert!(closed, "the slow client was never cut off");
-    println!("slowloris cut off after {:?}", started.elapsed());
+    println!(
+        "slowloris cut off after {:?} (header_timeout_ms = 2000)",
+        started.elapsed()
+    );
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_get_408_and_one_address_gets_its_cap() {
+    let mut config = loopback_config();
+    config.limits.body_timeout_ms = 1000;
+    config.limits.max_connections_per_ip = 2;
+    let edge = Edge::start(&config).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    let answer = tokio::task::spawn_blocking(move || {
+        // A body that never completes.
+        let mut s = TcpStream::connect(http).unwrap();
+        s.write_all(b"POST /live/demo/events HTTP/1.1\r\nHost: x\r\ncontent-length: 100\r\n\r\n{")
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap_or(0);
+        drop(s);
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // Two connections are allowed from one address; a third is closed at once.
+        let mut a = TcpStream::connect(http).unwrap();
+        let _b = TcpStream::connect(http).unwrap();
+        a.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut c = TcpStream::connect(http).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = c.write_all(b"GET /live/x/index.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n");
+        let third = c.read(&mut buf);
+        (first, third.map(|n| n == 0))
+    })
+    .await
+    .unwrap();
+    assert!(answer.0.starts_with("HTTP/1.1 408"), "{}", answer.0);
+    assert!(
+        matches!(answer.1, Ok(true) | Err(_)),
+        "a third connection from one address was served: {:?}",
+        answer.1
+    );
     edge.shutdown(Duration::from_secs(2)).await;
 }

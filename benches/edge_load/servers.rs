@@ -137,6 +137,7 @@ pub async fn start_edge(bin: &Path, dir: &Path) -> Result<(Edge, CertificateDer<
          [admin]\nlisten = \"{admin}\"\n\
          [transcode]\nencoder = \"off\"\n\
          [events]\nstate_dir = {:?}\n\
+         [limits]\nmax_connections_per_ip = 0\n\
          [log]\nlevel = \"warn\"\n",
         cert_path.display().to_string(),
         key_path.display().to_string(),

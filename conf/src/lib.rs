@@ -21,7 +21,7 @@ pub use model::{
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, ScaleConfig, SrtConfig,
     TranscodeConfig,
 };
-pub use model::{PlaybackConfig, PublishAuth};
+pub use model::{LimitsConfig, PlaybackConfig, PublishAuth};
 pub use upstream::{OriginPeer, Standby, UpstreamConfig, UpstreamProtocol};
 
 use std::path::Path;

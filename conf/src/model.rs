@@ -42,8 +42,68 @@ pub struct EdgeConfig {
     pub events: EventsConfig,
     /// Who may watch.
     pub playback: PlaybackConfig,
+    /// What one viewer client may take of the HTTPS, HTTP/3 and plain HTTP listeners.
+    pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// Limits of the viewer listeners (new connections get new values on reload).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Until a request's head has fully arrived, ms (a slowloris client is cut here; the TLS
+    /// handshake gets as long). Default 10000.
+    pub header_timeout_ms: u64,
+    /// Until a request's body has fully arrived, ms (408 after). Default 10000.
+    pub body_timeout_ms: u64,
+    /// Largest request head, bytes. Default 16384.
+    pub max_header_bytes: usize,
+    /// Concurrent requests of one HTTP/2 or HTTP/3 connection. Default 100.
+    pub max_streams_per_connection: u32,
+    /// An HTTP/3 connection with no traffic this long is closed, ms. Default 30000.
+    pub idle_timeout_ms: u64,
+    /// Open TCP connections from one IP address (0: no cap). Default 256.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_header_bytes: 16_384,
+            max_streams_per_connection: 100,
+            idle_timeout_ms: 30_000,
+            max_connections_per_ip: 256,
+        }
+    }
+}
+
+impl LimitsConfig {
+    fn validate(&self, e: &mut Errors) {
+        for (key, ms) in [
+            ("limits.header_timeout_ms", self.header_timeout_ms),
+            ("limits.body_timeout_ms", self.body_timeout_ms),
+            ("limits.idle_timeout_ms", self.idle_timeout_ms),
+        ] {
+            e.check(
+                (100..=600_000).contains(&ms),
+                key,
+                format!("{ms} is outside 100..=600000"),
+            );
+        }
+        e.check(
+            (1024..=1024 * 1024).contains(&self.max_header_bytes),
+            "limits.max_header_bytes",
+            "must be 1024 to 1048576",
+        );
+        e.check(
+            (1..=10_000).contains(&self.max_streams_per_connection),
+            "limits.max_streams_per_connection",
+            "must be 1 to 10000",
+        );
+    }
 }
 
 /// Playback authorization (off by default).
@@ -119,6 +179,7 @@ impl Default for EdgeConfig {
             scale: ScaleConfig::default(),
             events: EventsConfig::default(),
             playback: PlaybackConfig::default(),
+            limits: LimitsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -674,6 +735,7 @@ impl EdgeConfig {
         self.events.validate(&mut e);
         self.upstream.validate(&mut e);
         self.playback.validate(&mut e);
+        self.limits.validate(&mut e);
         check_cert_pair("https", &self.https.cert, &self.https.key, &mut e);
         e.check(
             self.cache.max_bytes >= 1024 * 1024,

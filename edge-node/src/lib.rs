@@ -121,7 +121,9 @@ impl Edge {
             None
         };
         let quic = if config.http3.enabled {
-            let server = certificates.quic_config()?;
+            let mut server = certificates.quic_config()?;
+            let limits = origin::serve::Limits::from(&config.limits);
+            server.transport_config(Arc::new(h3::transport(&limits)));
             Some(
                 h3::bind(config.http3.listen, server)
                     .map_err(|e| bind("http3", config.http3.listen, e))?,
@@ -218,6 +220,9 @@ impl Edge {
             &metrics,
         ));
         router.playback.store(Arc::new(config.playback.clone()));
+        router
+            .limits
+            .store(Arc::new(origin::serve::Limits::from(&config.limits)));
 
         if let Some(l) = https {
             let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
@@ -302,6 +307,9 @@ impl Edge {
         self.scale.marks.store(Arc::new(next.scale.clone()));
         self.events.reload(&next.events);
         self.router.playback.store(Arc::new(next.playback.clone()));
+        self.router
+            .limits
+            .store(Arc::new(origin::serve::Limits::from(&next.limits)));
         if current.cache != next.cache {
             self.cache.resize(next.cache.max_bytes).await;
         }
@@ -329,6 +337,11 @@ impl Edge {
                 current.https.cert.is_some() && next.https.cert.is_none(),
             ),
             ("http3", current.http3 != next.http3),
+            (
+                "limits (HTTP/3 streams and idle timeout)",
+                current.limits.max_streams_per_connection != next.limits.max_streams_per_connection
+                    || current.limits.idle_timeout_ms != next.limits.idle_timeout_ms,
+            ),
             ("http", current.http != next.http),
             ("admin.listen", current.admin.listen != next.admin.listen),
             ("hls", current.hls != next.hls),

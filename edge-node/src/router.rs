@@ -48,6 +48,8 @@ pub struct Router {
     feed: Arc<Feed>,
     /// Playback authorization; a reload stores new settings.
     pub playback: arc_swap::ArcSwap<conf::PlaybackConfig>,
+    /// Listener limits for new connections; a reload stores new ones.
+    pub limits: arc_swap::ArcSwap<origin::serve::Limits>,
 }
 
 /// The cookie carrying a playback token.
@@ -83,6 +85,7 @@ impl Router {
             events,
             feed,
             playback: arc_swap::ArcSwap::from_pointee(conf::PlaybackConfig::default()),
+            limits: arc_swap::ArcSwap::from_pointee(origin::serve::Limits::default()),
         }
     }
 
@@ -231,6 +234,10 @@ impl Handler for Router {
 
     fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
         Some(self.connections.with_label_values(&[transport]))
+    }
+
+    fn limits(&self) -> origin::serve::Limits {
+        **self.limits.load()
     }
 }
 

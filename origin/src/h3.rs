@@ -25,6 +25,16 @@ pub fn bind(addr: SocketAddr, server: quinn::ServerConfig) -> std::io::Result<qu
     )
 }
 
+/// QUIC transport settings from `limits`: concurrent request streams and the idle timeout.
+pub fn transport(limits: &crate::serve::Limits) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(limits.max_streams));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(limits.idle_timeout) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
 /// Accepts QUIC connections until `shutdown` turns true, then closes the endpoint and waits
 /// for connections to finish.
 pub async fn serve<H: Handler>(

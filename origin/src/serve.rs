@@ -68,6 +68,92 @@ pub trait Handler: Send + Sync + 'static {
     fn connections(&self, _transport: &str) -> Option<prometheus::IntGauge> {
         None
     }
+
+    /// The limits its listeners enforce.
+    fn limits(&self) -> Limits {
+        Limits::default()
+    }
+}
+
+/// What a listener allows one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Until the whole request head has arrived (HTTP/1.1; slowloris ends here).
+    pub header_timeout: Duration,
+    /// Until the whole request body has arrived.
+    pub body_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Concurrent streams of one HTTP/2 or HTTP/3 connection.
+    pub max_streams: u32,
+    /// An HTTP/3 connection with no traffic this long is closed.
+    pub idle_timeout: Duration,
+    /// Open TCP connections from one IP address (0: no cap).
+    pub per_ip: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: HEADER_TIMEOUT,
+            body_timeout: HEADER_TIMEOUT,
+            max_header_bytes: 64 * 1024,
+            max_streams: 256,
+            idle_timeout: Duration::from_secs(30),
+            per_ip: 0,
+        }
+    }
+}
+
+impl From<&conf::LimitsConfig> for Limits {
+    fn from(c: &conf::LimitsConfig) -> Self {
+        Self {
+            header_timeout: Duration::from_millis(c.header_timeout_ms),
+            body_timeout: Duration::from_millis(c.body_timeout_ms),
+            max_header_bytes: c.max_header_bytes,
+            max_streams: c.max_streams_per_connection,
+            idle_timeout: Duration::from_millis(c.idle_timeout_ms),
+            per_ip: c.max_connections_per_ip,
+        }
+    }
+}
+
+/// One client address's share of the per-IP cap, given back when dropped.
+struct PerIp {
+    counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    /// A slot for `ip`, unless it already holds `cap` (0: no cap).
+    fn take(
+        counts: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+        cap: usize,
+    ) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if cap > 0 && *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// One open connection on a gauge, for as long as it lives.
@@ -152,6 +238,7 @@ pub async fn serve_connection<IO, H>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
+    let limits = handler.limits();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         async move {
@@ -161,15 +248,17 @@ pub async fn serve_connection<IO, H>(
                 Proto::Http1
             };
             let (parts, body) = req.into_parts();
-            let res = match Limited::new(body, MAX_BODY).collect().await {
-                Ok(body) => {
+            let body = Limited::new(body, MAX_BODY).collect();
+            let res = match tokio::time::timeout(limits.body_timeout, body).await {
+                Ok(Ok(body)) => {
                     let req = Request::from_parts(parts, body.to_bytes());
                     handler.handle(req, Peer { addr, proto }).await
                 }
-                Err(e) => text(
+                Ok(Err(e)) => text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body: {e}\n"),
                 ),
+                Err(_) => text(StatusCode::REQUEST_TIMEOUT, "request body too slow\n"),
             };
             Ok::<_, std::convert::Infallible>(hyper_body(res))
         }
@@ -178,12 +267,14 @@ pub async fn serve_connection<IO, H>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(limits.header_timeout)
+        // hyper's floor for its read buffer is 8 KiB.
+        .max_buf_size(limits.max_header_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(limits.max_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
@@ -225,6 +316,8 @@ async fn serve_tcp<H: Handler>(
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
+        Arc::default();
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -238,9 +331,15 @@ async fn serve_tcp<H: Handler>(
             },
             _ = crate::serve::stopped(&mut shutdown) => return,
         };
+        // Read per connection: a reload's limits reach the next one.
+        let limits = handler.limits();
+        let Some(per_ip) = PerIp::take(&per_ip, addr.ip(), limits.per_ip) else {
+            debug!(peer = %addr, "connection refused: per-IP cap reached");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (handler, shutdown) = (handler.clone(), shutdown.clone());
-        let open = Open::new(handler.connections("tcp"));
+        let open = (Open::new(handler.connections("tcp")), per_ip);
         let Some(tls) = tls.clone() else {
             tokio::spawn(async move {
                 serve_connection(stream, handler, addr, shutdown).await;
@@ -250,7 +349,7 @@ async fn serve_tcp<H: Handler>(
         };
         tokio::spawn(async move {
             let _open = open;
-            match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
+            match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
                 Ok(Ok(stream)) => serve_connection(stream, handler, addr, shutdown).await,
                 Ok(Err(e)) => debug!(peer = %addr, "tls handshake failed: {e}"),
                 Err(_) => debug!(peer = %addr, "tls handshake timed out"),
