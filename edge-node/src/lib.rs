@@ -6,7 +6,9 @@
 //! crate). With origins, [`relay`] forwards streamers' SRT to them, [`upstream`] places rooms
 //! on origins and tracks their health, and [`pull`] fetches playback from them. [`router`]
 //! holds the routes; `origin::serve` and `origin::h3` only adapt transports to it; [`cache`]
-//! is the object cache.
+//! is the object cache. Viewer events: [`events`] takes posts (limits, like merging, the
+//! durable spool and its forwarder), [`feed`] serves the live comment and like feed, and
+//! [`viewers`] counts who watches.
 //!
 //! The edge never transcodes.
 

@@ -1,12 +1,16 @@
 //! The daihuo origin: SRT ingest, the per-stream pipeline, the part/segment store with
-//! blocking-reload waiters, and the origin HTTP API.
+//! blocking-reload waiters, the origin HTTP API, and viewer events' journal and sinks.
 //!
 //! Where to start: [`Node::start`] wires a standalone `daihuo-origin`; the edge's single-box
 //! mode uses [`Store`], [`Ingest`] and [`api`] directly, in-process. [`pipeline`] turns one
-//! publish's transport stream into parts; [`store`] holds them and answers edges.
+//! publish's transport stream into parts; [`store`] holds them and answers edges; [`auth`]
+//! decides who may publish (and checks playback tokens); [`events`] deduplicates relayed
+//! viewer events into the journal and the Kafka sink.
 //! Shared daemon plumbing used by both binaries lives here too: [`serve`] (hyper over TCP,
-//! plain or TLS) and [`h3`] (QUIC) listeners for any [`serve::Handler`], [`tls`]
-//! (certificates), [`admin`] (metrics and health), [`cli`] (arguments, logging, signals).
+//! plain or TLS, with [`serve::Limits`]) and [`h3`] (QUIC) listeners for any
+//! [`serve::Handler`], [`tls`] (certificates, reloadable), [`admin`] (metrics, health,
+//! readiness with the [`scale`] hint), [`cli`] (arguments, logging, the signal loop and
+//! [`live`] reload), [`notify`] (systemd).
 //!
 //! This crate does not cache for viewers or relay ingest: that is the edge.
 
