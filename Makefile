@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RELEASE := target/release
 
-.PHONY: run build deb test check fmt clippy bench deps test-deps bench-deps clean
+.PHONY: run build deb test check fmt clippy deny bench deps test-deps bench-deps clean
 
 run: deps build
 	@scripts/print-usage.sh
@@ -38,6 +38,8 @@ bench-deps:
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# Licenses, duplicate versions, sources, and advisories when their database is reachable.
+	@scripts/deny.sh
 	# The NVENC-direct backend compiles without CUDA (the SDK crate's ci-check feature).
 	$(CARGO) check -p hwaccel --features nvenc
 	@mkdir -p target
@@ -51,6 +53,9 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+deny:
+	@scripts/deny.sh
 
 bench: bench-deps
 	$(CARGO) bench -p daihuo --bench packaging

@@ -3,11 +3,11 @@
 //! default that conflicts with a set one) is placed at the deepest part of its path that the
 //! file does set.
 
-use toml_edit::{ImDocument, Item, TableLike};
+use toml_edit::{Document, Item, TableLike};
 
 /// The 1-based line of `key` in `text`, or of its deepest present ancestor.
 pub(crate) fn line_of(text: &str, key: &str) -> Option<usize> {
-    let doc = ImDocument::parse(text).ok()?;
+    let doc = Document::parse(text).ok()?;
     let mut table: &dyn TableLike = doc.as_table();
     let mut found = None;
     for segment in key.split('.') {
