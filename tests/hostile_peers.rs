@@ -274,3 +274,183 @@ async fn only_keyed_or_signed_publishers_get_in() {
     eventually(10, async || newest_part(&media).filter(|p| *p > first)).await;
     edge.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Runs ffmpeg pushing `seconds` to `url` and waits for it (stderr dropped); true if it
+/// exited successfully.
+async fn push_to_end(seconds: u32, url: &str) -> bool {
+    let mut push = Child::spawn(ffmpeg_push(320, 180, seconds, url).stderr(Stdio::null())).unwrap();
+    tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap()
+        .success()
+}
+
+/// `daihuo_publish_refused_total` on the edge's admin listener.
+fn refused(edge: &Edge) -> f64 {
+    let (_, text) = curl(&format!("http://{}/metrics", edge.addrs.admin)).unwrap();
+    metric(
+        &String::from_utf8_lossy(&text),
+        "daihuo_publish_refused_total",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_room_passphrases_with_aes_128_and_256() {
+    require_ffmpeg();
+    let mut config = loopback_config();
+    config.srt.passphrase = Some("listener-wide-passphrase".into());
+    config
+        .srt
+        .passphrases
+        .insert("vip".into(), "the-vip-room-passphrase".into());
+    let edge = Edge::start(&config).await.expect("edge starts");
+    let (srt, http) = (edge.addrs.srt, edge.addrs.http.expect("http"));
+    // The room's own passphrase with AES-256, the listener's for another room with AES-128.
+    let vip =
+        format!("srt://{srt}?streamid=live/vip&passphrase=the-vip-room-passphrase&pbkeylen=32");
+    let lobby =
+        format!("srt://{srt}?streamid=live/lobby&passphrase=listener-wide-passphrase&pbkeylen=16");
+    let _vip = Child::spawn(&mut ffmpeg_push(320, 180, 30, &vip)).unwrap();
+    let _lobby = Child::spawn(&mut ffmpeg_push(320, 180, 30, &lobby)).unwrap();
+    let vip_media = format!("http://{http}/live/vip/180p/index.m3u8");
+    let first = eventually(15, async || newest_part(&vip_media)).await;
+    eventually(15, async || {
+        newest_part(&format!("http://{http}/live/lobby/180p/index.m3u8"))
+    })
+    .await;
+    // The listener's passphrase does not open a room that has its own, nor the other way
+    // round, nor no passphrase at all.
+    let before = refused(&edge);
+    for url in [
+        format!("srt://{srt}?streamid=live/vip&passphrase=listener-wide-passphrase"),
+        format!("srt://{srt}?streamid=live/other&passphrase=the-vip-room-passphrase&pbkeylen=32"),
+        format!("srt://{srt}?streamid=live/third"),
+    ] {
+        let ok = push_to_end(3, &url).await;
+        assert!(!ok, "{url}: published with the wrong passphrase");
+    }
+    for room in ["other", "third"] {
+        let (code, _) = curl(&format!("http://{http}/live/{room}/index.m3u8")).unwrap();
+        assert_eq!(code, 404, "{room}");
+    }
+    // Each refusal counted (the wrong passphrases in the handshake, after the audit line).
+    let after = eventually(5, async || {
+        Some(refused(&edge)).filter(|n| *n >= before + 2.0)
+    })
+    .await;
+    println!("refusals counted: {}", after - before);
+    eventually(10, async || newest_part(&vip_media).filter(|p| *p > first)).await;
+    edge.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_room_is_taken_over_only_when_configured_and_authorized() {
+    require_ffmpeg();
+    let mut config = loopback_config();
+    config.srt.publish_auth = conf::PublishAuth::Key;
+    config
+        .srt
+        .stream_keys
+        .insert("demo".into(), "demo-stream-key-1234".into());
+    config.srt.takeover = true;
+    let edge = Edge::start(&config).await.expect("edge starts");
+    let (srt, http) = (edge.addrs.srt, edge.addrs.http.expect("http"));
+    let media = format!("http://{http}/live/demo/180p/index.m3u8");
+    let keyed = format!("srt://{srt}?streamid=#!::r=live/demo,m=publish,s=demo-stream-key-1234");
+    let mut first_encoder =
+        Child::spawn(ffmpeg_push(320, 180, 60, &keyed).stderr(Stdio::null())).unwrap();
+    let first = eventually(15, async || newest_part(&media)).await;
+    // A wrong key cannot take it.
+    let wrong = format!("srt://{srt}?streamid=#!::r=live/demo,m=publish,s=demo-stream-key-0000");
+    assert!(!push_to_end(3, &wrong).await);
+    assert!(
+        first_encoder.0.try_wait().unwrap().is_none(),
+        "the live publisher was disturbed by a refused one"
+    );
+    // The key holder takes it: the first encoder's session is ended (ffmpeg exits long before
+    // its 60 s), and the room goes on with the second.
+    let _second_encoder = Child::spawn(&mut ffmpeg_push(320, 180, 60, &keyed)).unwrap();
+    let ended = eventually(20, async || first_encoder.0.try_wait().unwrap()).await;
+    println!("first encoder after the takeover: {ended}");
+    let after_takeover = newest_part(&media).unwrap_or(first);
+    eventually(15, async || {
+        newest_part(&media).filter(|p| *p > after_takeover)
+    })
+    .await;
+    let (_, text) = curl(&format!("http://{}/metrics", edge.addrs.admin)).unwrap();
+    let text = String::from_utf8_lossy(&text);
+    assert_eq!(metric(&text, "daihuo_publishes_total"), 2.0, "{text}");
+    assert_eq!(metric(&text, "daihuo_streams_live"), 1.0, "{text}");
+    edge.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_publish_hook_allows_denies_and_fails_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    require_ffmpeg();
+    // The business's hook: 204 for user "seller", 403 otherwise; it keeps what it was sent.
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let hook_task = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = hook.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !got.ends_with(b"}") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let answer = if text.contains(r#""user":"seller""#) {
+                "HTTP/1.1 204 No Content\r\n\r\n"
+            } else {
+                "HTTP/1.1 403 Forbidden\r\ncontent-length: 10\r\n\r\nsuspended\n"
+            };
+            let _ = s.write_all(answer.as_bytes()).await;
+            log.lock().unwrap().push(text);
+        }
+    });
+    let mut config = loopback_config();
+    config.srt.on_publish = Some(format!("http://{hook_addr}/hooks/publish"));
+    config.srt.on_publish_timeout_ms = 1000;
+    let edge = Edge::start(&config).await.expect("edge starts");
+    let (srt, http) = (edge.addrs.srt, edge.addrs.http.expect("http"));
+    let seller = format!("srt://{srt}?streamid=#!::r=live/demo,m=publish,u=seller");
+    let _seller = Child::spawn(&mut ffmpeg_push(320, 180, 30, &seller)).unwrap();
+    let media = format!("http://{http}/live/demo/180p/index.m3u8");
+    let first = eventually(15, async || newest_part(&media)).await;
+    let denied = format!("srt://{srt}?streamid=#!::r=live/shop,m=publish,u=someone");
+    assert!(
+        !push_to_end(3, &denied).await,
+        "the hook's 403 let a publisher in"
+    );
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[0].starts_with("POST /hooks/publish HTTP/1.1"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[0].contains(r#""room":"demo""#) && seen[0].contains(r#""peer":"127.0.0.1:"#));
+        assert!(seen[1].contains(r#""room":"shop""#) && seen[1].contains(r#""user":"someone""#));
+    }
+    // The hook goes away: publishes fail closed, the live one is untouched.
+    hook_task.abort();
+    let _ = hook_task.await;
+    let seller2 = format!("srt://{srt}?streamid=#!::r=live/shop,m=publish,u=seller");
+    assert!(
+        !push_to_end(3, &seller2).await,
+        "published with the hook down"
+    );
+    let (code, _) = curl(&format!("http://{http}/live/shop/index.m3u8")).unwrap();
+    assert_eq!(code, 404);
+    assert_eq!(refused(&edge), 2.0);
+    eventually(10, async || newest_part(&media).filter(|p| *p > first)).await;
+    edge.shutdown(Duration::from_secs(5)).await;
+}

@@ -50,6 +50,45 @@ pub fn valid_room(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A publish hook's URL split into its `host:port` (port 80 when absent) and its path with
+/// query (`/` when absent). Only `http://`: the hook is a service on the operator's own
+/// network, and TLS to it would be one more certificate to manage on every box.
+pub fn hook_url(url: &str) -> Result<(String, String), &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("must be an http:// URL")?;
+    if rest
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || b == b'#')
+    {
+        return Err("must not contain spaces, control characters or a fragment");
+    }
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err("needs a host (and no user:password@)");
+    }
+    let has_port = match authority.rfind(':') {
+        Some(i) => !authority.ends_with(']') && i > authority.rfind(']').unwrap_or(0),
+        None => false,
+    };
+    let authority = if has_port {
+        let port = &authority[authority.rfind(':').unwrap_or(0) + 1..];
+        port.parse::<u16>().map_err(|_| "has an invalid port")?;
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_string()
+    };
+    Ok((authority, path))
+}
+
 /// What the daemons need of their configuration, whichever it is.
 pub trait DaemonConfig: Default + Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Reads, parses and validates the file; every problem is reported with its key path.

@@ -257,8 +257,12 @@ pub struct SrtConfig {
     /// retransmitted before they are given up. Default 120.
     pub latency_ms: u64,
     /// Optional passphrase (10 to 79 characters) required from publishers; enables AES with
-    /// the key length the publisher chooses (16, 24 or 32 bytes; libsrt's default is 16).
+    /// the key length the publisher chooses (16, 24 or 32 bytes: AES-128, -192 or -256;
+    /// libsrt's default is 16).
     pub passphrase: Option<String>,
+    /// Per-room passphrases under `[srt.passphrases]` (`room = "passphrase"`), which replace
+    /// `passphrase` for their room; a room not listed uses `passphrase` (or none).
+    pub passphrases: std::collections::BTreeMap<String, String>,
     /// Most streams published at once; further publishers are refused. Default 64.
     pub max_streams: usize,
     /// Who may publish: `open` (anyone who reaches the port; default) or `key` (a stream key
@@ -272,6 +276,19 @@ pub struct SrtConfig {
     /// HMAC-SHA256(secret, "publish:ROOM:EXPIRY") and EXPIRY a Unix time in seconds. Any of
     /// them verifies, so a new secret can be added before the old one is removed.
     pub publish_secrets: Vec<String>,
+    /// Whether an authorized publisher may take over a room that is already live: the
+    /// current publisher's session is ended and the new one's accepted (an encoder restarted
+    /// on another machine, say). Default false: the second publisher is refused (SRT reject
+    /// 2409). Needs `publish_auth = "key"`, so that only the room's key holders can do it.
+    pub takeover: bool,
+    /// Optional HTTP hook asked before each publish (after the key check): a POST of
+    /// `{"room", "user", "key", "peer"}` as JSON to this `http://` URL. A 2xx answer allows
+    /// the publish; any other answer, no answer within `on_publish_timeout_ms`, or an
+    /// unreachable hook refuses it (SRT reject 2403), so a broken hook fails closed.
+    pub on_publish: Option<String>,
+    /// How long the hook may take, in ms. Default 1000 (encoders give up on a handshake after
+    /// about 3 s).
+    pub on_publish_timeout_ms: u64,
 }
 
 /// Who may publish.
@@ -293,6 +310,10 @@ impl Default for SrtConfig {
             publish_auth: PublishAuth::Open,
             stream_keys: std::collections::BTreeMap::new(),
             publish_secrets: Vec::new(),
+            passphrases: std::collections::BTreeMap::new(),
+            takeover: false,
+            on_publish: None,
+            on_publish_timeout_ms: 1000,
         }
     }
 }
@@ -688,6 +709,34 @@ impl SrtConfig {
                 "must be 10 to 79 characters (SRT's limits)",
             );
         }
+        for (room, p) in &self.passphrases {
+            let path = format!("srt.passphrases.{room}");
+            e.check(
+                crate::valid_room(room),
+                &path,
+                "the room must be 1 to 64 of A-Z a-z 0-9 _ -",
+            );
+            e.check(
+                (10..=79).contains(&p.chars().count()),
+                &path,
+                "must be 10 to 79 characters (SRT's limits)",
+            );
+        }
+        e.check(
+            !self.takeover || self.publish_auth == PublishAuth::Key,
+            "srt.takeover",
+            "needs publish_auth = \"key\" (else anyone could take a live room)",
+        );
+        if let Some(url) = &self.on_publish {
+            if let Err(why) = crate::hook_url(url) {
+                e.check(false, "srt.on_publish", why);
+            }
+        }
+        e.check(
+            (50..=10_000).contains(&self.on_publish_timeout_ms),
+            "srt.on_publish_timeout_ms",
+            format!("{} is outside 50..=10000", self.on_publish_timeout_ms),
+        );
         e.check(
             self.max_streams > 0,
             "srt.max_streams",

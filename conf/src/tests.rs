@@ -172,3 +172,70 @@ api = "10.0.0.2:0"
     assert_eq!(c.upstream.protocol, UpstreamProtocol::H3);
     assert_eq!(c.upstream.origins[0].server_name(), "origin-a");
 }
+
+#[test]
+fn publish_policy_keys() {
+    let ok = r#"
+[srt]
+publish_auth = "key"
+publish_secrets = ["0123456789abcdef0123456789abcdef"]
+takeover = true
+on_publish = "http://10.0.0.5:8081/hooks/publish?site=sh"
+on_publish_timeout_ms = 800
+[srt.passphrases]
+demo = "per-room-passphrase"
+"#;
+    let c = EdgeConfig::from_toml(ok).expect("valid");
+    assert!(c.srt.takeover);
+    assert_eq!(c.srt.passphrases["demo"], "per-room-passphrase");
+    let bad = r#"
+[srt]
+takeover = true
+on_publish = "https://hooks.example/publish"
+on_publish_timeout_ms = 20
+[srt.passphrases]
+"../x" = "per-room-passphrase"
+demo = "short"
+"#;
+    let text = EdgeConfig::from_toml(bad).unwrap_err().to_string();
+    for key in [
+        "srt.takeover",
+        "srt.on_publish",
+        "srt.on_publish_timeout_ms",
+        "srt.passphrases.../x",
+        "srt.passphrases.demo",
+    ] {
+        assert!(text.contains(key), "{key} missing from: {text}");
+    }
+}
+
+#[test]
+fn hook_urls() {
+    assert_eq!(
+        hook_url("http://127.0.0.1:8081/p?q=1"),
+        Ok(("127.0.0.1:8081".into(), "/p?q=1".into()))
+    );
+    assert_eq!(
+        hook_url("http://hooks.internal"),
+        Ok(("hooks.internal:80".into(), "/".into()))
+    );
+    assert_eq!(
+        hook_url("http://[::1]:9/x"),
+        Ok(("[::1]:9".into(), "/x".into()))
+    );
+    assert_eq!(
+        hook_url("http://[::1]/x"),
+        Ok(("[::1]:80".into(), "/x".into()))
+    );
+    for bad in [
+        "https://x/",
+        "http://",
+        "http:///p",
+        "http://u:p@x/",
+        "http://x:99999/",
+        "http://x/a b",
+        "ftp://x",
+    ] {
+        assert!(hook_url(bad).is_err(), "{bad}");
+    }
+}

@@ -39,7 +39,57 @@ pub struct Ingest {
     /// Checked per connection request, so a reload's passphrase and limit apply to the next
     /// publisher (the listen address and latency are fixed at bind).
     config: Arc<ArcSwap<SrtConfig>>,
+    /// The publishes in progress, so one can be ended by a takeover.
+    live: Arc<LiveSessions>,
 }
+
+/// A publish in progress: who, and how to end it.
+struct LiveSession {
+    id: u64,
+    peer: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+/// The publishes in progress of one listener, by room.
+#[derive(Default)]
+struct LiveSessions {
+    next_id: std::sync::atomic::AtomicU64,
+    rooms: std::sync::Mutex<std::collections::HashMap<String, LiveSession>>,
+}
+
+impl LiveSessions {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, LiveSession>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, room: &str, peer: SocketAddr, stop: watch::Sender<bool>) -> u64 {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.rooms()
+            .insert(room.to_string(), LiveSession { id, peer, stop });
+        id
+    }
+
+    fn remove(&self, room: &str, id: u64) {
+        let mut rooms = self.rooms();
+        if rooms.get(room).is_some_and(|s| s.id == id) {
+            rooms.remove(room);
+        }
+    }
+
+    /// Tells the publish of `room` to end; returns its peer.
+    fn stop(&self, room: &str) -> Option<SocketAddr> {
+        let rooms = self.rooms();
+        let session = rooms.get(room)?;
+        let _ = session.stop.send(true);
+        Some(session.peer)
+    }
+}
+
+/// How long a takeover waits for the previous publish to let go of its room (its ladder
+/// flushes first).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 
 impl Ingest {
     /// Binds the UDP socket (port 0 picks a free port; see [`Ingest::local_addr`]).
@@ -57,6 +107,7 @@ impl Ingest {
             incoming,
             local_addr,
             config: Arc::new(ArcSwap::from_pointee(config.clone())),
+            live: Arc::default(),
         })
     }
 
@@ -91,6 +142,7 @@ impl Ingest {
                 metrics: metrics.clone(),
                 config: self.config.load_full(),
                 shutdown: shutdown.clone(),
+                live: self.live.clone(),
             };
             // The handshake answer is awaited off the accept loop so one slow peer cannot
             // hold up the others.
@@ -241,6 +293,7 @@ struct Accept<D> {
     metrics: Metrics,
     config: Arc<SrtConfig>,
     shutdown: watch::Receiver<bool>,
+    live: Arc<LiveSessions>,
 }
 
 impl<D: Destination> Accept<D> {
@@ -272,7 +325,7 @@ impl<D: Destination> Accept<D> {
                 )
                 .await;
         }
-        let key = match self.key_settings(&request) {
+        let key = match self.key_settings(&request, &room) {
             Ok(key) => key,
             Err(why) => {
                 let why = why.to_string();
@@ -294,17 +347,38 @@ impl<D: Destination> Accept<D> {
                 .refuse(request, "publish", &room, ServerRejectReason::Overload, why)
                 .await;
         }
-        let session = match self.destination.open(&room) {
+        if let Some(url) = &self.config.on_publish {
+            let attempt = crate::hook::Attempt {
+                room: &room,
+                user: publish.user.as_deref(),
+                key: publish.key.as_deref(),
+                peer,
+            };
+            let timeout = Duration::from_millis(self.config.on_publish_timeout_ms);
+            if let Err(why) = crate::hook::ask(url, timeout, &attempt).await {
+                let why = why.to_string();
+                return self
+                    .refuse(request, "auth", &room, ServerRejectReason::Forbidden, why)
+                    .await;
+            }
+        }
+        let session = match self.open(&room).await {
             Ok(p) => p,
-            Err(e) => {
-                let why = e.to_string();
+            Err(why) => {
                 return self
                     .refuse(request, "publish", &room, ServerRejectReason::Conflict, why)
                     .await;
             }
         };
+        let encrypted = key.is_some();
         let mut socket = match request.accept(key).await {
             Ok(s) => s,
+            Err(e) if encrypted => {
+                // Most often a wrong passphrase (SRT reject BADSECRET) or none.
+                warn!(audit = "auth", %peer, stream = room, "publish refused: srt handshake failed: {e}");
+                self.metrics.publish_refused.inc();
+                return;
+            }
             Err(e) => {
                 warn!(%peer, stream = room, "srt handshake failed: {e}");
                 return;
@@ -323,15 +397,50 @@ impl<D: Destination> Accept<D> {
             let stats = socket.statistics().clone();
             let stats = tokio::spawn(srt_statistics(stats, metrics.clone(), room.clone()));
             let received = Received::new(&metrics, &room);
+            // The publish ends on shutdown or when a takeover stops it.
+            let (stop, stopped) = watch::channel(false);
+            let id = self.live.insert(&room, peer, stop.clone());
+            let mut shutdown = self.shutdown;
+            let forward = tokio::spawn(async move {
+                crate::serve::stopped(&mut shutdown).await;
+                let _ = stop.send(true);
+            });
             self.destination
-                .run(session, socket, received, self.shutdown)
+                .run(session, socket, received, stopped)
                 .await;
+            forward.abort();
+            self.live.remove(&room, id);
             stats.abort();
             metrics.streams_live.dec();
             metrics.forget_stream(&room);
         }
         .instrument(span)
         .await;
+    }
+
+    /// Claims `room`; with `srt.takeover`, a live room's publish is ended first.
+    async fn open(&self, room: &str) -> Result<D::Session, String> {
+        let busy = match self.destination.open(room) {
+            Ok(session) => return Ok(session),
+            Err(e) => e.to_string(),
+        };
+        if !self.config.takeover {
+            return Err(busy);
+        }
+        let Some(previous) = self.live.stop(room) else {
+            return Err(busy);
+        };
+        warn!(audit = "takeover", %previous, stream = room, "ending the live publish for a new publisher");
+        let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Ok(session) = self.destination.open(room) {
+                return Ok(session);
+            }
+        }
+        Err(format!(
+            "{busy}; the previous publish did not end within {TAKEOVER_WAIT:?}"
+        ))
     }
 
     /// Rejects a connection request with `reason`, logged for `audit` with the peer.
@@ -349,12 +458,19 @@ impl<D: Destination> Accept<D> {
         let _ = request.reject(RejectReason::Server(reason)).await;
     }
 
-    /// The encryption this publisher must use: none, or the configured passphrase.
+    /// The encryption this publisher must use: none, or the room's passphrase (its own, else
+    /// the listener's).
     fn key_settings(
         &self,
         request: &ConnectionRequest,
+        room: &str,
     ) -> Result<Option<KeySettings>, &'static str> {
-        let Some(passphrase) = &self.config.passphrase else {
+        let configured = self
+            .config
+            .passphrases
+            .get(room)
+            .or(self.config.passphrase.as_ref());
+        let Some(passphrase) = configured else {
             return Ok(None);
         };
         // The caller's announced key size (Unspecified means libsrt's default, 16 bytes). A

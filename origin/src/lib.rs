@@ -21,6 +21,7 @@ pub mod cli;
 mod error;
 pub mod events;
 pub mod h3;
+pub mod hook;
 pub mod ingest;
 pub mod live;
 pub mod metrics;

@@ -581,28 +581,38 @@ impl StreamState {
 
 impl Drop for Publication {
     fn drop(&mut self) {
-        self.with_state(|s| {
+        let empty = self.with_state(|s| {
             s.live = false;
             for r in s.renditions.values_mut() {
                 r.playlist.set_ended();
             }
+            s.renditions.is_empty()
         });
         let store = self.store.clone();
         let room = self.room.clone();
         let generation = self.generation;
-        let linger = self.store.options.linger;
+        let forget = move || {
+            let mut streams = lock(&store.streams);
+            let stale = streams.get(&room).is_some_and(|s| {
+                let state = lock(&s.state);
+                !state.live && state.generation == generation
+            });
+            if stale {
+                streams.remove(&room);
+            }
+        };
+        // A room that never had media (its publisher was refused in the handshake, or left
+        // before the first frame) goes at once: a flood of such attempts holds nothing.
+        if empty == Some(true) {
+            forget();
+            return;
+        }
         // Forget the room after the linger time unless it was published again meanwhile.
+        let linger = self.store.options.linger;
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 tokio::time::sleep(linger).await;
-                let mut streams = lock(&store.streams);
-                let stale = streams.get(&room).is_some_and(|s| {
-                    let state = lock(&s.state);
-                    !state.live && state.generation == generation
-                });
-                if stale {
-                    streams.remove(&room);
-                }
+                forget();
             });
         }
     }

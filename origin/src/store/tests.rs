@@ -291,3 +291,20 @@ async fn multivariant_waits_for_announced_rungs_then_serves_what_came() {
     assert_eq!(start.elapsed(), Duration::from_secs(6));
     assert!(text.contains("audio/index.m3u8"), "{text}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_publish_that_never_had_media_leaves_nothing_behind() {
+    let store = store();
+    for i in 0..1000 {
+        drop(store.publish(&format!("refused{i}")).unwrap());
+    }
+    assert!(lock(&store.streams).is_empty());
+    // One with media lingers (its ended playlist stays readable), then goes.
+    let p = store.publish("demo").unwrap();
+    let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
+    publish_segment(&p, msn);
+    drop(p);
+    assert!(store.multivariant("demo").await.is_ok());
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(store.stream("demo").is_err());
+}
