@@ -1,6 +1,7 @@
 //! Hostile and unauthorized viewers against a single box on loopback: signed playback
-//! (valid, expired, tampered, another room's token, none), path attacks, and a slowloris
-//! client cut off by the header-read timeout.
+//! (valid, expired, tampered, another room's token, none), path attacks, a slowloris client
+//! cut off by the header-read timeout, slow readers cut off by the send timeout, and QUIC
+//! Retry under load.
 
 // Tests panic on purpose when the system under test misbehaves.
 #![allow(clippy::unwrap_used)]
@@ -201,5 +202,111 @@ async fn slow_bodies_get_408_and_one_address_gets_its_cap() {
         "a third connection from one address was served: {:?}",
         answer.1
     );
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+/// `daihuo_listener_limited_total{action}` and `daihuo_connections{transport}` from the
+/// edge's admin listener.
+fn limited(edge: &Edge, action: &str) -> f64 {
+    let (_, text) = get(&format!("http://{}/metrics", edge.addrs.admin), None);
+    let line = format!("daihuo_listener_limited_total{{action=\"{action}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+fn connections(edge: &Edge, transport: &str) -> f64 {
+    let (_, text) = get(&format!("http://{}/metrics", edge.addrs.admin), None);
+    let line = format!("daihuo_connections{{transport=\"{transport}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_are_cut_off_by_the_send_timeout() {
+    require_ffmpeg();
+    let mut config = loopback_config();
+    config.limits.send_timeout_ms = 1500;
+    let edge = Edge::start(&config).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    let url = format!("srt://{}?streamid=live/demo", edge.addrs.srt);
+    let _push = Child::spawn(&mut ffmpeg_push(320, 180, 30, &url)).unwrap();
+    let media = format!("http://{http}/live/demo/180p/index.m3u8");
+    let segment = eventually(20, async || {
+        let (status, text) = get(&media, None);
+        let body = text.split("\r\n\r\n").nth(1)?.to_string();
+        let last = daihuo::playlist::segments(&body).last()?.to_string();
+        (status == 200).then_some(last)
+    })
+    .await;
+    let path = format!("/live/demo/180p/{segment}");
+    assert_eq!(limited(&edge, "send_timeout"), 0.0);
+
+    // HTTP/1.1: thousands of pipelined requests for the segment, and nothing read. The
+    // writer blocks once the server stops reading too; it ends when the connection does.
+    let stream = TcpStream::connect(http).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::spawn(move || {
+        for _ in 0..5000 {
+            if writer.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let cut = eventually(30, async || {
+        Some(limited(&edge, "send_timeout")).filter(|n| *n >= 1.0)
+    })
+    .await;
+    println!("HTTP/1.1 slow reader cut off (send_timeout total {cut})");
+    eventually(10, async || {
+        Some(connections(&edge, "tcp")).filter(|n| *n == 0.0)
+    })
+    .await;
+    drop(stream);
+
+    // HTTP/3: a client whose receive window is a few KiB takes the response head of a
+    // segment larger than that, then reads nothing. Its stream is reset; the connection, and
+    // other requests on it, go on.
+    let mut transport = quinn::TransportConfig::default();
+    transport.stream_receive_window(quinn::VarInt::from_u32(4096));
+    transport.receive_window(quinn::VarInt::from_u32(65536));
+    let h3 =
+        daihuo::H3Client::connect_with(edge.addrs.http3.unwrap(), &edge.certificate(), transport)
+            .await
+            .unwrap();
+    let (status, _held) = h3.get_unread(&path).await.unwrap();
+    assert_eq!(status, 200);
+    let cut = eventually(30, async || {
+        Some(limited(&edge, "send_timeout")).filter(|n| *n >= 2.0)
+    })
+    .await;
+    println!("HTTP/3 slow reader cut off (send_timeout total {cut})");
+    let reply = h3.get("/live/demo/180p/index.m3u8").await.unwrap();
+    assert_eq!(reply.status, 200);
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_clients_get_a_retry_under_load() {
+    let mut config = loopback_config();
+    config.limits.quic_retry_above = 2;
+    let edge = Edge::start(&config).await.unwrap();
+    let (quic, cert) = (edge.addrs.http3.unwrap(), edge.certificate());
+    // Below the mark: no Retry.
+    let first = daihuo::H3Client::connect(quic, &cert).await.unwrap();
+    let second = daihuo::H3Client::connect(quic, &cert).await.unwrap();
+    assert_eq!(limited(&edge, "quic_retry"), 0.0);
+    // At the mark: the third proves its address first (quinn's client answers the Retry),
+    // then is served like the others.
+    let third = daihuo::H3Client::connect(quic, &cert).await.unwrap();
+    assert_eq!(limited(&edge, "quic_retry"), 1.0);
+    for client in [&first, &second, &third] {
+        let reply = client.get("/live/none/index.m3u8").await.unwrap();
+        assert_eq!(reply.status, 404);
+    }
     edge.shutdown(Duration::from_secs(2)).await;
 }

@@ -65,6 +65,14 @@ pub struct LimitsConfig {
     pub idle_timeout_ms: u64,
     /// Open TCP connections from one IP address (0: no cap). Default 256.
     pub max_connections_per_ip: usize,
+    /// A response write that makes no progress this long (a client that stopped reading:
+    /// slow-read) ends its connection (HTTP/1.1, HTTP/2) or its stream (HTTP/3), ms.
+    /// Default 30000.
+    pub send_timeout_ms: u64,
+    /// QUIC connections open or handshaking above which a new client must first prove its
+    /// address with a Retry (one more round trip), so a flood of spoofed Initial packets
+    /// costs no handshakes. 0: every client. Default 1000.
+    pub quic_retry_above: usize,
 }
 
 impl Default for LimitsConfig {
@@ -76,6 +84,8 @@ impl Default for LimitsConfig {
             max_streams_per_connection: 100,
             idle_timeout_ms: 30_000,
             max_connections_per_ip: 256,
+            send_timeout_ms: 30_000,
+            quic_retry_above: 1000,
         }
     }
 }
@@ -86,6 +96,7 @@ impl LimitsConfig {
             ("limits.header_timeout_ms", self.header_timeout_ms),
             ("limits.body_timeout_ms", self.body_timeout_ms),
             ("limits.idle_timeout_ms", self.idle_timeout_ms),
+            ("limits.send_timeout_ms", self.send_timeout_ms),
         ] {
             e.check(
                 (100..=600_000).contains(&ms),

@@ -40,6 +40,8 @@ pub struct Router {
     pub requests: IntCounterVec,
     /// `daihuo_connections{transport}`.
     connections: IntGaugeVec,
+    /// `daihuo_listener_limited_total{action}`.
+    limited: IntCounterVec,
     /// Who watches what, for `daihuo_viewers`.
     viewers: Viewers,
     /// Viewer event intake.
@@ -81,6 +83,7 @@ impl Router {
             alt_svc,
             requests,
             connections: metrics.connections.clone(),
+            limited: metrics.limited.clone(),
             viewers: Viewers::new(metrics),
             events,
             feed,
@@ -238,6 +241,10 @@ impl Handler for Router {
 
     fn limits(&self) -> origin::serve::Limits {
         **self.limits.load()
+    }
+
+    fn limited(&self, action: &'static str) {
+        self.limited.with_label_values(&[action]).inc();
     }
 }
 

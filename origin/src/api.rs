@@ -128,6 +128,8 @@ pub struct Api {
     pub events: Arc<crate::events::Intake>,
     /// `daihuo_connections{transport}`.
     pub connections: prometheus::IntGaugeVec,
+    /// `daihuo_listener_limited_total{action}`.
+    pub limited: prometheus::IntCounterVec,
 }
 
 impl Handler for Api {
@@ -182,5 +184,9 @@ impl Handler for Api {
 
     fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
         Some(self.connections.with_label_values(&[transport]))
+    }
+
+    fn limited(&self, action: &'static str) {
+        self.limited.with_label_values(&[action]).inc();
     }
 }

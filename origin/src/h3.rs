@@ -51,6 +51,21 @@ pub async fn serve<H: Handler>(
             },
             _ = crate::serve::stopped(&mut shutdown) => break,
         };
+        // Reap finished connections so the set counts those open or handshaking.
+        while connections.try_join_next().is_some() {}
+        // Under load, a client proves its address (a Retry round trip) before any handshake
+        // work is done for it; a validated one (its Initial echoed our Retry token) goes on.
+        let retry_above = handler.limits().quic_retry_above;
+        if connections.len() >= retry_above
+            && !incoming.remote_address_validated()
+            && incoming.may_retry()
+        {
+            handler.limited("quic_retry");
+            if let Err(e) = incoming.retry() {
+                debug!("quic retry failed: {e}");
+            }
+            continue;
+        }
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
@@ -61,8 +76,6 @@ pub async fn serve<H: Handler>(
                 Err(e) => debug!(peer = %addr, "quic handshake failed: {e}"),
             }
         });
-        // Reap finished connections so the set does not grow with the connection count.
-        while connections.try_join_next().is_some() {}
     }
     // Drain: every connection has sent GOAWAY and finishes its in-flight requests (the
     // process's grace timeout bounds this), then the endpoint closes.
@@ -112,41 +125,46 @@ async fn connection<H: Handler>(
                     return;
                 }
             };
-            let mut body = BytesMut::new();
-            let res = loop {
-                match stream.recv_data().await {
-                    Ok(Some(mut chunk)) => {
-                        if body.len() + chunk.remaining() > MAX_BODY {
-                            break text(
-                                http::StatusCode::PAYLOAD_TOO_LARGE,
-                                "request body too large\n",
-                            );
+            let limits = handler.limits();
+            let (parts, ()) = req.into_parts();
+            let read = async {
+                let mut body = BytesMut::new();
+                loop {
+                    match stream.recv_data().await {
+                        Ok(Some(mut chunk)) => {
+                            if body.len() + chunk.remaining() > MAX_BODY {
+                                let res = text(
+                                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                                    "request body too large\n",
+                                );
+                                return Err(Some(res));
+                            }
+                            while chunk.has_remaining() {
+                                let c = chunk.chunk();
+                                body.extend_from_slice(c);
+                                let n = c.len();
+                                chunk.advance(n);
+                            }
                         }
-                        while chunk.has_remaining() {
-                            let c = chunk.chunk();
-                            body.extend_from_slice(c);
-                            let n = c.len();
-                            chunk.advance(n);
+                        Ok(None) => return Ok(body.freeze()),
+                        Err(e) => {
+                            debug!(peer = %addr, "h3 request body: {e}");
+                            return Err(None);
                         }
-                    }
-                    Ok(None) => {
-                        let (parts, ()) = req.into_parts();
-                        let req = Request::from_parts(parts, body.freeze());
-                        break handler
-                            .handle(
-                                req,
-                                Peer {
-                                    addr,
-                                    proto: Proto::Http3,
-                                },
-                            )
-                            .await;
-                    }
-                    Err(e) => {
-                        debug!(peer = %addr, "h3 request body: {e}");
-                        return;
                     }
                 }
+            };
+            let res = match tokio::time::timeout(limits.body_timeout, read).await {
+                Ok(Ok(body)) => {
+                    let peer = Peer {
+                        addr,
+                        proto: Proto::Http3,
+                    };
+                    handler.handle(Request::from_parts(parts, body), peer).await
+                }
+                Ok(Err(Some(res))) => res,
+                Ok(Err(None)) => return,
+                Err(_) => text(http::StatusCode::REQUEST_TIMEOUT, "request body too slow\n"),
             };
             let chunks = res
                 .extensions()
@@ -157,18 +175,26 @@ async fn connection<H: Handler>(
                 debug!(peer = %addr, "h3 send response: {e}");
                 return;
             }
-            if !body.is_empty() {
-                if let Err(e) = stream.send_data(body).await {
-                    debug!(peer = %addr, "h3 send body: {e}");
-                    return;
+            let mut sent = send(&mut stream, body, limits.send_timeout).await;
+            if let Some(mut chunks) = chunks {
+                while sent.is_ok() {
+                    let Some(chunk) = chunks.recv().await else {
+                        break;
+                    };
+                    sent = send(&mut stream, chunk, limits.send_timeout).await;
                 }
             }
-            if let Some(mut chunks) = chunks {
-                while let Some(chunk) = chunks.recv().await {
-                    if let Err(e) = stream.send_data(chunk).await {
-                        debug!(peer = %addr, "h3 send stream: {e}");
-                        return;
-                    }
+            match sent {
+                Ok(()) => {}
+                Err(Unsent::Stalled) => {
+                    debug!(peer = %addr, "h3 stream cut: the client stopped reading");
+                    handler.limited("send_timeout");
+                    stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                    return;
+                }
+                Err(Unsent::Failed(e)) => {
+                    debug!(peer = %addr, "h3 send body: {e}");
+                    return;
                 }
             }
             let _ = stream.finish().await;
@@ -176,4 +202,31 @@ async fn connection<H: Handler>(
     }
     // Dropping the set would abort requests still answering.
     while requests.join_next().await.is_some() {}
+}
+
+/// Why a response body was not all sent.
+enum Unsent {
+    /// No progress for the send timeout: the client stopped reading.
+    Stalled,
+    Failed(h3::error::StreamError),
+}
+
+/// Sends `body` on `stream` in slices, each of which must be taken within `timeout`, so a
+/// client that stops reading is noticed within the timeout however large the body is, and one
+/// that reads slowly but steadily is not cut.
+async fn send<S: h3::quic::SendStream<Bytes>>(
+    stream: &mut h3::server::RequestStream<S, Bytes>,
+    mut body: Bytes,
+    timeout: std::time::Duration,
+) -> Result<(), Unsent> {
+    const SLICE: usize = 64 * 1024;
+    while !body.is_empty() {
+        let slice = body.split_to(body.len().min(SLICE));
+        match tokio::time::timeout(timeout, stream.send_data(slice)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Unsent::Failed(e)),
+            Err(_) => return Err(Unsent::Stalled),
+        }
+    }
+    Ok(())
 }

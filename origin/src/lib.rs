@@ -157,6 +157,7 @@ impl Node {
             store: store.clone(),
             events: events.clone(),
             connections: metrics.connections.clone(),
+            limited: metrics.limited.clone(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
         tasks.spawn(serve::serve_tls(http, acceptor, api.clone(), rx.clone()));

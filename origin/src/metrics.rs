@@ -43,6 +43,9 @@ pub struct Metrics {
     pub part_publish: Histogram,
     /// `daihuo_connections{transport="tcp|quic"}`: client connections open now.
     pub connections: IntGaugeVec,
+    /// `daihuo_listener_limited_total{action}`: what the listener limits did to clients
+    /// (`quic_retry`, `per_ip`, `send_timeout`).
+    pub limited: IntCounterVec,
     /// `daihuo_reloads_total{result="ok|error"}`.
     pub reloads: IntCounterVec,
     /// `daihuo_config_info{fingerprint}` = 1 for the configuration running now.
@@ -147,6 +150,13 @@ impl Metrics {
                 "Client connections open now, by transport (tcp: HTTP/1.1 and HTTP/2, quic: HTTP/3).",
                 &["transport"],
             ),
+            limited: counter_vec(
+                "daihuo_listener_limited_total",
+                "Listener limits applied: quic_retry (a QUIC client sent a Retry under load), \
+                 per_ip (a connection over the per-address cap closed), send_timeout (a client \
+                 that stopped reading cut off).",
+                &["action"],
+            ),
             reloads: counter_vec(
                 "daihuo_reloads_total",
                 "Configuration reloads (SIGHUP) by result; an error changed nothing.",
@@ -180,6 +190,9 @@ impl Metrics {
         for transport in ["tcp", "quic"] {
             m.connections.with_label_values(&[transport]);
         }
+        for action in ["quic_retry", "per_ip", "send_timeout"] {
+            m.limited.with_label_values(&[action]);
+        }
         let build = gauge_vec(
             "daihuo_build_info",
             "Build information; the value is always 1.",
@@ -202,6 +215,7 @@ impl Metrics {
             Box::new(m.encoder_frames.clone()),
             Box::new(m.part_publish.clone()),
             Box::new(m.connections.clone()),
+            Box::new(m.limited.clone()),
             Box::new(m.reloads.clone()),
             Box::new(m.config_info.clone()),
             Box::new(m.events.clone()),

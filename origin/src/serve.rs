@@ -7,7 +7,9 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -73,6 +75,10 @@ pub trait Handler: Send + Sync + 'static {
     fn limits(&self) -> Limits {
         Limits::default()
     }
+
+    /// Counts one use of a listener limit (`quic_retry`, `per_ip`, `send_timeout`), if it
+    /// counts them.
+    fn limited(&self, _action: &'static str) {}
 }
 
 /// What a listener allows one client.
@@ -90,6 +96,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Open TCP connections from one IP address (0: no cap).
     pub per_ip: usize,
+    /// A response write without progress this long ends the connection (or HTTP/3 stream).
+    pub send_timeout: Duration,
+    /// QUIC connections above which new clients get a Retry first (0: all).
+    pub quic_retry_above: usize,
 }
 
 impl Default for Limits {
@@ -101,6 +111,8 @@ impl Default for Limits {
             max_streams: 256,
             idle_timeout: Duration::from_secs(30),
             per_ip: 0,
+            send_timeout: Duration::from_secs(30),
+            quic_retry_above: 1000,
         }
     }
 }
@@ -114,6 +126,8 @@ impl From<&conf::LimitsConfig> for Limits {
             max_streams: c.max_streams_per_connection,
             idle_timeout: Duration::from_millis(c.idle_timeout_ms),
             per_ip: c.max_connections_per_ip,
+            send_timeout: Duration::from_millis(c.send_timeout_ms),
+            quic_retry_above: c.quic_retry_above,
         }
     }
 }
@@ -153,6 +167,101 @@ impl Drop for PerIp {
                 map.remove(&self.ip);
             }
         }
+    }
+}
+
+/// A connection whose writes fail once one has made no progress for `limit`: a client that
+/// stops reading (slow-read) would otherwise hold its connection and the response buffered
+/// for it forever. Reads pass through; the header and body timeouts bound those.
+struct SendDeadline<IO> {
+    io: IO,
+    limit: Duration,
+    /// Armed when a write first returns Pending, cleared by any progress.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Set once the deadline has cut the connection, for the metric.
+    expired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<IO> SendDeadline<IO> {
+    fn new(io: IO, limit: Duration) -> Self {
+        Self {
+            io,
+            limit,
+            stalled: None,
+            expired: Arc::default(),
+        }
+    }
+
+    /// After a write returned `poll`: progress disarms the timer; no progress arms it, and an
+    /// expired one turns into an error.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.expired
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {limit:?}"),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for SendDeadline<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for SendDeadline<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.check(cx, poll)
     }
 }
 
@@ -335,24 +444,32 @@ async fn serve_tcp<H: Handler>(
         let limits = handler.limits();
         let Some(per_ip) = PerIp::take(&per_ip, addr.ip(), limits.per_ip) else {
             debug!(peer = %addr, "connection refused: per-IP cap reached");
+            handler.limited("per_ip");
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let stream = SendDeadline::new(stream, limits.send_timeout);
+        let expired = stream.expired.clone();
         let (handler, shutdown) = (handler.clone(), shutdown.clone());
         let open = (Open::new(handler.connections("tcp")), per_ip);
-        let Some(tls) = tls.clone() else {
-            tokio::spawn(async move {
-                serve_connection(stream, handler, addr, shutdown).await;
-                drop(open);
-            });
-            continue;
-        };
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _open = open;
-            match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
-                Ok(Ok(stream)) => serve_connection(stream, handler, addr, shutdown).await,
-                Ok(Err(e)) => debug!(peer = %addr, "tls handshake failed: {e}"),
-                Err(_) => debug!(peer = %addr, "tls handshake timed out"),
+            match tls {
+                None => serve_connection(stream, handler.clone(), addr, shutdown).await,
+                Some(tls) => {
+                    match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, handler.clone(), addr, shutdown).await
+                        }
+                        Ok(Err(e)) => debug!(peer = %addr, "tls handshake failed: {e}"),
+                        Err(_) => debug!(peer = %addr, "tls handshake timed out"),
+                    }
+                }
+            }
+            if expired.load(std::sync::atomic::Ordering::Relaxed) {
+                debug!(peer = %addr, "connection cut: the client stopped reading");
+                handler.limited("send_timeout");
             }
         });
     }

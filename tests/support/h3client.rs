@@ -25,6 +25,16 @@ pub struct Reply {
 impl H3Client {
     /// Connects to `addr`, verifying the server against `cert` for the name `localhost`.
     pub async fn connect(addr: SocketAddr, cert: &CertificateDer<'static>) -> Result<Self> {
+        Self::connect_with(addr, cert, quinn::TransportConfig::default()).await
+    }
+
+    /// Like [`H3Client::connect`], with `transport` settings (e.g. small receive windows, for
+    /// a client that reads slowly).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        cert: &CertificateDer<'static>,
+        transport: quinn::TransportConfig,
+    ) -> Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert.clone())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -35,7 +45,9 @@ impl H3Client {
         tls.alpn_protocols = vec![b"h3".to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let mut client = quinn::ClientConfig::new(Arc::new(quic));
+        client.transport_config(Arc::new(transport));
+        endpoint.set_default_client_config(client);
         let conn = endpoint
             .connect(addr, "localhost")?
             .await
@@ -49,6 +61,23 @@ impl H3Client {
             _endpoint: endpoint,
             _driver: driver,
         })
+    }
+
+    /// GETs `path` and returns once the response head has arrived, with the stream, whose body
+    /// is left unread for as long as the caller holds it.
+    pub async fn get_unread(
+        &self,
+        path: &str,
+    ) -> Result<(
+        u16,
+        h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    )> {
+        let mut send = self.send.clone();
+        let req = http::Request::get(format!("https://localhost{path}")).body(())?;
+        let mut stream = send.send_request(req).await?;
+        stream.finish().await?;
+        let res = stream.recv_response().await?;
+        Ok((res.status().as_u16(), stream))
     }
 
     /// GETs `path` (with query) and reads the whole body.
