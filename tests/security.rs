@@ -291,9 +291,10 @@ async fn slow_readers_are_cut_off_by_the_send_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quic_clients_get_a_retry_under_load() {
+async fn quic_clients_get_a_retry_under_load_and_one_address_gets_its_cap() {
     let mut config = loopback_config();
     config.limits.quic_retry_above = 2;
+    config.limits.max_connections_per_ip = 3;
     let edge = Edge::start(&config).await.unwrap();
     let (quic, cert) = (edge.addrs.http3.unwrap(), edge.certificate());
     // Below the mark: no Retry.
@@ -308,5 +309,23 @@ async fn quic_clients_get_a_retry_under_load() {
         let reply = client.get("/live/none/index.m3u8").await.unwrap();
         assert_eq!(reply.status, 404);
     }
+    // A fourth from the same address: asked to prove it, then refused (cap of 3).
+    let fourth = daihuo::H3Client::connect(quic, &cert).await;
+    assert!(
+        fourth.is_err(),
+        "a fourth connection from one address was served"
+    );
+    assert_eq!(limited(&edge, "quic_retry"), 2.0);
+    assert_eq!(limited(&edge, "per_ip"), 1.0);
+    // One goes, and the address may connect again.
+    drop(first);
+    let again = eventually(10, async || {
+        daihuo::H3Client::connect(quic, &cert).await.ok()
+    })
+    .await;
+    assert_eq!(
+        again.get("/live/none/index.m3u8").await.unwrap().status,
+        404
+    );
     edge.shutdown(Duration::from_secs(2)).await;
 }

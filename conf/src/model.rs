@@ -63,7 +63,8 @@ pub struct LimitsConfig {
     pub max_streams_per_connection: u32,
     /// An HTTP/3 connection with no traffic this long is closed, ms. Default 30000.
     pub idle_timeout_ms: u64,
-    /// Open TCP connections from one IP address (0: no cap). Default 256.
+    /// Open connections (TCP, and QUIC once the address is validated) from one IP address
+    /// (0: no cap). Default 256.
     pub max_connections_per_ip: usize,
     /// A response write that makes no progress this long (a client that stopped reading:
     /// slow-read) ends its connection (HTTP/1.1, HTTP/2) or its stream (HTTP/3), ms.

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::serve::{text, Handler, Peer, Proto, MAX_BODY};
+use crate::serve::{text, Handler, Peer, PerIp, PerIpCounts, Proto, MAX_BODY};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response};
 use tokio::sync::watch;
@@ -43,6 +43,7 @@ pub async fn serve<H: Handler>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let per_ip = PerIpCounts::default();
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i {
@@ -53,24 +54,31 @@ pub async fn serve<H: Handler>(
         };
         // Reap finished connections so the set counts those open or handshaking.
         while connections.try_join_next().is_some() {}
-        // Under load, a client proves its address (a Retry round trip) before any handshake
-        // work is done for it; a validated one (its Initial echoed our Retry token) goes on.
-        let retry_above = handler.limits().quic_retry_above;
-        if connections.len() >= retry_above
-            && !incoming.remote_address_validated()
-            && incoming.may_retry()
-        {
+        // Under load, or over its address's cap, a client proves its address (a Retry round
+        // trip) before any handshake work is done for it, so spoofed Initials cost nothing
+        // and cannot spend a victim's share. A validated one (it echoed our Retry token) is
+        // served, or refused when its address is over the cap.
+        let limits = handler.limits();
+        let addr = incoming.remote_address();
+        let share = PerIp::take(&per_ip, addr.ip(), limits.per_ip);
+        let busy = connections.len() >= limits.quic_retry_above || share.is_none();
+        if busy && !incoming.remote_address_validated() && incoming.may_retry() {
             handler.limited("quic_retry");
             if let Err(e) = incoming.retry() {
                 debug!("quic retry failed: {e}");
             }
             continue;
         }
+        let Some(share) = share else {
+            debug!(peer = %addr, "quic connection refused: per-IP cap reached");
+            handler.limited("per_ip");
+            incoming.refuse();
+            continue;
+        };
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let _open = crate::serve::Open::new(handler.connections("quic"));
-            let addr = incoming.remote_address();
+            let _open = (crate::serve::Open::new(handler.connections("quic")), share);
             match incoming.await {
                 Ok(conn) => connection(conn, handler, addr, shutdown).await,
                 Err(e) => debug!(peer = %addr, "quic handshake failed: {e}"),

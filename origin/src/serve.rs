@@ -94,7 +94,7 @@ pub struct Limits {
     pub max_streams: u32,
     /// An HTTP/3 connection with no traffic this long is closed.
     pub idle_timeout: Duration,
-    /// Open TCP connections from one IP address (0: no cap).
+    /// Open connections from one IP address, TCP and QUIC each (0: no cap).
     pub per_ip: usize,
     /// A response write without progress this long ends the connection (or HTTP/3 stream).
     pub send_timeout: Duration,
@@ -132,19 +132,19 @@ impl From<&conf::LimitsConfig> for Limits {
     }
 }
 
+/// Open connections by client address, for the per-IP cap.
+pub(crate) type PerIpCounts =
+    Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
 /// One client address's share of the per-IP cap, given back when dropped.
-struct PerIp {
-    counts: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+pub(crate) struct PerIp {
+    counts: PerIpCounts,
     ip: std::net::IpAddr,
 }
 
 impl PerIp {
     /// A slot for `ip`, unless it already holds `cap` (0: no cap).
-    fn take(
-        counts: &Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-        ip: std::net::IpAddr,
-        cap: usize,
-    ) -> Option<Self> {
+    pub(crate) fn take(counts: &PerIpCounts, ip: std::net::IpAddr, cap: usize) -> Option<Self> {
         let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(ip).or_insert(0);
         if cap > 0 && *n >= cap {
@@ -425,8 +425,7 @@ async fn serve_tcp<H: Handler>(
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>> =
-        Arc::default();
+    let per_ip = PerIpCounts::default();
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
