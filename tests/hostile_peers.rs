@@ -214,12 +214,7 @@ async fn passphrase_is_required_when_configured() {
 async fn only_keyed_or_signed_publishers_get_in() {
     require_ffmpeg();
     let secret = "a-secret-of-at-least-thirty-two-characters";
-    let mut config = loopback_config();
-    config.srt.publish_auth = conf::PublishAuth::Key;
-    config
-        .srt
-        .stream_keys
-        .insert("demo".into(), "demo-stream-key-1234".into());
+    let mut config = keyed_config();
     config.srt.publish_secrets = vec![secret.into()];
     let edge = Edge::start(&config).await.expect("edge starts");
     let (srt, http) = (edge.addrs.srt, edge.addrs.http.expect("http"));
@@ -273,6 +268,17 @@ async fn only_keyed_or_signed_publishers_get_in() {
     // The seller was never disturbed.
     eventually(10, async || newest_part(&media).filter(|p| *p > first)).await;
     edge.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Publish authorization by key, with one room's key: `demo` / `demo-stream-key-1234`.
+fn keyed_config() -> conf::EdgeConfig {
+    let mut config = loopback_config();
+    config.srt.publish_auth = conf::PublishAuth::Key;
+    config
+        .srt
+        .stream_keys
+        .insert("demo".into(), "demo-stream-key-1234".into());
+    config
 }
 
 /// Runs ffmpeg pushing `seconds` to `url` and waits for it (stderr dropped); true if it
@@ -347,12 +353,7 @@ async fn per_room_passphrases_with_aes_128_and_256() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_room_is_taken_over_only_when_configured_and_authorized() {
     require_ffmpeg();
-    let mut config = loopback_config();
-    config.srt.publish_auth = conf::PublishAuth::Key;
-    config
-        .srt
-        .stream_keys
-        .insert("demo".into(), "demo-stream-key-1234".into());
+    let mut config = keyed_config();
     config.srt.takeover = true;
     let edge = Edge::start(&config).await.expect("edge starts");
     let (srt, http) = (edge.addrs.srt, edge.addrs.http.expect("http"));

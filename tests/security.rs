@@ -205,24 +205,21 @@ async fn slow_bodies_get_408_and_one_address_gets_its_cap() {
     edge.shutdown(Duration::from_secs(2)).await;
 }
 
-/// `daihuo_listener_limited_total{action}` and `daihuo_connections{transport}` from the
-/// edge's admin listener.
-fn limited(edge: &Edge, action: &str) -> f64 {
+/// A sample of the edge's `/metrics`, by name with labels (-1 when absent).
+fn sample(edge: &Edge, series: &str) -> f64 {
     let (_, text) = get(&format!("http://{}/metrics", edge.addrs.admin), None);
-    let line = format!("daihuo_listener_limited_total{{action=\"{action}\"}} ");
     text.lines()
-        .find_map(|l| l.strip_prefix(&line))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(-1.0)
 }
 
-fn connections(edge: &Edge, transport: &str) -> f64 {
-    let (_, text) = get(&format!("http://{}/metrics", edge.addrs.admin), None);
-    let line = format!("daihuo_connections{{transport=\"{transport}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(-1.0)
+/// `daihuo_listener_limited_total{action}`.
+fn limited(edge: &Edge, action: &str) -> f64 {
+    sample(
+        edge,
+        &format!("daihuo_listener_limited_total{{action=\"{action}\"}}"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,7 +260,7 @@ async fn slow_readers_are_cut_off_by_the_send_timeout() {
     .await;
     println!("HTTP/1.1 slow reader cut off (send_timeout total {cut})");
     eventually(10, async || {
-        Some(connections(&edge, "tcp")).filter(|n| *n == 0.0)
+        Some(sample(&edge, "daihuo_connections{transport=\"tcp\"}")).filter(|n| *n == 0.0)
     })
     .await;
     drop(stream);

@@ -707,6 +707,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// Checks a table keyed by room (`[srt.stream_keys]`, `[srt.passphrases]`): valid room names,
+/// and each value by `value`.
+fn check_rooms(
+    e: &mut Errors,
+    table: &str,
+    rooms: &std::collections::BTreeMap<String, String>,
+    value: impl Fn(&str) -> Result<(), &'static str>,
+) {
+    for (room, v) in rooms {
+        let path = format!("{table}.{room}");
+        e.check(
+            crate::valid_room(room),
+            &path,
+            "the room must be 1 to 64 of A-Z a-z 0-9 _ -",
+        );
+        if let Err(why) = value(v) {
+            e.check(false, &path, why);
+        }
+    }
+}
+
 impl SrtConfig {
     fn validate(&self, e: &mut Errors) {
         e.check(
@@ -721,19 +742,12 @@ impl SrtConfig {
                 "must be 10 to 79 characters (SRT's limits)",
             );
         }
-        for (room, p) in &self.passphrases {
-            let path = format!("srt.passphrases.{room}");
-            e.check(
-                crate::valid_room(room),
-                &path,
-                "the room must be 1 to 64 of A-Z a-z 0-9 _ -",
-            );
-            e.check(
-                (10..=79).contains(&p.chars().count()),
-                &path,
-                "must be 10 to 79 characters (SRT's limits)",
-            );
-        }
+        check_rooms(e, "srt.passphrases", &self.passphrases, |p| {
+            (10..=79)
+                .contains(&p.chars().count())
+                .then_some(())
+                .ok_or("must be 10 to 79 characters (SRT's limits)")
+        });
         e.check(
             !self.takeover || self.publish_auth == PublishAuth::Key,
             "srt.takeover",
@@ -754,19 +768,11 @@ impl SrtConfig {
             "srt.max_streams",
             "must be at least 1",
         );
-        for (room, key) in &self.stream_keys {
-            let path = format!("srt.stream_keys.{room}");
-            e.check(
-                crate::valid_room(room),
-                &path,
-                "the room must be 1 to 64 of A-Z a-z 0-9 _ -",
-            );
-            e.check(
-                key.len() >= 16 && key.bytes().all(|b| b.is_ascii_graphic() && b != b','),
-                &path,
-                "keys are at least 16 printable characters, no commas",
-            );
-        }
+        check_rooms(e, "srt.stream_keys", &self.stream_keys, |key| {
+            (key.len() >= 16 && key.bytes().all(|b| b.is_ascii_graphic() && b != b','))
+                .then_some(())
+                .ok_or("keys are at least 16 printable characters, no commas")
+        });
         for (i, secret) in self.publish_secrets.iter().enumerate() {
             e.check(
                 secret.len() >= 32,
