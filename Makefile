@@ -44,6 +44,8 @@ test: test-deps
 	$(CARGO) check -p hwaccel --features nvenc
 	@mkdir -p target
 	$(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log
+	# The vendored srt-protocol's own unit tests (outside the workspace).
+	@scripts/test-vendored.sh 2>&1 | tee -a target/test.log
 	@scripts/test-summary.sh target/test.log
 
 check: fmt clippy

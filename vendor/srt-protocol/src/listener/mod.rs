@@ -4,7 +4,14 @@ mod statistics;
 
 use std::{collections::HashMap, fmt::Debug, net::SocketAddr, time::Duration, time::Instant};
 
-use crate::{packet::*, protocol::time::Timer, settings::ConnInitSettings};
+use crate::{
+    packet::*,
+    protocol::{
+        pending_connection::{cookie::check_cookie, listen::Listen, ConnectionResult},
+        time::Timer,
+    },
+    settings::ConnInitSettings,
+};
 
 use session::*;
 
@@ -14,12 +21,33 @@ pub use statistics::*;
 #[derive(Clone, Debug)]
 pub struct ListenerSettings {}
 
+// daihuo patch: sessions are created only for callers that proved their address (a
+// conclusion echoing a valid cookie; inductions are answered without state), at most
+// MAX_HANDSHAKES handshaking at once, and forgotten when stale: a handshake after
+// HANDSHAKE_TIMEOUT, an unanswered access request after ACCESS_TIMEOUT, an open connection
+// silent for OPEN_IDLE (its peer is gone: SRT peers exchange packets at least every second).
+// Upstream kept every source address's session forever, so a flood of handshakes, or just
+// years of publishers reconnecting, grew the listener without bound.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const ACCESS_TIMEOUT: Duration = Duration::from_secs(60);
+const OPEN_IDLE: Duration = Duration::from_secs(30);
+const MAX_HANDSHAKES: usize = 4096;
+
+#[derive(Debug)]
+struct Entry {
+    state: SessionState,
+    /// When a packet last came from the session's address.
+    seen: Instant,
+}
+
 #[derive(Debug)]
 pub struct MultiplexListener {
     start_time: Instant,
     local_address: SocketAddr,
     settings: ConnInitSettings,
-    sessions: HashMap<SessionId, SessionState>,
+    sessions: HashMap<SessionId, Entry>,
+    /// Stale sessions the I/O side must drop too (open connections, access requests).
+    expired: Vec<SessionId>,
     stats: ListenerStatistics,
     stats_timer: Timer,
 }
@@ -31,6 +59,7 @@ impl MultiplexListener {
             local_address,
             settings,
             sessions: Default::default(),
+            expired: Vec::new(),
             stats: Default::default(),
             stats_timer: Timer::new(now, Duration::from_secs(1)),
         }
@@ -70,11 +99,68 @@ impl MultiplexListener {
         self.stats.rx_packets += 1;
         //self.stats.rx_bytes += packet
         let session_id = SessionId(packet.1);
-        let settings = &self.settings;
-        self.sessions
-            .entry(session_id)
-            .or_insert_with(|| SessionState::new_pending(settings.clone()))
-            .handle_packet(now, session_id, packet)
+        if !self.sessions.contains_key(&session_id) {
+            return self.handle_stranger(now, session_id, packet);
+        }
+        match self.sessions.get_mut(&session_id) {
+            Some(entry) => {
+                entry.seen = now;
+                entry.state.handle_packet(now, session_id, packet)
+            }
+            None => Action::WaitForInput,
+        }
+    }
+
+    fn handle_stranger(
+        &mut self,
+        now: Instant,
+        session_id: SessionId,
+        packet: (Packet, SocketAddr),
+    ) -> Action {
+        // A stranger: answer an induction without state; open a session for a conclusion
+        // with a valid cookie; drop anything else.
+        let (timestamp, shake) = match &packet.0 {
+            Packet::Control(ControlPacket {
+                timestamp,
+                control_type: ControlTypes::Handshake(shake),
+                ..
+            }) => (*timestamp, shake.clone()),
+            _ => return Action::WaitForInput,
+        };
+        match shake.shake_type {
+            ShakeType::Induction => {
+                let mut listen = Listen::new(self.settings.clone(), true);
+                match listen.handle_packet(now, Ok(packet)) {
+                    ConnectionResult::SendPacket(answer) => Action::SendPacket(answer),
+                    _ => Action::WaitForInput,
+                }
+            }
+            ShakeType::Conclusion if check_cookie(&packet.1, shake.syn_cookie) => {
+                let handshaking = self
+                    .sessions
+                    .values()
+                    .filter(|e| !matches!(e.state, SessionState::Open))
+                    .count();
+                if handshaking >= MAX_HANDSHAKES {
+                    self.stats.cx_dropped += 1;
+                    return Action::WaitForInput;
+                }
+                let listen = Listen::after_induction(
+                    self.settings.clone(),
+                    true,
+                    now,
+                    packet.1,
+                    timestamp,
+                    &shake,
+                );
+                let entry = self.sessions.entry(session_id).or_insert(Entry {
+                    state: SessionState::Pending(listen),
+                    seen: now,
+                });
+                entry.state.handle_packet(now, session_id, packet)
+            }
+            _ => Action::WaitForInput,
+        }
     }
 
     fn handle_packet_receive_error(&mut self, now: Instant, error: ReceivePacketError) -> Action {
@@ -96,13 +182,16 @@ impl MultiplexListener {
         response: AccessControlResponse,
     ) -> Action {
         match self.sessions.get_mut(&session_id) {
-            Some(session) => session.handle_access_control_response(now, session_id, response),
+            Some(session) => session
+                .state
+                .handle_access_control_response(now, session_id, response),
             None => Action::DropConnection(session_id),
         }
     }
 
     fn handle_timer(&mut self, now: Instant) -> Action {
         if self.stats_timer.check_expired(now).is_some() {
+            self.sweep(now);
             Action::UpdateStatistics(&self.stats)
         } else {
             // TODO: create an action that returns an action with an Iterator that ticks time forward
@@ -135,6 +224,39 @@ impl MultiplexListener {
                 self.sessions.remove(&session_id);
             }
             UpdateStatistics => {}
+        }
+        self.next_expired()
+    }
+
+    /// Forgets stale sessions that only this side holds, and queues the others (open
+    /// connections, access requests) to be dropped by the I/O side too.
+    fn sweep(&mut self, now: Instant) {
+        let expired = &mut self.expired;
+        self.sessions.retain(|id, entry| {
+            let quiet = now.saturating_duration_since(entry.seen);
+            match &entry.state {
+                SessionState::Open if quiet >= OPEN_IDLE => {
+                    expired.push(*id);
+                    true
+                }
+                SessionState::Pending(listen) if listen.awaiting_access() => {
+                    if quiet >= ACCESS_TIMEOUT {
+                        expired.push(*id);
+                    }
+                    true
+                }
+                SessionState::Open => true,
+                _ => quiet < HANDSHAKE_TIMEOUT,
+            }
+        });
+    }
+
+    /// The next queued stale session to drop (once dropped, its success brings the next).
+    fn next_expired(&mut self) -> Action {
+        while let Some(id) = self.expired.pop() {
+            if self.sessions.contains_key(&id) {
+                return Action::DropConnection(id);
+            }
         }
         Action::WaitForInput
     }
@@ -311,5 +433,88 @@ mod test {
             Input::Success(ResultOf::RejectConnection(session_id())),
         );
         assert_eq!(action, Action::WaitForInput);
+    }
+
+    // daihuo patch: what a flood leaves behind.
+    #[test]
+    fn inductions_and_bad_cookies_leave_no_state() {
+        let now = Instant::now();
+        let mut listener = MultiplexListener::new(
+            now,
+            "127.0.0.1:2000".parse().unwrap(),
+            ConnInitSettings::default(),
+        );
+        for port in 1..=10_000u16 {
+            let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), port);
+            let action = listener.handle_input(
+                now,
+                Input::Packet(Ok((build_hs_pack(test_induction()), from))),
+            );
+            assert_matches!(action, Action::SendPacket(_));
+            // A conclusion whose cookie is not this address's.
+            let mut conclusion = test_conclusion();
+            conclusion.syn_cookie = conclusion.syn_cookie.wrapping_add(1);
+            let action =
+                listener.handle_input(now, Input::Packet(Ok((build_hs_pack(conclusion), from))));
+            assert_matches!(action, Action::WaitForInput);
+        }
+        assert!(listener.sessions.is_empty());
+    }
+
+    #[test]
+    fn stale_sessions_are_forgotten() {
+        let start = Instant::now();
+        let mut listener = MultiplexListener::new(
+            start,
+            "127.0.0.1:2000".parse().unwrap(),
+            ConnInitSettings::default(),
+        );
+        // A handshake that stops after the conclusion's access request was answered with a
+        // rejection is forgotten after HANDSHAKE_TIMEOUT.
+        let action = listener.handle_input(
+            start,
+            Input::Packet(Ok((build_hs_pack(test_conclusion()), conn_addr()))),
+        );
+        assert_matches!(action, Action::RequestAccess(_, _));
+        let action = listener.handle_input(
+            start,
+            Input::AccessResponse(Some((
+                session_id(),
+                AccessControlResponse::Rejected(RejectReason::User(100)),
+            ))),
+        );
+        assert_matches!(action, Action::RejectConnection(_, _));
+        assert_eq!(listener.sessions.len(), 1);
+        let later = start + HANDSHAKE_TIMEOUT + Duration::from_secs(2);
+        let _ = listener.handle_input(later, Input::Timer);
+        assert!(listener.sessions.is_empty());
+
+        // An open connection whose peer went silent is dropped on both sides.
+        let action = listener.handle_input(
+            later,
+            Input::Packet(Ok((build_hs_pack(test_conclusion()), conn_addr()))),
+        );
+        assert_matches!(action, Action::RequestAccess(_, _));
+        let action = listener.handle_input(
+            later,
+            Input::AccessResponse(Some((session_id(), AccessControlResponse::Accepted(None)))),
+        );
+        assert_matches!(action, Action::OpenConnection(_, _));
+        let action = listener.handle_input(
+            later,
+            Input::Success(ResultOf::OpenConnection(session_id())),
+        );
+        assert_matches!(action, Action::WaitForInput);
+        let silent = later + OPEN_IDLE + Duration::from_secs(2);
+        let action = listener.handle_input(silent, Input::Timer);
+        assert_matches!(action, Action::UpdateStatistics(_));
+        let action = listener.handle_input(silent, Input::Success(ResultOf::UpdateStatistics));
+        assert_eq!(action, Action::DropConnection(session_id()));
+        let action = listener.handle_input(
+            silent,
+            Input::Success(ResultOf::DropConnection(session_id())),
+        );
+        assert_eq!(action, Action::WaitForInput);
+        assert!(listener.sessions.is_empty());
     }
 }

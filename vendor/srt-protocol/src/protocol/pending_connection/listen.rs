@@ -52,6 +52,58 @@ impl Listen {
         &self.init_settings
     }
 
+    // daihuo patch: a listener keeps no state for an induction (a flood of them, from spoofed
+    // addresses as like as not, would otherwise hold one of these per address forever). A
+    // caller whose conclusion echoes a valid cookie (`check_cookie`) gets a `Listen` made by
+    // `after_induction`, as if it had seen the induction.
+    /// The answer to an induction handshake, with `cookie`.
+    fn induction_response(
+        &self,
+        timestamp: TimeStamp,
+        shake: HandshakeControlInfo,
+        cookie: i32,
+    ) -> Packet {
+        // we expect HSv5, so upgrade it
+        Packet::Control(ControlPacket {
+            timestamp,
+            dest_sockid: shake.socket_id,
+            control_type: ControlTypes::Handshake(HandshakeControlInfo {
+                syn_cookie: cookie,
+                socket_id: self.init_settings.local_sockid,
+                info: HandshakeVsInfo::V5(HsV5Info::default()),
+                shake_type: ShakeType::Induction,
+                ..shake
+            }),
+        })
+    }
+
+    /// A listener waiting for the conclusion of a caller at `from` that echoed `cookie` in
+    /// `conclusion` (checked by the caller of this).
+    pub fn after_induction(
+        init_settings: ConnInitSettings,
+        enable_access_control: bool,
+        now: Instant,
+        from: SocketAddr,
+        timestamp: TimeStamp,
+        conclusion: &HandshakeControlInfo,
+    ) -> Listen {
+        let mut listen = Listen::new(init_settings, enable_access_control);
+        let cookie = conclusion.syn_cookie;
+        let induction_response = listen.induction_response(timestamp, conclusion.clone(), cookie);
+        listen.state = ConclusionWait(ConclusionWaitState {
+            from,
+            cookie,
+            induction_response,
+            induction_time: now,
+        });
+        listen
+    }
+
+    /// Whether the connection request waits for the application's answer.
+    pub fn awaiting_access(&self) -> bool {
+        matches!(self.state, AccessControlRequested(..))
+    }
+
     pub fn handle_packet(&mut self, now: Instant, packet: ReceivePacketResult) -> ConnectionResult {
         use ReceivePacketError::*;
         match packet {
@@ -143,19 +195,7 @@ impl Listen {
 
                 // generate the cookie, which is just a hash of the address + time
                 let cookie = gen_cookie(&from);
-
-                // we expect HSv5, so upgrade it
-                // construct a packet to send back
-                let induction_response = Packet::Control(ControlPacket {
-                    timestamp,
-                    dest_sockid: shake.socket_id,
-                    control_type: ControlTypes::Handshake(HandshakeControlInfo {
-                        syn_cookie: cookie,
-                        socket_id: self.init_settings.local_sockid,
-                        info: HandshakeVsInfo::V5(HsV5Info::default()),
-                        ..shake
-                    }),
-                });
+                let induction_response = self.induction_response(timestamp, shake, cookie);
 
                 // save induction message for potential later retransmit
                 let save_induction_response = induction_response.clone();
