@@ -37,9 +37,11 @@ pub fn origin_binary() -> PathBuf {
     binary("origin", "daihuo-origin")
 }
 
-/// The binary `name` of package `package` from this build (built by `cargo test
-/// --workspace`; built here when a narrower `cargo test` left it out).
+/// The binary `name` of package `package` from this build, brought up to date once per test
+/// process (a narrower `cargo test` than `--workspace` neither builds nor refreshes it, and a
+/// stale binary would test old code).
 pub fn binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = exe
@@ -47,13 +49,15 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
         .and_then(Path::parent)
         .expect("target profile directory");
     let bin = profile_dir.join(name);
-    if !bin.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", package, "--bin", name])
+            .args(["build", "--quiet", "-p", package, "--bin", name])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "cannot build {name}");
+        built.push(name.to_string());
     }
     bin
 }
