@@ -326,3 +326,89 @@ async fn quic_clients_get_a_retry_under_load_and_one_address_gets_its_cap() {
     );
     edge.shutdown(Duration::from_secs(2)).await;
 }
+
+/// Reads from `s` until the server closes it (true) or `within` passes (false).
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < within {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_clients_are_cut_off_by_the_header_timeout() {
+    let mut config = loopback_config();
+    config.limits.header_timeout_ms = 1000;
+    let edge = Edge::start(&config).await.unwrap();
+    let (http, https) = (edge.addrs.http.unwrap(), edge.addrs.https.unwrap());
+    let cert = edge.certificate();
+    let cut = tokio::task::spawn_blocking(move || {
+        let mut results = Vec::new();
+        // Connects and sends nothing; sends less than the 24 bytes that tell HTTP/1.1 from
+        // HTTP/2; and finishes one request, then idles on the kept-alive connection.
+        for (what, send) in [
+            ("silent", &b""[..]),
+            ("a few bytes", &b"GET /"[..]),
+            (
+                "idle after a request",
+                &b"GET /live/none/index.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            ),
+        ] {
+            let started = Instant::now();
+            let mut s = TcpStream::connect(http).unwrap();
+            s.write_all(send).unwrap();
+            let closed = closed_within(&mut s, Duration::from_secs(15));
+            results.push((what, closed, started.elapsed()));
+        }
+        // Over TLS: the handshake completes, then nothing.
+        let started = Instant::now();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(tls), name).unwrap();
+        let mut tcp = TcpStream::connect(https).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        let mut stream = rustls::StreamOwned::new(conn, tcp);
+        stream
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        // EOF or an error: closed. A timeout: never closed.
+        let closed = match stream.read(&mut buf) {
+            Ok(_) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        results.push(("silent over TLS", closed, started.elapsed()));
+        results
+    })
+    .await
+    .unwrap();
+    for (what, closed, after) in cut {
+        println!("{what}: closed {closed} after {after:?} (header_timeout_ms = 1000)");
+        assert!(closed, "{what}: the connection was never closed");
+    }
+    edge.shutdown(Duration::from_secs(2)).await;
+}

@@ -170,31 +170,41 @@ impl Drop for PerIp {
     }
 }
 
-/// A connection whose writes fail once one has made no progress for `limit`: a client that
-/// stops reading (slow-read) would otherwise hold its connection and the response buffered
-/// for it forever. Reads pass through; the header and body timeouts bound those.
-struct SendDeadline<IO> {
+/// A connection with the deadlines hyper does not keep:
+/// - until its first [`FIRST_BYTES`] bytes have arrived, reads fail once `first` passes:
+///   hyper-util tells HTTP/1.1 from HTTP/2 by those bytes with no timer of its own, and
+///   hyper's header timeout starts only after, so a client that connects and sends nothing
+///   would otherwise be held for ever;
+/// - writes fail once one has made no progress for `send_limit`: a client that stops reading
+///   (slow-read) would otherwise hold its connection and the response buffered for it.
+struct Deadlines<IO> {
     io: IO,
-    limit: Duration,
+    /// Bytes still to arrive before `first` stops applying, and its timer.
+    first: Option<(usize, Pin<Box<tokio::time::Sleep>>)>,
+    send_limit: Duration,
     /// Armed when a write first returns Pending, cleared by any progress.
-    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    /// Set once the deadline has cut the connection, for the metric.
-    expired: Arc<std::sync::atomic::AtomicBool>,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set once the send deadline has cut the connection, for the metric.
+    send_expired: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl<IO> SendDeadline<IO> {
-    fn new(io: IO, limit: Duration) -> Self {
+/// hyper-util's protocol detection reads up to the length of the HTTP/2 preface.
+const FIRST_BYTES: usize = 24;
+
+impl<IO> Deadlines<IO> {
+    fn new(io: IO, first: Duration, send_limit: Duration) -> Self {
         Self {
             io,
-            limit,
+            first: Some((FIRST_BYTES, Box::pin(tokio::time::sleep(first)))),
+            send_limit,
             stalled: None,
-            expired: Arc::default(),
+            send_expired: Arc::default(),
         }
     }
 
     /// After a write returned `poll`: progress disarms the timer; no progress arms it, and an
     /// expired one turns into an error.
-    fn check<T>(
+    fn check_send<T>(
         &mut self,
         cx: &mut Context<'_>,
         poll: Poll<std::io::Result<T>>,
@@ -203,13 +213,13 @@ impl<IO> SendDeadline<IO> {
             self.stalled = None;
             return poll;
         }
-        let limit = self.limit;
+        let limit = self.send_limit;
         let timer = self
             .stalled
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                self.expired
+                self.send_expired
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -221,24 +231,41 @@ impl<IO> SendDeadline<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for SendDeadline<IO> {
+impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        let Some((missing, timer)) = &mut self.first else {
+            return poll;
+        };
+        match poll {
+            Poll::Ready(Ok(())) => {
+                *missing = missing.saturating_sub(buf.filled().len() - before);
+                if *missing == 0 {
+                    self.first = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if timer.as_mut().poll(cx).is_ready() => Poll::Ready(Err(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no request in time"),
+            )),
+            other => other,
+        }
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for SendDeadline<IO> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let poll = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.check(cx, poll)
+        self.check_send(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -247,7 +274,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for SendDeadline<IO> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.check(cx, poll)
+        self.check_send(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -256,12 +283,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for SendDeadline<IO> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let poll = Pin::new(&mut self.io).poll_flush(cx);
-        self.check(cx, poll)
+        self.check_send(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let poll = Pin::new(&mut self.io).poll_shutdown(cx);
-        self.check(cx, poll)
+        self.check_send(cx, poll)
     }
 }
 
@@ -348,6 +375,9 @@ pub async fn serve_connection<IO, H>(
     H: Handler,
 {
     let limits = handler.limits();
+    let io = Deadlines::new(io, limits.header_timeout, limits.send_timeout);
+    let send_expired = io.send_expired.clone();
+    let counter = handler.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         async move {
@@ -396,6 +426,10 @@ pub async fn serve_connection<IO, H>(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+    if send_expired.load(std::sync::atomic::Ordering::Relaxed) {
+        debug!(peer = %addr, "connection cut: the client stopped reading");
+        counter.limited("send_timeout");
     }
 }
 
@@ -447,28 +481,21 @@ async fn serve_tcp<H: Handler>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let stream = SendDeadline::new(stream, limits.send_timeout);
-        let expired = stream.expired.clone();
         let (handler, shutdown) = (handler.clone(), shutdown.clone());
         let open = (Open::new(handler.connections("tcp")), per_ip);
-        let tls = tls.clone();
+        let Some(tls) = tls.clone() else {
+            tokio::spawn(async move {
+                serve_connection(stream, handler, addr, shutdown).await;
+                drop(open);
+            });
+            continue;
+        };
         tokio::spawn(async move {
             let _open = open;
-            match tls {
-                None => serve_connection(stream, handler.clone(), addr, shutdown).await,
-                Some(tls) => {
-                    match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, handler.clone(), addr, shutdown).await
-                        }
-                        Ok(Err(e)) => debug!(peer = %addr, "tls handshake failed: {e}"),
-                        Err(_) => debug!(peer = %addr, "tls handshake timed out"),
-                    }
-                }
-            }
-            if expired.load(std::sync::atomic::Ordering::Relaxed) {
-                debug!(peer = %addr, "connection cut: the client stopped reading");
-                handler.limited("send_timeout");
+            match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, handler, addr, shutdown).await,
+                Ok(Err(e)) => debug!(peer = %addr, "tls handshake failed: {e}"),
+                Err(_) => debug!(peer = %addr, "tls handshake timed out"),
             }
         });
     }
