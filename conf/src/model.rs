@@ -52,8 +52,9 @@ pub struct EdgeConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Until a request's head has fully arrived, ms (a slowloris client is cut here; the TLS
-    /// handshake gets as long). Default 10000.
+    /// Until a request's head has fully arrived, from the connection's start or the end of the
+    /// previous response, ms (slowloris, silent and idle keep-alive connections are cut here;
+    /// the TLS handshake gets as long). Default 10000.
     pub header_timeout_ms: u64,
     /// Until a request's body has fully arrived, ms (408 after). Default 10000.
     pub body_timeout_ms: u64,
