@@ -112,6 +112,32 @@ async fn hostile_input_leaves_other_streams_serving() {
         }
     }
 
+    // Handshakes that panicked the SRT packet parser, ending every session on the port (found
+    // by the srt_listener fuzz target; its regression seeds hold them as framed datagrams).
+    let seeds =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("origin/fuzz/corpus/srt_listener");
+    let mut sent = 0;
+    for entry in std::fs::read_dir(seeds).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("regress_")
+        {
+            continue;
+        }
+        let data = std::fs::read(&path).unwrap();
+        let mut rest = &data[..];
+        while rest.len() >= 2 {
+            let len = usize::from(rest[1]).min(rest.len() - 2);
+            let _ = udp.send_to(&rest[2..2 + len], srt);
+            rest = &rest[2 + len..];
+            sent += 1;
+        }
+    }
+    assert!(sent > 0, "no regression datagrams");
+
     // Refused publishers: path tricks in the room, a mode other than publish, a room that is
     // already live, an encrypting caller on this unencrypted listener (which panicked the
     // upstream SRT library's listener: see vendor/README.md). Each ffmpeg must fail to connect.

@@ -272,7 +272,9 @@ bitflags! {
 }
 
 fn le_bytes_to_string(le_bytes: &mut impl Buf) -> Result<String, PacketParseError> {
-    if le_bytes.remaining() % 4 != 0 {
+    // daihuo patch: an empty extension (zero words) was read past its end, a panic in the
+    // listener's receive loop that ended every session on the port.
+    if le_bytes.remaining() % 4 != 0 || le_bytes.remaining() == 0 {
         return Err(PacketParseError::NotEnoughData);
     }
 
@@ -365,6 +367,10 @@ impl SrtControlPacket {
                 )))
             }
             8 => {
+                // daihuo patch: a short group extension was read past its end (a panic).
+                if buf.remaining() < 4 {
+                    return Err(PacketParseError::NotEnoughData);
+                }
                 let ty = buf.get_u8().into();
                 let flags = GroupFlags::from_bits_truncate(buf.get_u8());
                 let weight = buf.get_u16_le();
