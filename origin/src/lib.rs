@@ -27,6 +27,7 @@ pub mod live;
 pub mod metrics;
 pub mod notify;
 pub mod pipeline;
+pub mod replay;
 pub mod route;
 pub mod scale;
 pub mod serve;

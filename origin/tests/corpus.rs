@@ -73,3 +73,33 @@ fn config_corpus() {
         }
     }
 }
+
+#[test]
+fn srt_listener_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/srt_listener");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+        let path = entry.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("seed");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let replayed = origin::replay::replay(&data);
+        // The seeds reach where they are named for.
+        match name {
+            "handshake_then_data" => {
+                assert_eq!(replayed.opened, 1, "{name}: {replayed:?}");
+                assert!(replayed.delegated >= 4, "{name}: {replayed:?}");
+            }
+            "two_peers_accept_and_drop" => {
+                assert_eq!(replayed.access_requests, 2, "{name}: {replayed:?}");
+                assert_eq!(replayed.opened, 1, "{name}: {replayed:?}");
+            }
+            "induction_only" => assert_eq!(replayed.access_requests, 0, "{name}: {replayed:?}"),
+            _ => assert!(replayed.datagrams > 0, "{name}: {replayed:?}"),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 4, "seeds in {}", dir.display());
+}
