@@ -22,7 +22,7 @@ use srt_tokio::options::Passphrase;
 use srt_tokio::{ConnectionRequest, SocketStatistics, SrtIncoming, SrtListener, SrtSocket};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -94,14 +94,7 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 impl Ingest {
     /// Binds the UDP socket (port 0 picks a free port; see [`Ingest::local_addr`]).
     pub async fn bind(config: &SrtConfig) -> std::io::Result<Self> {
-        let socket = UdpSocket::bind(config.listen).await?;
-        let local_addr = socket.local_addr()?;
-        let latency = Duration::from_millis(config.latency_ms);
-        let (listener, incoming) = SrtListener::builder()
-            .latency(latency)
-            .socket(socket)
-            .bind(local_addr)
-            .await?;
+        let (listener, incoming, local_addr) = listen(config.listen, config.latency_ms).await?;
         Ok(Self {
             listener,
             incoming,
@@ -133,7 +126,16 @@ impl Ingest {
             let request = tokio::select! {
                 r = self.incoming.incoming().next() => match r {
                     Some(r) => r,
-                    None => break,
+                    None => {
+                        // The listener's task ended without being asked to (srt-tokio runs
+                        // one task per listener; a panic in it ends every session on the
+                        // port). Publishers can only come back if it listens again.
+                        error!(addr = %self.local_addr, "srt listener stopped unexpectedly; listening again");
+                        match self.relisten(&mut shutdown).await {
+                            Some(()) => continue,
+                            None => return,
+                        }
+                    }
                 },
                 _ = crate::serve::stopped(&mut shutdown) => break,
             };
@@ -150,6 +152,44 @@ impl Ingest {
         }
         self.listener.close().await;
     }
+
+    /// Binds the listener again on the same address, retrying while the old socket is still
+    /// held by its ending sessions; `None` when shutdown came first.
+    async fn relisten(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<()> {
+        let latency_ms = self.config.load().latency_ms;
+        loop {
+            match listen(self.local_addr, latency_ms).await {
+                Ok((listener, incoming, _)) => {
+                    // The old listener's task is gone: dropping it (not `close`, which
+                    // expects the task alive) is all that is left to do.
+                    self.listener = listener;
+                    self.incoming = incoming;
+                    info!(addr = %self.local_addr, "srt ingest listening again");
+                    return Some(());
+                }
+                Err(e) => warn!(addr = %self.local_addr, "srt listen again: {e}; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = crate::serve::stopped(shutdown) => return None,
+            }
+        }
+    }
+}
+
+/// An SRT listener on `addr` with the receiver latency `latency_ms`.
+async fn listen(
+    addr: SocketAddr,
+    latency_ms: u64,
+) -> std::io::Result<(SrtListener, SrtIncoming, SocketAddr)> {
+    let socket = UdpSocket::bind(addr).await?;
+    let local_addr = socket.local_addr()?;
+    let (listener, incoming) = SrtListener::builder()
+        .latency(Duration::from_millis(latency_ms))
+        .socket(socket)
+        .bind(local_addr)
+        .await?;
+    Ok((listener, incoming, local_addr))
 }
 
 /// Where an accepted publish goes.
@@ -491,4 +531,64 @@ pub(crate) fn unix_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts publishes it is asked to open, and ends each at once.
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl Destination for Counting {
+        type Session = ();
+
+        fn live_count(&self) -> usize {
+            0
+        }
+
+        fn open(&self, _room: &str) -> Result<(), ApiError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+
+        async fn run(
+            self: Arc<Self>,
+            _session: (),
+            socket: SrtSocket,
+            _received: Received,
+            _shutdown: watch::Receiver<bool>,
+        ) {
+            drop(socket);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_dies_listens_again() {
+        let config = SrtConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..SrtConfig::default()
+        };
+        let mut ingest = Ingest::bind(&config).await.unwrap();
+        let addr = ingest.local_addr();
+        // Its task ends as if it had panicked: the accept loop sees the requests end.
+        ingest.listener.close().await;
+        let destination = Arc::new(Counting::default());
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(ingest.run(destination.clone(), Metrics::new(), shutdown));
+        let call = SrtSocket::builder().call(addr, Some("#!::r=live/demo,m=publish"));
+        let socket = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .expect("a caller is answered")
+            .expect("a caller is accepted");
+        drop(socket);
+        assert_eq!(destination.0.load(Ordering::SeqCst), 1);
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("the ingest stops on shutdown")
+            .unwrap();
+    }
 }
