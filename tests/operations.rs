@@ -432,3 +432,54 @@ fn systemd_units_verify_and_snippets_apply() {
     assert!(scratch.join("var/lib/daihuo").is_dir());
     assert!(scratch.join("etc/daihuo").is_dir());
 }
+
+/// Publish policy set by a reload: refused publishers (a wrong stream key, a wrong room
+/// passphrase) are each logged with `audit="auth"` and their address, and the keyed publisher
+/// gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_publishers_are_audit_logged_with_their_address() {
+    require_ffmpeg();
+    let edge = EdgeProcess::start();
+    ready(&edge).await;
+    let policy = edge.toml("info", 64).replace(
+        "[srt]\n",
+        "[srt]\npublish_auth = \"key\"\n\
+         stream_keys = { demo = \"demo-stream-key-1234\", vip = \"vip-stream-key-12345\" }\n\
+         passphrases = { vip = \"the-vip-room-passphrase\" }\n",
+    );
+    std::fs::write(&edge.config, policy).unwrap();
+    assert!(edge.reload().await, "{}", edge.log());
+    let srt = format!("srt://127.0.0.1:{}", edge.srt);
+    for url in [
+        format!("{srt}?streamid=#!::r=live/demo,m=publish,s=not-the-demo-key0"),
+        format!(
+            "{srt}?streamid=#!::r=live/vip,m=publish,s=vip-stream-key-12345&passphrase=not-the-vip-passphrase"
+        ),
+    ] {
+        let mut push =
+            Child::spawn(ffmpeg_push(320, 180, 3, &url).stderr(Stdio::null())).unwrap();
+        let status = tokio::task::spawn_blocking(move || push.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!status.success(), "{url}: got in");
+    }
+    let keyed = format!("{srt}?streamid=#!::r=live/demo,m=publish,s=demo-stream-key-1234");
+    let _seller = Child::spawn(&mut ffmpeg_push(320, 180, 20, &keyed)).unwrap();
+    let media = format!("http://127.0.0.1:{}/live/demo/index.m3u8", edge.http);
+    eventually(20, async || (curl(&media).ok()?.0 == 200).then_some(())).await;
+    let log = edge.log();
+    let audited: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("audit=\"auth\"") && l.contains("peer=127.0.0.1:"))
+        .collect();
+    for room in ["stream=\"demo\"", "stream=\"vip\""] {
+        assert!(
+            audited
+                .iter()
+                .any(|l| l.contains(room) && l.contains("publish refused")),
+            "no audit line for {room} in:\n{log}"
+        );
+    }
+    println!("{}", audited.join("\n"));
+}

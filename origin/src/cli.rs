@@ -118,14 +118,18 @@ pub fn init_logging(log: &LogConfig) -> LogControl {
     }
 }
 
-/// Log lines go to stderr (the journal under systemd), leaving stdout to command output.
+/// Log lines go to stderr (the journal under systemd), leaving stdout to command output;
+/// colored only on a terminal, so the journal and log files get plain text.
 fn fmt_layer<S>() -> tracing_subscriber::fmt::Layer<
     S,
     tracing_subscriber::fmt::format::DefaultFields,
     tracing_subscriber::fmt::format::Format,
     fn() -> std::io::Stderr,
 > {
-    tracing_subscriber::fmt::layer().with_writer(std::io::stderr as fn() -> std::io::Stderr)
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr as fn() -> std::io::Stderr)
+        .with_ansi(std::io::stderr().is_terminal())
 }
 
 /// What the process was asked to do.

@@ -414,8 +414,9 @@ impl<D: Destination> Accept<D> {
         let mut socket = match request.accept(key).await {
             Ok(s) => s,
             Err(e) if encrypted => {
-                // Most often a wrong passphrase (SRT reject BADSECRET) or none.
-                warn!(audit = "auth", %peer, stream = room, "publish refused: srt handshake failed: {e}");
+                // The listener refused the caller's key material (SRT reject BADSECRET or
+                // UNSECURE): srt-tokio only reports the handshake's end ("{e}").
+                warn!(audit = "auth", %peer, stream = room, "publish refused: encryption handshake failed, wrong or no passphrase ({e})");
                 self.metrics.publish_refused.inc();
                 return;
             }
