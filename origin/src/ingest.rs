@@ -41,7 +41,13 @@ pub struct Ingest {
     config: Arc<ArcSwap<SrtConfig>>,
     /// The publishes in progress, so one can be ended by a takeover.
     live: Arc<LiveSessions>,
+    /// Calls to the `on_publish` hook in flight, at most [`MAX_HOOK_CALLS`].
+    hook_calls: Arc<tokio::sync::Semaphore>,
 }
+
+/// Concurrent `on_publish` calls per listener: a flood of publish attempts must not become a
+/// flood at the operator's hook. Attempts beyond it are refused (2402), like any overload.
+const MAX_HOOK_CALLS: usize = 32;
 
 /// A publish in progress: who, and how to end it.
 struct LiveSession {
@@ -101,6 +107,7 @@ impl Ingest {
             local_addr,
             config: Arc::new(ArcSwap::from_pointee(config.clone())),
             live: Arc::default(),
+            hook_calls: Arc::new(tokio::sync::Semaphore::new(MAX_HOOK_CALLS)),
         })
     }
 
@@ -145,6 +152,7 @@ impl Ingest {
                 config: self.config.load_full(),
                 shutdown: shutdown.clone(),
                 live: self.live.clone(),
+                hook_calls: self.hook_calls.clone(),
             };
             // The handshake answer is awaited off the accept loop so one slow peer cannot
             // hold up the others.
@@ -334,6 +342,7 @@ struct Accept<D> {
     config: Arc<SrtConfig>,
     shutdown: watch::Receiver<bool>,
     live: Arc<LiveSessions>,
+    hook_calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl<D: Destination> Accept<D> {
@@ -393,6 +402,12 @@ impl<D: Destination> Accept<D> {
                 user: publish.user.as_deref(),
                 key: publish.key.as_deref(),
                 peer,
+            };
+            let Ok(_call) = self.hook_calls.clone().try_acquire_owned() else {
+                let why = format!("{MAX_HOOK_CALLS} on_publish calls already in flight");
+                return self
+                    .refuse(request, "auth", &room, ServerRejectReason::Overload, why)
+                    .await;
             };
             let timeout = Duration::from_millis(self.config.on_publish_timeout_ms);
             if let Err(why) = crate::hook::ask(url, timeout, &attempt).await {
@@ -591,5 +606,53 @@ mod tests {
             .await
             .expect("the ingest stops on shutdown")
             .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hook_calls_in_flight_are_capped() {
+        // A hook that takes every connection and never answers.
+        let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = SrtConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            on_publish: Some(format!("http://{}/", hook.local_addr().unwrap())),
+            on_publish_timeout_ms: 3000,
+            ..SrtConfig::default()
+        };
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let hook_task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = hook.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let ingest = Ingest::bind(&config).await.unwrap();
+        let addr = ingest.local_addr();
+        let destination = Arc::new(Counting::default());
+        let (_stop, shutdown) = watch::channel(false);
+        tokio::spawn(ingest.run(destination.clone(), Metrics::new(), shutdown));
+        let callers: Vec<_> = (0..MAX_HOOK_CALLS + 8)
+            .map(|i| {
+                let id = format!("#!::r=live/room{i},m=publish");
+                tokio::spawn(async move {
+                    SrtSocket::builder()
+                        .call(addr, Some(id.as_str()))
+                        .await
+                        .is_ok()
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for caller in callers {
+            admitted += usize::from(caller.await.unwrap());
+        }
+        // Every caller was refused (the hook never allowed one), and the hook never saw
+        // more calls than the cap.
+        assert_eq!(admitted, 0);
+        assert_eq!(destination.0.load(Ordering::SeqCst), 0);
+        let calls = accepted.load(Ordering::SeqCst);
+        assert!((1..=MAX_HOOK_CALLS).contains(&calls), "{calls} hook calls");
+        hook_task.abort();
     }
 }
