@@ -297,7 +297,8 @@ pub struct SrtConfig {
     /// Optional HTTP hook asked before each publish (after the key check): a POST of
     /// `{"room", "user", "key", "peer"}` as JSON to this `http://` URL. A 2xx answer allows
     /// the publish; any other answer, no answer within `on_publish_timeout_ms`, or an
-    /// unreachable hook refuses it (SRT reject 2403), so a broken hook fails closed.
+    /// unreachable hook refuses it (SRT reject 2403), so a broken hook fails closed. At most
+    /// 32 calls are in flight per listener; attempts beyond that are refused (2402).
     pub on_publish: Option<String>,
     /// How long the hook may take, in ms. Default 1000 (encoders give up on a handshake after
     /// about 3 s).
