@@ -52,7 +52,9 @@ async fn exchange(url: &str, attempt: &Attempt<'_>) -> Result<(), Refusal> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| failed(&e))?;
-    tokio::spawn(conn);
+    // The connection goes with this exchange, on timeout too: the hook is not left holding
+    // a socket per abandoned call.
+    let _conn = AbortOnDrop(tokio::spawn(conn));
     let body = serde_json::to_vec(attempt).map_err(|e| failed(&e))?;
     let req = http::Request::post(path)
         .header(http::header::HOST, authority)
@@ -79,6 +81,15 @@ async fn exchange(url: &str, attempt: &Attempt<'_>) -> Result<(), Refusal> {
         status: status.as_u16(),
         reason: reason.trim().to_string(),
     })
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]
