@@ -5,92 +5,59 @@
 // Tests panic on purpose when the system under test misbehaves.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use daihuo::daemons::{binary, certificate, free_port, sample};
+use daihuo::daemons::{binary, certificate, sample, EdgeDaemon};
 use daihuo::peers::{curl, ffmpeg_push};
 use daihuo::playlist::{attr, segments, tags};
 use daihuo::{eventually, require_ffmpeg, Child, H3Client};
 use rustls::pki_types::CertificateDer;
 
-/// A `daihuo-edge` process on loopback ports, with its config file and certificate.
+/// A `daihuo-edge` process on loopback ports serving a certificate from its directory, which
+/// tests rotate.
 struct EdgeProcess {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    child: Child,
-    srt: u16,
-    tls: u16,
-    http: u16,
-    admin: u16,
+    daemon: EdgeDaemon,
     cert: CertificateDer<'static>,
+}
+
+impl std::ops::Deref for EdgeProcess {
+    type Target = EdgeDaemon;
+
+    fn deref(&self) -> &EdgeDaemon {
+        &self.daemon
+    }
+}
+
+impl std::ops::DerefMut for EdgeProcess {
+    fn deref_mut(&mut self) -> &mut EdgeDaemon {
+        &mut self.daemon
+    }
 }
 
 impl EdgeProcess {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (_, _, cert) = certificate(dir.path());
-        let srt = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .unwrap()
-            .port();
-        let (tls, http, admin) = (free_port(), free_port(), free_port());
-        let config = dir.path().join("edge.toml");
-        let mut edge = Self {
-            config,
-            child: Child(Command::new("true").spawn().unwrap()),
-            srt,
-            tls,
-            http,
-            admin,
-            cert,
-            dir,
-        };
-        std::fs::write(&edge.config, edge.toml("info", 64)).unwrap();
-        let log = std::fs::File::create(edge.dir.path().join("edge.log")).unwrap();
-        edge.child = Child::spawn(
-            Command::new(binary("edge-node", "daihuo-edge"))
-                .arg("--config")
-                .arg(&edge.config)
-                .stdout(Stdio::null())
-                .stderr(log),
-        )
-        .unwrap();
-        edge
+        let mut cert = None;
+        let daemon = EdgeDaemon::start(|dir| {
+            let (_, _, der) = certificate(dir);
+            cert = Some(der);
+            settings(dir, "info", 64)
+        });
+        Self {
+            daemon,
+            cert: cert.expect("certificate"),
+        }
     }
 
     /// A valid configuration; `level` and `max_streams` vary between reloads.
-    fn toml(&self, level: &str, max_streams: usize) -> String {
-        let pem = |f: &str| self.dir.path().join(f).display().to_string();
-        format!(
-            "shutdown_grace_ms = 5000\n\
-             [srt]\nlisten = \"127.0.0.1:{}\"\nmax_streams = {max_streams}\n\
-             [https]\nlisten = \"127.0.0.1:{}\"\ncert = {:?}\nkey = {:?}\n\
-             [http3]\nlisten = \"127.0.0.1:{}\"\n\
-             [http]\nlisten = \"127.0.0.1:{}\"\n\
-             [admin]\nlisten = \"127.0.0.1:{}\"\n\
-             [transcode]\nencoder = \"off\"\n\
-             [events]\nstate_dir = {:?}\n\
-             [log]\nlevel = \"{level}\"\n",
-            self.srt,
-            self.tls,
-            pem("cert.pem"),
-            pem("key.pem"),
-            self.tls,
-            self.http,
-            self.admin,
-            self.dir.path().join("state").display().to_string()
-        )
-    }
-
-    fn pid(&self) -> String {
-        self.child.0.id().to_string()
+    fn settings(&self, level: &str, max_streams: usize) -> String {
+        settings(self.dir.path(), level, max_streams)
     }
 
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -130,10 +97,20 @@ impl EdgeProcess {
         })
         .await
     }
+}
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
-    }
+/// The edge's settings besides its listeners: the certificate in `dir`, a grace period, the
+/// stream limit and the log level.
+fn settings(dir: &Path, level: &str, max_streams: usize) -> String {
+    format!(
+        "shutdown_grace_ms = 5000\n\
+         srt.max_streams = {max_streams}\n\
+         https.cert = {:?}\n\
+         https.key = {:?}\n\
+         log.level = \"{level}\"\n",
+        dir.join("cert.pem").display().to_string(),
+        dir.join("key.pem").display().to_string(),
+    )
 }
 
 fn fingerprint(path: &Path) -> String {
@@ -272,7 +249,7 @@ async fn fifty_reloads_under_load_drop_nothing() {
     for i in 0..50 {
         if i % 2 == 0 {
             let level = if i % 4 == 0 { "debug" } else { "info" };
-            std::fs::write(&edge.config, edge.toml(level, 64 + i)).unwrap();
+            edge.write_config(&edge.settings(level, 64 + i));
             assert!(
                 edge.reload().await,
                 "valid file {i} refused:\n{}",
@@ -441,13 +418,12 @@ async fn refused_publishers_are_audit_logged_with_their_address() {
     require_ffmpeg();
     let edge = EdgeProcess::start();
     ready(&edge).await;
-    let policy = edge.toml("info", 64).replace(
-        "[srt]\n",
-        "[srt]\npublish_auth = \"key\"\n\
-         stream_keys = { demo = \"demo-stream-key-1234\", vip = \"vip-stream-key-12345\" }\n\
-         passphrases = { vip = \"the-vip-room-passphrase\" }\n",
-    );
-    std::fs::write(&edge.config, policy).unwrap();
+    edge.write_config(&format!(
+        "{}srt.publish_auth = \"key\"\n\
+         srt.stream_keys = {{ demo = \"demo-stream-key-1234\", vip = \"vip-stream-key-12345\" }}\n\
+         srt.passphrases = {{ vip = \"the-vip-room-passphrase\" }}\n",
+        edge.settings("info", 64)
+    ));
     assert!(edge.reload().await, "{}", edge.log());
     let srt = format!("srt://127.0.0.1:{}", edge.srt);
     for url in [

@@ -62,6 +62,84 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
     bin
 }
 
+/// A `daihuo-edge` process on free loopback ports, its config, log (`edge.log`) and state in
+/// a directory of its own. The config is the listeners, transcoding off and the state
+/// directory, plus the caller's settings as root-level TOML (dotted keys such as
+/// `log.level = "warn"`, so they never reopen a table).
+pub struct EdgeDaemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub child: Child,
+    pub srt: u16,
+    /// HTTPS (TCP) and HTTP/3 (UDP) share this port.
+    pub tls: u16,
+    pub http: u16,
+    pub admin: u16,
+}
+
+impl EdgeDaemon {
+    /// Starts the daemon with `settings(dir)` added to its config.
+    pub fn start(settings: impl FnOnce(&Path) -> String) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let srt = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free udp port")
+            .port();
+        let (tls, http, admin) = (free_port(), free_port(), free_port());
+        let settings = settings(dir.path());
+        let mut edge = Self {
+            config: dir.path().join("edge.toml"),
+            dir,
+            child: Child(Command::new("true").spawn().expect("spawn true")),
+            srt,
+            tls,
+            http,
+            admin,
+        };
+        edge.write_config(&settings);
+        let log = std::fs::File::create(edge.dir.path().join("edge.log")).expect("log file");
+        edge.child = Child::spawn(
+            Command::new(binary("edge-node", "daihuo-edge"))
+                .arg("--config")
+                .arg(&edge.config)
+                .stdout(std::process::Stdio::null())
+                .stderr(log),
+        )
+        .expect("spawn daihuo-edge");
+        edge
+    }
+
+    /// Rewrites the config with other `settings` (a reload then reads it).
+    pub fn write_config(&self, settings: &str) {
+        let text = format!(
+            "srt.listen = \"127.0.0.1:{}\"\n\
+             https.listen = \"127.0.0.1:{}\"\n\
+             http3.listen = \"127.0.0.1:{}\"\n\
+             http.listen = \"127.0.0.1:{}\"\n\
+             admin.listen = \"127.0.0.1:{}\"\n\
+             transcode.encoder = \"off\"\n\
+             events.state_dir = {:?}\n\
+             {settings}",
+            self.srt,
+            self.tls,
+            self.tls,
+            self.http,
+            self.admin,
+            self.dir.path().join("state").display().to_string(),
+        );
+        std::fs::write(&self.config, text).expect("write config");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Everything the daemon has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
+    }
+}
+
 /// One origin's addresses, fixed so it can be restarted on them.
 #[derive(Clone, Debug)]
 pub struct OriginSpec {
