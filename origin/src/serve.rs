@@ -28,8 +28,8 @@ use tracing::debug;
 
 /// Largest request body read into memory, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
-/// How long a client may take to send the request head (slowloris defence), and to finish a
-/// TLS handshake.
+/// The default for how long a client may take to send a request head (slowloris, silent and
+/// idle connections) and to finish a TLS handshake.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which transport a request came in on (for metrics and logs).
@@ -84,7 +84,9 @@ pub trait Handler: Send + Sync + 'static {
 /// What a listener allows one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Until the whole request head has arrived (HTTP/1.1; slowloris ends here).
+    /// Until the whole request head has arrived, from the connection's start or the end of the
+    /// previous response (slowloris, silent and idle connections end here), and for the TLS
+    /// handshake.
     pub header_timeout: Duration,
     /// Until the whole request body has arrived.
     pub body_timeout: Duration,
@@ -442,8 +444,8 @@ pub async fn serve_plain<H: Handler>(
     serve_tcp(listener, None, handler, shutdown).await;
 }
 
-/// Accepts HTTPS connections until `shutdown` turns true; the TLS handshake is bounded by
-/// [`HEADER_TIMEOUT`] like the request head.
+/// Accepts HTTPS connections until `shutdown` turns true; the TLS handshake is bounded by the
+/// handler's header timeout like the request head.
 pub async fn serve_tls<H: Handler>(
     listener: TcpListener,
     tls: TlsAcceptor,
