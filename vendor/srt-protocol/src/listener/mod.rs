@@ -267,6 +267,12 @@ impl MultiplexListener {
         use ResultOf::*;
         match result_of {
             DelegatePacket(session_id) => Action::DropConnection(session_id),
+            // daihuo patch: a drop that failed on the I/O side is forgotten here all the same,
+            // so a stale session is not queued again every second.
+            DropConnection(session_id) => {
+                self.sessions.remove(&session_id);
+                self.next_expired()
+            }
             // TODO: stats? anything else?
             _ => Action::WaitForInput,
         }
