@@ -80,6 +80,8 @@ pub struct EdgeDaemon {
 impl EdgeDaemon {
     /// Starts the daemon with `settings(dir)` added to its config.
     pub fn start(settings: impl FnOnce(&Path) -> String) -> Self {
+        // Build (or check) the binary before picking ports, as in `OriginSpec::new`.
+        let exe = binary("edge-node", "daihuo-edge");
         let dir = tempfile::tempdir().expect("temp dir");
         let srt = UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
@@ -99,7 +101,7 @@ impl EdgeDaemon {
         edge.write_config(&settings);
         let log = std::fs::File::create(edge.dir.path().join("edge.log")).expect("log file");
         edge.child = Child::spawn(
-            Command::new(binary("edge-node", "daihuo-edge"))
+            Command::new(exe)
                 .arg("--config")
                 .arg(&edge.config)
                 .stdout(std::process::Stdio::null())
@@ -152,6 +154,9 @@ pub struct OriginSpec {
 impl OriginSpec {
     /// An origin on free loopback ports.
     pub fn new(name: &str) -> Self {
+        // Build (or check) the binary first: the ports are free only until someone else
+        // binds them, so the window to the origin's own bind stays short.
+        origin_binary();
         let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
         let srt = UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
