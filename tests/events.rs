@@ -348,9 +348,7 @@ struct EdgeProc {
 impl EdgeProc {
     fn new(dir: &Path, name: &str, ca: &Path, origin: &OriginSpec) -> Self {
         let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
-        let srt = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .unwrap();
+        let srt = at(free_port());
         let http = at(free_port());
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(

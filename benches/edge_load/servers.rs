@@ -321,12 +321,27 @@ pub fn clock_ticks_per_second() -> Result<f64> {
 
 /// A TCP port free on loopback now (bound, then released for the server to take).
 fn free_tcp() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    unique(|| Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()))
 }
 
 /// A UDP port free on loopback now.
 fn free_udp() -> Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    unique(|| Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()))
+}
+
+/// A port from `pick` not handed out before in this run: once released, the kernel may give
+/// the same ephemeral port to the next `bind(0)`, and two listeners of one server would
+/// then be configured on one port.
+fn unique(pick: impl Fn() -> Result<u16>) -> Result<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = pick()?;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 /// Sets `mode` on `dir` and, when `recursive`, on every directory under it (files get `mode`

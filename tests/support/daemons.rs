@@ -1,9 +1,11 @@
 //! Running the daemons as processes (so a test can signal or SIGKILL them), a certificate
 //! to serve and trust, free ports, and metrics read back.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use rustls::pki_types::CertificateDer;
 
@@ -11,11 +13,19 @@ use crate::peers::Child;
 
 /// A free loopback port for both TCP and UDP (an origin's API serves HTTPS and HTTP/3 on
 /// one port number). Released before returning: the caller binds it soon after.
+///
+/// The kernel may hand the same ephemeral port to two `bind(0)` calls in a row once the
+/// first is closed, so a port is never returned twice in one test process: a CI run saw an
+/// origin's `http.listen` and `admin.listen` get the same number.
 pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
         let port = tcp.local_addr().expect("local addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
             return port;
         }
     }
@@ -158,18 +168,17 @@ impl OriginSpec {
         // binds them, so the window to the origin's own bind stays short.
         origin_binary();
         let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        let srt = UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .expect("free udp port");
         Self {
             name: name.to_string(),
-            srt,
+            srt: at(free_port()),
             api: at(free_port()),
             admin: at(free_port()),
         }
     }
 
-    /// Starts `daihuo-origin` (transcoding off, the test certificate) on these addresses.
+    /// Starts `daihuo-origin` (transcoding off, the test certificate) on these addresses and
+    /// waits until its admin port answers; panics if it exits first (a bad config, a port
+    /// taken), so a test does not go on against an origin that never ran.
     pub fn start(&self, dir: &Path, cert: &Path, key: &Path) -> Child {
         let config = dir.join(format!("{}.toml", self.name));
         std::fs::write(
@@ -187,8 +196,24 @@ impl OriginSpec {
             ),
         )
         .expect("write origin config");
-        Child::spawn(Command::new(origin_binary()).arg("--config").arg(&config))
-            .expect("spawn daihuo-origin")
+        let mut child = Child::spawn(Command::new(origin_binary()).arg("--config").arg(&config))
+            .expect("spawn daihuo-origin");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.0.try_wait().expect("origin status") {
+                panic!("daihuo-origin {} exited at start: {status}", self.name);
+            }
+            if std::net::TcpStream::connect(self.admin).is_ok() {
+                return child;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daihuo-origin {} not answering on {} after 30 s",
+                self.name,
+                self.admin
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// This origin as an edge's `[[upstream.origins]]` entry.
