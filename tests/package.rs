@@ -198,6 +198,17 @@ fn debs_install_binaries_units_configs_and_dashboard() {
         assert!(snippet.unwrap().contains("daihuo"));
     }
 
+    // The sysctl.d drop-in lets the SRT socket have its default receive buffer.
+    let sysctl = std::fs::read_to_string(assert_file(root, "usr/lib/sysctl.d/60-daihuo.conf"));
+    let rmem_max: usize = sysctl
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("net.core.rmem_max = "))
+        .expect("net.core.rmem_max in 60-daihuo.conf")
+        .parse()
+        .unwrap();
+    assert!(rmem_max >= conf::SrtConfig::default().udp_recv_buffer_bytes);
+
     let dashboard = assert_file(root, "usr/share/daihuo/grafana/daihuo.json");
     assert_eq!(
         std::fs::read(dashboard).unwrap(),

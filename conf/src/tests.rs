@@ -182,17 +182,20 @@ publish_secrets = ["0123456789abcdef0123456789abcdef"]
 takeover = true
 on_publish = "http://10.0.0.5:8081/hooks/publish?site=sh"
 on_publish_timeout_ms = 800
+udp_recv_buffer_bytes = 4194304
 [srt.passphrases]
 demo = "per-room-passphrase"
 "#;
     let c = EdgeConfig::from_toml(ok).expect("valid");
     assert!(c.srt.takeover);
     assert_eq!(c.srt.passphrases["demo"], "per-room-passphrase");
+    assert_eq!(c.srt.udp_recv_buffer_bytes, 4 << 20);
     let bad = r#"
 [srt]
 takeover = true
 on_publish = "https://hooks.example/publish"
 on_publish_timeout_ms = 20
+udp_recv_buffer_bytes = 1000
 [srt.passphrases]
 "../x" = "per-room-passphrase"
 demo = "short"
@@ -202,6 +205,7 @@ demo = "short"
         "srt.takeover",
         "srt.on_publish",
         "srt.on_publish_timeout_ms",
+        "srt.udp_recv_buffer_bytes",
         "srt.passphrases.../x",
         "srt.passphrases.demo",
     ] {

@@ -332,6 +332,10 @@ impl Edge {
                 "srt.latency_ms",
                 current.srt.latency_ms != next.srt.latency_ms,
             ),
+            (
+                "srt.udp_recv_buffer_bytes",
+                current.srt.udp_recv_buffer_bytes != next.srt.udp_recv_buffer_bytes,
+            ),
             ("https.listen", current.https.listen != next.https.listen),
             ("https.enabled", current.https.enabled != next.https.enabled),
             (

@@ -16,6 +16,7 @@ use codec::hls::segmenter::SegmenterOptions;
 use conf::SrtConfig;
 use futures::StreamExt;
 use prometheus::IntCounter;
+use socket2::{Domain, Protocol, Socket, Type};
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::Passphrase;
@@ -36,6 +37,8 @@ pub struct Ingest {
     listener: SrtListener,
     incoming: SrtIncoming,
     local_addr: SocketAddr,
+    /// The socket's receive buffer as the kernel reports it (twice what it lets data use).
+    recv_buffer: usize,
     /// Checked per connection request, so a reload's passphrase and limit apply to the next
     /// publisher (the listen address and latency are fixed at bind).
     config: Arc<ArcSwap<SrtConfig>>,
@@ -100,11 +103,12 @@ const TAKEOVER_WAIT: Duration = Duration::from_secs(3);
 impl Ingest {
     /// Binds the UDP socket (port 0 picks a free port; see [`Ingest::local_addr`]).
     pub async fn bind(config: &SrtConfig) -> std::io::Result<Self> {
-        let (listener, incoming, local_addr) = listen(config.listen, config.latency_ms).await?;
+        let (listener, incoming, local_addr, recv_buffer) = listen(config.listen, config).await?;
         Ok(Self {
             listener,
             incoming,
             local_addr,
+            recv_buffer,
             config: Arc::new(ArcSwap::from_pointee(config.clone())),
             live: Arc::default(),
             hook_calls: Arc::new(tokio::sync::Semaphore::new(MAX_HOOK_CALLS)),
@@ -113,6 +117,13 @@ impl Ingest {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The UDP socket's receive buffer in bytes, as the kernel reports it: Linux doubles the
+    /// size asked for (`srt.udp_recv_buffer_bytes`, capped at `net.core.rmem_max`) to allow
+    /// for its bookkeeping.
+    pub fn udp_recv_buffer_bytes(&self) -> usize {
+        self.recv_buffer
     }
 
     /// The settings new connection requests are checked against; store a new value to reload.
@@ -164,14 +175,15 @@ impl Ingest {
     /// Binds the listener again on the same address, retrying while the old socket is still
     /// held by its ending sessions; `None` when shutdown came first.
     async fn relisten(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<()> {
-        let latency_ms = self.config.load().latency_ms;
+        let config = self.config.load_full();
         loop {
-            match listen(self.local_addr, latency_ms).await {
-                Ok((listener, incoming, _)) => {
+            match listen(self.local_addr, &config).await {
+                Ok((listener, incoming, _, recv_buffer)) => {
                     // The old listener's task is gone: dropping it (not `close`, which
                     // expects the task alive) is all that is left to do.
                     self.listener = listener;
                     self.incoming = incoming;
+                    self.recv_buffer = recv_buffer;
                     info!(addr = %self.local_addr, "srt ingest listening again");
                     return Some(());
                 }
@@ -185,19 +197,38 @@ impl Ingest {
     }
 }
 
-/// An SRT listener on `addr` with the receiver latency `latency_ms`.
+/// An SRT listener on `addr` with `config`'s receiver latency and UDP receive buffer; also
+/// returns the bound address and the buffer size the kernel reports.
+///
+/// The socket is made here rather than by srt-tokio, which would set a 64 KiB buffer: one
+/// socket carries every publisher on the port.
 async fn listen(
     addr: SocketAddr,
-    latency_ms: u64,
-) -> std::io::Result<(SrtListener, SrtIncoming, SocketAddr)> {
-    let socket = UdpSocket::bind(addr).await?;
+    config: &SrtConfig,
+) -> std::io::Result<(SrtListener, SrtIncoming, SocketAddr, usize)> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_recv_buffer_size(config.udp_recv_buffer_bytes)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let recv_buffer = socket.recv_buffer_size()?;
+    let socket = UdpSocket::from_std(socket.into())?;
     let local_addr = socket.local_addr()?;
+    // Linux reports twice the size it granted: less than twice the ask means rmem_max capped it.
+    let asked = config.udp_recv_buffer_bytes;
+    if recv_buffer < asked.saturating_mul(2) {
+        warn!(
+            addr = %local_addr,
+            "srt.udp_recv_buffer_bytes = {asked} but the kernel allows {} (net.core.rmem_max); \
+             bursts of ingest may be dropped: raise it with `sysctl -w net.core.rmem_max={asked}`",
+            recv_buffer / 2
+        );
+    }
     let (listener, incoming) = SrtListener::builder()
-        .latency(Duration::from_millis(latency_ms))
+        .latency(Duration::from_millis(config.latency_ms))
         .socket(socket)
         .bind(local_addr)
         .await?;
-    Ok((listener, incoming, local_addr))
+    Ok((listener, incoming, local_addr, recv_buffer))
 }
 
 /// Where an accepted publish goes.
@@ -606,6 +637,21 @@ mod tests {
             .await
             .expect("the ingest stops on shutdown")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_udp_receive_buffer_is_the_configured_size() {
+        // Sizes under a stock rmem_max (212,992), so the kernel grants them whole; it reports
+        // twice the size. Its default (rmem_default, 212,992) would read 425,984.
+        for asked in [65_536, 100_000] {
+            let config = SrtConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                udp_recv_buffer_bytes: asked,
+                ..SrtConfig::default()
+            };
+            let ingest = Ingest::bind(&config).await.unwrap();
+            assert_eq!(ingest.udp_recv_buffer_bytes(), 2 * asked);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

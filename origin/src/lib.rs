@@ -222,6 +222,10 @@ impl Node {
                 "srt.latency_ms",
                 current.srt.latency_ms != next.srt.latency_ms,
             ),
+            (
+                "srt.udp_recv_buffer_bytes",
+                current.srt.udp_recv_buffer_bytes != next.srt.udp_recv_buffer_bytes,
+            ),
             ("http.listen", current.http.listen != next.http.listen),
             ("http.http3", current.http.http3 != next.http.http3),
             ("admin.listen", current.admin.listen != next.admin.listen),
