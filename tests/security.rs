@@ -1,7 +1,7 @@
 //! Hostile and unauthorized viewers against a single box on loopback: signed playback
 //! (valid, expired, tampered, another room's token, none), path attacks, a slowloris client
 //! cut off by the header-read timeout, slow readers cut off by the send timeout, and QUIC
-//! Retry under load.
+//! Retry under load, and idle HTTP/2 connections cut by the idle timeout.
 
 // Tests panic on purpose when the system under test misbehaves.
 #![allow(clippy::unwrap_used)]
@@ -410,5 +410,77 @@ async fn silent_and_idle_clients_are_cut_off_by_the_header_timeout() {
         println!("{what}: closed {closed} after {after:?} (header_timeout_ms = 1000)");
         assert!(closed, "{what}: the connection was never closed");
     }
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+/// The next HTTP/2 frame on `s` as (type, flags, payload); `None` once the connection ends
+/// or `within` passes.
+fn h2_frame(s: &mut TcpStream, within: Duration) -> Option<(u8, u8, Vec<u8>)> {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).ok()?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).ok()?;
+    Some((head[3], head[4], body))
+}
+
+/// Whether a PING acknowledgement (type 6, flag 1) carrying `payload` arrives within 5 s.
+fn ping_acknowledged(s: &mut TcpStream, payload: [u8; 8]) -> bool {
+    std::iter::from_fn(|| h2_frame(s, Duration::from_secs(5)))
+        .any(|(kind, flags, body)| kind == 6 && flags & 1 == 1 && body == payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_cut_and_busy_ones_kept() {
+    let mut config = loopback_config();
+    config.limits.idle_timeout_ms = 1000;
+    let edge = Edge::start(&config).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    // An HTTP/2 client with prior knowledge: the preface and an empty SETTINGS frame.
+    let open = move || {
+        let mut s = TcpStream::connect(http).unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .unwrap();
+        s
+    };
+    let ping = |s: &mut TcpStream, n: u8| {
+        let payload = [n; 8];
+        let mut frame = b"\x00\x00\x08\x06\x00\x00\x00\x00\x00".to_vec();
+        frame.extend_from_slice(&payload);
+        s.write_all(&frame).unwrap();
+        payload
+    };
+    let (idle, busy) = tokio::task::spawn_blocking(move || {
+        // Says nothing after its settings: the server says GOAWAY (type 7), then closes.
+        let started = Instant::now();
+        let mut s = open();
+        let goaway = std::iter::from_fn(|| h2_frame(&mut s, Duration::from_secs(15)))
+            .any(|(kind, _, _)| kind == 7);
+        let idle = (
+            goaway && closed_within(&mut s, Duration::from_secs(15)),
+            started.elapsed(),
+        );
+        // Pings every 250 ms for 3 s, three times the idle limit, then once more.
+        let mut s = open();
+        for n in 0..12 {
+            ping(&mut s, n);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let payload = ping(&mut s, 99);
+        (idle, ping_acknowledged(&mut s, payload))
+    })
+    .await
+    .unwrap();
+    println!(
+        "idle HTTP/2 connection: GOAWAY and closed {} after {:?} (idle_timeout_ms = 1000)",
+        idle.0, idle.1
+    );
+    assert!(
+        idle.0,
+        "an idle HTTP/2 connection was not sent GOAWAY and closed"
+    );
+    assert!(busy, "an HTTP/2 connection with traffic was closed");
+    assert_eq!(limited(&edge, "idle_timeout"), 1.0);
     edge.shutdown(Duration::from_secs(2)).await;
 }

@@ -62,7 +62,8 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Concurrent requests of one HTTP/2 or HTTP/3 connection. Default 100.
     pub max_streams_per_connection: u32,
-    /// An HTTP/3 connection with no traffic this long is closed, ms. Default 30000.
+    /// An HTTP/2 or HTTP/3 connection with no traffic either way this long is closed, ms
+    /// (an idle HTTP/1.1 connection gets `header_timeout_ms`). Default 30000.
     pub idle_timeout_ms: u64,
     /// Open connections (TCP, and QUIC once the address is validated) from one IP address
     /// (0: no cap). Default 256.

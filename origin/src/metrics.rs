@@ -44,7 +44,7 @@ pub struct Metrics {
     /// `daihuo_connections{transport="tcp|quic"}`: client connections open now.
     pub connections: IntGaugeVec,
     /// `daihuo_listener_limited_total{action}`: what the listener limits did to clients
-    /// (`quic_retry`, `per_ip`, `send_timeout`).
+    /// (`quic_retry`, `per_ip`, `send_timeout`, `idle_timeout`).
     pub limited: IntCounterVec,
     /// `daihuo_reloads_total{result="ok|error"}`.
     pub reloads: IntCounterVec,
@@ -154,7 +154,8 @@ impl Metrics {
                 "daihuo_listener_limited_total",
                 "Listener limits applied: quic_retry (a QUIC client sent a Retry under load), \
                  per_ip (a connection over the per-address cap closed), send_timeout (a client \
-                 that stopped reading cut off).",
+                 that stopped reading cut off), idle_timeout (an HTTP/2 connection with no \
+                 traffic closed).",
                 &["action"],
             ),
             reloads: counter_vec(
@@ -190,7 +191,7 @@ impl Metrics {
         for transport in ["tcp", "quic"] {
             m.connections.with_label_values(&[transport]);
         }
-        for action in ["quic_retry", "per_ip", "send_timeout"] {
+        for action in ["quic_retry", "per_ip", "send_timeout", "idle_timeout"] {
             m.limited.with_label_values(&[action]);
         }
         let build = gauge_vec(

@@ -76,7 +76,7 @@ pub trait Handler: Send + Sync + 'static {
         Limits::default()
     }
 
-    /// Counts one use of a listener limit (`quic_retry`, `per_ip`, `send_timeout`), if it
+    /// Counts one use of a listener limit (`quic_retry`, `per_ip`, `send_timeout`, `idle_timeout`), if it
     /// counts them.
     fn limited(&self, _action: &'static str) {}
 }
@@ -94,7 +94,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Concurrent streams of one HTTP/2 or HTTP/3 connection.
     pub max_streams: u32,
-    /// An HTTP/3 connection with no traffic this long is closed.
+    /// An HTTP/2 or HTTP/3 connection with no traffic this long is closed.
     pub idle_timeout: Duration,
     /// Open connections from one IP address, TCP and QUIC each (0: no cap).
     pub per_ip: usize,
@@ -178,29 +178,109 @@ impl Drop for PerIp {
 ///   hyper's header timeout starts only after, so a client that connects and sends nothing
 ///   would otherwise be held for ever;
 /// - writes fail once one has made no progress for `send_limit`: a client that stops reading
-///   (slow-read) would otherwise hold its connection and the response buffered for it.
+///   (slow-read) would otherwise hold its connection and the response buffered for it;
+/// - an HTTP/2 connection (those bytes are its preface) is told to end ([`Deadlines::idle`],
+///   then a graceful shutdown: GOAWAY, in-flight responses finish) once no bytes have moved
+///   either way for `idle_limit`: hyper keeps one open as long as the client does, however
+///   idle. HTTP/1.1 needs no such timer: between requests the header timeout applies.
 struct Deadlines<IO> {
     io: IO,
-    /// Bytes still to arrive before `first` stops applying, and its timer.
-    first: Option<(usize, Pin<Box<tokio::time::Sleep>>)>,
+    /// The first bytes, until [`FIRST_BYTES`] have arrived.
+    first: Option<First>,
+    idle_limit: Duration,
+    /// Armed once the connection is known to be HTTP/2.
+    idle: Option<Idle>,
     send_limit: Duration,
     /// Armed when a write first returns Pending, cleared by any progress.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Set once the send deadline has cut the connection, for the metric.
-    send_expired: Arc<std::sync::atomic::AtomicBool>,
+    /// Which limit cut the connection (`send_timeout`, `idle_timeout`), for the metric.
+    cut: Arc<std::sync::OnceLock<&'static str>>,
+    /// Notified when the idle limit passes.
+    idle_passed: Arc<tokio::sync::Notify>,
 }
 
 /// hyper-util's protocol detection reads up to the length of the HTTP/2 preface.
 const FIRST_BYTES: usize = 24;
 
+/// What an HTTP/2 client sends first (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; FIRST_BYTES] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A connection's first bytes and the time they have to arrive.
+struct First {
+    seen: [u8; FIRST_BYTES],
+    len: usize,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// When an HTTP/2 connection last moved bytes, and the timer that checks it (re-armed lazily,
+/// so traffic costs a clock read, not a timer update).
+struct Idle {
+    last: tokio::time::Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
 impl<IO> Deadlines<IO> {
-    fn new(io: IO, first: Duration, send_limit: Duration) -> Self {
+    fn new(io: IO, limits: &Limits) -> Self {
         Self {
             io,
-            first: Some((FIRST_BYTES, Box::pin(tokio::time::sleep(first)))),
-            send_limit,
+            first: Some(First {
+                seen: [0; FIRST_BYTES],
+                len: 0,
+                timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
+            }),
+            idle_limit: limits.idle_timeout,
+            idle: None,
+            send_limit: limits.send_timeout,
             stalled: None,
-            send_expired: Arc::default(),
+            cut: Arc::default(),
+            idle_passed: Arc::default(),
+        }
+    }
+
+    /// Bytes moved: the idle timer starts again.
+    fn active(&mut self) {
+        if let Some(idle) = &mut self.idle {
+            idle.last = tokio::time::Instant::now();
+        }
+    }
+
+    /// `got` arrived while the first bytes were still awaited; once they are all in, an
+    /// HTTP/2 connection gets its idle timer.
+    fn first_bytes(&mut self, got: &[u8]) {
+        let Some(first) = &mut self.first else {
+            return;
+        };
+        let take = got.len().min(FIRST_BYTES - first.len);
+        first.seen[first.len..first.len + take].copy_from_slice(&got[..take]);
+        first.len += take;
+        if first.len < FIRST_BYTES {
+            return;
+        }
+        if &first.seen == H2_PREFACE {
+            let now = tokio::time::Instant::now();
+            self.idle = Some(Idle {
+                last: now,
+                timer: Box::pin(tokio::time::sleep_until(now + self.idle_limit)),
+            });
+        }
+        self.first = None;
+    }
+
+    /// Checks the idle timer (registering it to wake this task): once the connection has
+    /// been idle for the limit, the timer stops and [`Deadlines::idle_passed`] is notified.
+    fn check_idle(&mut self, cx: &mut Context<'_>) {
+        let Some(idle) = &mut self.idle else {
+            return;
+        };
+        while idle.timer.as_mut().poll(cx).is_ready() {
+            let due = idle.last + self.idle_limit;
+            if tokio::time::Instant::now() >= due {
+                self.idle = None;
+                let _ = self.cut.set("idle_timeout");
+                self.idle_passed.notify_one();
+                return;
+            }
+            idle.timer.as_mut().reset(due);
         }
     }
 
@@ -213,6 +293,7 @@ impl<IO> Deadlines<IO> {
     ) -> Poll<std::io::Result<T>> {
         if poll.is_ready() {
             self.stalled = None;
+            self.active();
             return poll;
         }
         let limit = self.send_limit;
@@ -221,8 +302,7 @@ impl<IO> Deadlines<IO> {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                self.send_expired
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = self.cut.set("send_timeout");
                 Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     format!("the client read nothing for {limit:?}"),
@@ -240,21 +320,27 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
-        let Some((missing, timer)) = &mut self.first else {
-            return poll;
-        };
-        match poll {
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                *missing = missing.saturating_sub(buf.filled().len() - before);
-                if *missing == 0 {
-                    self.first = None;
+                let got = &buf.filled()[before..];
+                if !got.is_empty() {
+                    self.active();
+                    self.first_bytes(got);
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if timer.as_mut().poll(cx).is_ready() => Poll::Ready(Err(
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "no request in time"),
-            )),
+            Poll::Pending => {
+                if let Some(first) = &mut self.first {
+                    if first.timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no request in time",
+                        )));
+                    }
+                }
+                self.check_idle(cx);
+                Poll::Pending
+            }
             other => other,
         }
     }
@@ -377,8 +463,9 @@ pub async fn serve_connection<IO, H>(
     H: Handler,
 {
     let limits = handler.limits();
-    let io = Deadlines::new(io, limits.header_timeout, limits.send_timeout);
-    let send_expired = io.send_expired.clone();
+    let io = Deadlines::new(io, &limits);
+    let cut = io.cut.clone();
+    let idle_passed = io.idle_passed.clone();
     let counter = handler.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
@@ -428,10 +515,20 @@ pub async fn serve_connection<IO, H>(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+        () = idle_passed.notified() => {
+            // GOAWAY: requests in flight (a long poll) finish, no new ones start; a client
+            // that holds on after that gets the idle limit once more.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = tokio::time::sleep(limits.idle_timeout) => {}
+                _ = crate::serve::stopped(&mut shutdown) => {}
+            }
+        }
     }
-    if send_expired.load(std::sync::atomic::Ordering::Relaxed) {
-        debug!(peer = %addr, "connection cut: the client stopped reading");
-        counter.limited("send_timeout");
+    if let Some(&action) = cut.get() {
+        debug!(peer = %addr, "connection cut: {action}");
+        counter.limited(action);
     }
 }
 
