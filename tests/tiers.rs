@@ -3,7 +3,8 @@
 //! publishes to the edge over SRT; a scripted LL-HLS client (blocking playlist reloads, then
 //! the parts) plays from the edge over HTTP/3 while the stream's primary origin is killed
 //! with SIGKILL. A second test pulls over HTTP/3 through origins that are down at start,
-//! replaced by configuration, and all down.
+//! replaced by configuration, and all down. A third publishes one room through three edges:
+//! a second encoder is ended where takeover is off and takes the room over where it is on.
 
 // Tests panic on purpose when the system under test misbehaves.
 #![allow(clippy::unwrap_used)]
@@ -466,4 +467,80 @@ async fn cold_standby_relay_moves_to_the_next_origin() {
     t.assert_streamer_unaffected();
     assert_eq!(metric(&t.edge.metrics, "daihuo_relay_connects_total"), 2.0);
     t.edge.shutdown(Duration::from_secs(2)).await;
+}
+
+/// The room's newest media sequence number at `edge`, pulled from its origin (passthrough:
+/// one rendition, `video`).
+async fn newest_msn(edge: &Edge) -> Option<u64> {
+    let http = edge.addrs.http?;
+    let (status, body) =
+        daihuo::peers::curl(&format!("http://{http}/live/demo/index.m3u8")).ok()?;
+    let multivariant = String::from_utf8(body).ok().filter(|_| status == 200)?;
+    let media = segments(&multivariant).first()?.to_string();
+    let (status, body) = daihuo::peers::curl(&format!("http://{http}/live/demo/{media}")).ok()?;
+    let playlist = String::from_utf8(body).ok().filter(|_| status == 200)?;
+    Some(media_sequence(&playlist)? + segments(&playlist).len() as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_is_taken_over_across_edges_only_when_configured() {
+    require_ffmpeg();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = certificate(dir.path());
+    // Origins trust relayed takeovers only from edges that hold the SRT passphrase.
+    let secret = "edges-share-this-passphrase";
+    let spec = OriginSpec::new("origin-a").with_srt(&format!("passphrase = {secret:?}"));
+    let _origin = spec.start(dir.path(), &cert, &key);
+    let edge = |takeover| {
+        let upstream = format!("srt_passphrase = {secret:?}\nstandby = \"cold\"");
+        let mut config = edge_config(&cert, &upstream, &[&spec]);
+        config.srt.publish_auth = conf::PublishAuth::Key;
+        config
+            .srt
+            .stream_keys
+            .insert("demo".into(), "demo-stream-key-1234".into());
+        config.srt.takeover = takeover;
+        async move { Edge::start(&config).await.expect("edge starts") }
+    };
+    let (a, b, c) = (edge(false).await, edge(false).await, edge(true).await);
+    let keyed = |edge: &Edge| {
+        format!(
+            "srt://{}?streamid=#!::r=live/demo,m=publish,s=demo-stream-key-1234",
+            edge.addrs.srt
+        )
+    };
+    let origin_metric = |name: &str| {
+        let (_, text) = daihuo::peers::curl(&format!("http://{}/metrics", spec.admin)).unwrap();
+        daihuo::daemons::sample(&String::from_utf8_lossy(&text), name)
+    };
+    let mut first = Child::spawn(&mut ffmpeg_push(320, 180, 90, &keyed(&a))).unwrap();
+    let live = eventually(20, async || newest_msn(&c).await).await;
+
+    // Edge B allows no takeover: its encoder is let in, but the origin refuses its relay
+    // as a conflict, so B ends that publish (ffmpeg exits long before its 90 s); the first
+    // encoder is undisturbed.
+    let mut second = Child::spawn(&mut ffmpeg_push(320, 180, 90, &keyed(&b))).unwrap();
+    let ended = eventually(30, async || second.0.try_wait().unwrap()).await;
+    println!("second encoder, at an edge without takeover: {ended}");
+    assert!(
+        first.0.try_wait().unwrap().is_none(),
+        "the live publisher was disturbed"
+    );
+    assert_eq!(origin_metric("daihuo_publishes_total"), 1.0);
+    eventually(10, async || newest_msn(&c).await.filter(|n| *n > live)).await;
+
+    // Edge C allows takeover: its newer publish replaces the first at the origin, and edge
+    // A, refused from then on, ends the first encoder's publish.
+    let _third = Child::spawn(&mut ffmpeg_push(320, 180, 90, &keyed(&c))).unwrap();
+    let ended = eventually(30, async || first.0.try_wait().unwrap()).await;
+    println!("first encoder, after a takeover at another edge: {ended}");
+    assert_eq!(origin_metric("daihuo_publishes_total"), 2.0);
+    let after = newest_msn(&c).await.unwrap_or(live);
+    eventually(15, async || newest_msn(&c).await.filter(|n| *n > after)).await;
+    assert_eq!(metric(&a.metrics, "daihuo_streams_live"), 0.0);
+    assert_eq!(metric(&c.metrics, "daihuo_streams_live"), 1.0);
+    assert_eq!(origin_metric("daihuo_streams_live"), 1.0);
+    for edge in [a, b, c] {
+        edge.shutdown(Duration::from_secs(2)).await;
+    }
 }

@@ -294,6 +294,8 @@ pub struct SrtConfig {
     /// current publisher's session is ended and the new one's accepted (an encoder restarted
     /// on another machine, say). Default false: the second publisher is refused (SRT reject
     /// 2409). Needs `publish_auth = "key"`, so that only the room's key holders can do it.
+    /// With origins, an edge's relay carries this to the origin, which lets the newer publish
+    /// replace one relayed by another edge when its own listener requires a passphrase.
     pub takeover: bool,
     /// Optional HTTP hook asked before each publish (after the key check): a POST of
     /// `{"room", "user", "key", "peer"}` as JSON to this `http://` URL. A 2xx answer allows

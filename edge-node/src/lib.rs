@@ -181,7 +181,7 @@ impl Edge {
             let relay = Arc::new(relay::Relay::new(
                 upstream.clone(),
                 &config.upstream,
-                Duration::from_millis(config.srt.latency_ms),
+                srt_config.clone(),
                 &metrics,
             ));
             tasks.spawn(ingest.run(relay, metrics.clone(), rx.clone()));

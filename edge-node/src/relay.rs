@@ -9,19 +9,31 @@
 //! same one, with backoff; what arrived meanwhile is sent first, oldest dropped beyond
 //! `upstream.relay_buffer_bytes`. The streamer's session stays open throughout.
 //!
+//! Each link names its publish in the stream id ([`RelayedPublish`]: start time, random id,
+//! and whether this edge allows takeover), so an origin lets the same publish back in on a
+//! new link at once, and lets a newer publish that took over at another edge replace it. A
+//! link the origin keeps refusing as a conflict for [`CONFLICT_GRACE`] means another publish
+//! holds the room there (a takeover elsewhere, or a second publisher where takeover is off):
+//! the publish then ends, so the encoder is not left streaming to no one.
+//!
 //! The relay never looks inside the transport stream: origins demux and package.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
+use conf::SrtConfig;
 use conf::{Standby, UpstreamConfig};
 use futures::{SinkExt, StreamExt};
 use origin::ingest::{Destination, Received};
 use origin::serve::stopped;
+use origin::streamid::{RelayedPublish, RELAY_KEY};
 use origin::{ApiError, Metrics};
 use prometheus::{IntCounter, IntGauge};
+use srt_protocol::protocol::pending_connection::ConnectionReject;
+use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::Passphrase;
 use srt_tokio::SrtSocket;
 use tokio::sync::{watch, Notify};
@@ -36,6 +48,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const PEER_IDLE: Duration = Duration::from_secs(3);
 /// How long an ended publish's links may take to hand over what they still buffer.
 const FLUSH: Duration = Duration::from_secs(2);
+/// How long a link may be refused as a conflict before its publish ends: longer than an
+/// origin takes to notice that a publish's previous link is gone (SRT's peer idle timeout,
+/// 5 s), which also answers "conflict" until then.
+const CONFLICT_GRACE: Duration = Duration::from_secs(8);
 
 /// The relay's metric families.
 #[derive(Clone)]
@@ -90,17 +106,21 @@ pub struct Relay {
     connect_timeout: Duration,
     /// Rooms being published through this edge.
     live: Arc<Mutex<HashSet<String>>>,
+    /// The edge's SRT settings as reloaded: whether its publishes may take over.
+    srt: Arc<ArcSwap<SrtConfig>>,
     metrics: RelayMetrics,
 }
 
 impl Relay {
-    /// `latency` is the SRT latency of the links (the edge's `srt.latency_ms`).
+    /// `srt` is the edge's ingest settings (their latency is the links'; `takeover` is read
+    /// per publish).
     pub fn new(
         upstream: Arc<Upstream>,
         config: &UpstreamConfig,
-        latency: Duration,
+        srt: Arc<ArcSwap<SrtConfig>>,
         metrics: &Metrics,
     ) -> Self {
+        let latency = Duration::from_millis(srt.load().latency_ms);
         Self {
             upstream,
             links: match config.standby {
@@ -116,6 +136,7 @@ impl Relay {
             latency,
             connect_timeout: config.connect_timeout() * 3,
             live: Arc::default(),
+            srt,
             metrics: RelayMetrics::new(metrics),
         }
     }
@@ -171,6 +192,9 @@ impl Destination for Relay {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let room = claim.room.clone();
+        let publish = RelayedPublish::new(self.srt.load().takeover);
+        // Told by a link that another publish holds the room at its origin.
+        let refused = Arc::new(Notify::new());
         // One link per origin at most (a hot standby with one origin has no backup to feed).
         let links = self.links.min(self.upstream.origins().len()).max(1);
         let buffers: Vec<Arc<Buffer>> = (0..links)
@@ -183,8 +207,10 @@ impl Destination for Relay {
                 let link = Link {
                     relay: self.clone(),
                     room: room.clone(),
+                    publish,
                     slot,
                     buffer: buffer.clone(),
+                    refused: refused.clone(),
                 };
                 tokio::spawn(link.run().in_current_span())
             })
@@ -206,6 +232,10 @@ impl Destination for Relay {
                     None => break,
                 },
                 _ = stopped(&mut shutdown) => break,
+                () = refused.notified() => {
+                    warn!(audit = "publish", "ending the publish: another publish holds the room at the origin");
+                    break;
+                }
             }
         }
         info!(audit = "publish", "publish ended");
@@ -301,22 +331,38 @@ impl Buffer {
 struct Link {
     relay: Arc<Relay>,
     room: String,
+    publish: RelayedPublish,
     slot: usize,
     buffer: Arc<Buffer>,
+    /// Notified when the origin keeps refusing this publish as a conflict.
+    refused: Arc<Notify>,
+}
+
+/// Why a link could not connect.
+enum ConnectFailed {
+    /// The origin has the room live with another publish (SRT reject 2409).
+    Conflict,
+    /// Anything else: the origin counts as failed for this link.
+    Other(String),
 }
 
 /// Why a connected link stopped.
 enum Ended {
     /// The publish ended and everything was sent.
     Done,
-    /// The origin failed; reconnect.
+    /// The origin failed; reconnect, to another origin if one is up.
     Failed(String),
+    /// The origin closed the session: it is shutting down, or another publish took the room
+    /// over. Reconnect to it first: a conflict then tells which.
+    Closed,
 }
 
 impl Link {
     async fn run(self) {
         let mut backoff = Duration::from_millis(100);
         let mut failed: Option<String> = None;
+        // Since when the origin has refused this publish as a conflict.
+        let mut conflict_since: Option<Instant> = None;
         let mut health = self.relay.upstream.subscribe();
         while !self.buffer.is_finished() {
             let Some(origin) = self.relay.pick(&self.room, self.slot, failed.as_deref()) else {
@@ -333,7 +379,19 @@ impl Link {
             let name = origin.peer.name.clone();
             let socket = match self.connect(&origin).await {
                 Ok(s) => s,
-                Err(e) => {
+                Err(ConnectFailed::Conflict) => {
+                    // Not the origin's failure: another origin must not get the room too.
+                    let since = *conflict_since.get_or_insert_with(Instant::now);
+                    warn!(origin = %name, slot = self.slot, "relay refused: the room is live there with another publish");
+                    if since.elapsed() >= CONFLICT_GRACE {
+                        self.refused.notify_one();
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(ConnectFailed::Other(e)) => {
                     warn!(origin = %name, slot = self.slot, "relay connect failed: {e}");
                     failed = Some(name);
                     tokio::time::sleep(backoff).await;
@@ -341,6 +399,7 @@ impl Link {
                     continue;
                 }
             };
+            conflict_since = None;
             info!(origin = %name, slot = self.slot, "relaying to origin");
             self.relay.metrics.connects.inc();
             self.relay.metrics.links_up.inc();
@@ -353,12 +412,21 @@ impl Link {
                     warn!(origin = %name, slot = self.slot, "relay link lost: {why}");
                     failed = Some(name);
                 }
+                Ended::Closed => {
+                    warn!(origin = %name, slot = self.slot, "relay link lost: the origin closed the session");
+                    failed = None;
+                }
             }
         }
     }
 
-    async fn connect(&self, origin: &Origin) -> Result<SrtSocket, String> {
-        let stream_id = format!("#!::r={}/{},m=publish", origin::streamid::APP, self.room);
+    async fn connect(&self, origin: &Origin) -> Result<SrtSocket, ConnectFailed> {
+        let stream_id = format!(
+            "#!::r={}/{},m=publish,{RELAY_KEY}={}",
+            origin::streamid::APP,
+            self.room,
+            self.publish.value()
+        );
         let passphrase = self.relay.passphrase.clone();
         let call = SrtSocket::builder()
             .latency(self.relay.latency)
@@ -371,8 +439,20 @@ impl Link {
             .call(origin.peer.srt, Some(&stream_id));
         match tokio::time::timeout(self.relay.connect_timeout, call).await {
             Ok(Ok(socket)) => Ok(socket),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".into()),
+            // srt-tokio carries the listener's reject reason as the error's source.
+            Ok(Err(e))
+                if e.get_ref()
+                    .and_then(|r| r.downcast_ref::<ConnectionReject>())
+                    .is_some_and(|r| {
+                        *r == ConnectionReject::Rejected(RejectReason::Server(
+                            ServerRejectReason::Conflict,
+                        ))
+                    }) =>
+            {
+                Err(ConnectFailed::Conflict)
+            }
+            Ok(Err(e)) => Err(ConnectFailed::Other(e.to_string())),
+            Err(_) => Err(ConnectFailed::Other("timed out".into())),
         }
     }
 
@@ -392,12 +472,13 @@ impl Link {
                     }
                     return Ended::Failed("the origin's probe fails".into());
                 }
-                // The origin closed the session (it is shutting down, or refused us late).
+                // The origin closed the session (it is shutting down, or the room was taken
+                // over), or the session failed.
                 r = socket.next() => {
                     if let Some(Err(e)) = r {
                         return Ended::Failed(e.to_string());
                     }
-                    return Ended::Failed("the origin closed the session".into());
+                    return Ended::Closed;
                 }
             };
             let Some(chunk) = chunk else {

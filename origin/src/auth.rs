@@ -135,6 +135,7 @@ mod tests {
             room: room.into(),
             user: None,
             key: key.map(str::to_string),
+            relay: None,
         }
     }
 

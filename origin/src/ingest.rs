@@ -29,7 +29,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::store::{Publication, Store};
-use crate::streamid;
+use crate::streamid::{self, RelayedPublish};
 use crate::transcode::TranscodeSettings;
 
 /// A bound SRT listener, not yet accepting.
@@ -56,6 +56,8 @@ const MAX_HOOK_CALLS: usize = 32;
 struct LiveSession {
     id: u64,
     peer: SocketAddr,
+    /// Which edge publish it is, when an edge relays it.
+    relay: Option<RelayedPublish>,
     stop: watch::Sender<bool>,
 }
 
@@ -64,6 +66,22 @@ struct LiveSession {
 struct LiveSessions {
     next_id: std::sync::atomic::AtomicU64,
     rooms: std::sync::Mutex<std::collections::HashMap<String, LiveSession>>,
+    /// Rooms whose publish a replacement is waiting to end: no one else may open them
+    /// meanwhile (the ended publish's relay link would otherwise come straight back).
+    reserved: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A room held for a replacing publish until dropped.
+struct Reserved {
+    live: Arc<LiveSessions>,
+    room: String,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let mut reserved = self.live.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        reserved.remove(&self.room);
+    }
 }
 
 impl LiveSessions {
@@ -71,12 +89,23 @@ impl LiveSessions {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn insert(&self, room: &str, peer: SocketAddr, stop: watch::Sender<bool>) -> u64 {
+    fn insert(
+        &self,
+        room: &str,
+        peer: SocketAddr,
+        relay: Option<RelayedPublish>,
+        stop: watch::Sender<bool>,
+    ) -> u64 {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.rooms()
-            .insert(room.to_string(), LiveSession { id, peer, stop });
+        let session = LiveSession {
+            id,
+            peer,
+            relay,
+            stop,
+        };
+        self.rooms().insert(room.to_string(), session);
         id
     }
 
@@ -87,12 +116,64 @@ impl LiveSessions {
         }
     }
 
-    /// Tells the publish of `room` to end; returns its peer.
-    fn stop(&self, room: &str) -> Option<SocketAddr> {
+    fn is_reserved(&self, room: &str) -> bool {
+        let reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        reserved.contains(room)
+    }
+
+    /// Tells the publish of `room` to end if `new` may replace it (see [`Replace`]) and no
+    /// other replacement is under way, and holds the room for `new`; returns how, the live
+    /// publish's peer and the hold.
+    fn stop_for(
+        self: &Arc<Self>,
+        room: &str,
+        new: Option<RelayedPublish>,
+        config: &SrtConfig,
+    ) -> Option<(Replace, SocketAddr, Reserved)> {
         let rooms = self.rooms();
         let session = rooms.get(room)?;
+        let how = Replace::decide(session.relay, new, config)?;
+        let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+        if !reserved.insert(room.to_string()) {
+            return None;
+        }
         let _ = session.stop.send(true);
-        Some(session.peer)
+        let hold = Reserved {
+            live: self.clone(),
+            room: room.to_string(),
+        };
+        Some((how, session.peer, hold))
+    }
+}
+
+/// Why a new publish may end a room's live one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    /// The same relayed publish, back on a new link (the old one failed, and this side has
+    /// not noticed yet).
+    Relink,
+    /// `srt.takeover` for a publisher with the room's key; for a relayed publish, the edge's
+    /// takeover of an older one, trusted when the listener requires a passphrase (the
+    /// edges' `upstream.srt_passphrase`).
+    Takeover,
+}
+
+impl Replace {
+    fn decide(
+        live: Option<RelayedPublish>,
+        new: Option<RelayedPublish>,
+        config: &SrtConfig,
+    ) -> Option<Self> {
+        match (live, new) {
+            (Some(l), Some(n)) if l.id == n.id && l.started_ms == n.started_ms => {
+                Some(Self::Relink)
+            }
+            (_, Some(n)) => (n.takeover
+                && config.passphrase.is_some()
+                && live.is_none_or(|l| n.started_ms > l.started_ms))
+            .then_some(Self::Takeover),
+            (_, None) => config.takeover.then_some(Self::Takeover),
+        }
     }
 }
 
@@ -448,7 +529,7 @@ impl<D: Destination> Accept<D> {
                     .await;
             }
         }
-        let session = match self.open(&room).await {
+        let session = match self.open(&room, publish.relay).await {
             Ok(p) => p,
             Err(why) => {
                 return self
@@ -486,7 +567,7 @@ impl<D: Destination> Accept<D> {
             let received = Received::new(&metrics, &room);
             // The publish ends on shutdown or when a takeover stops it.
             let (stop, stopped) = watch::channel(false);
-            let id = self.live.insert(&room, peer, stop.clone());
+            let id = self.live.insert(&room, peer, publish.relay, stop.clone());
             let mut shutdown = self.shutdown;
             let forward = tokio::spawn(async move {
                 crate::serve::stopped(&mut shutdown).await;
@@ -505,19 +586,27 @@ impl<D: Destination> Accept<D> {
         .await;
     }
 
-    /// Claims `room`; with `srt.takeover`, a live room's publish is ended first.
-    async fn open(&self, room: &str) -> Result<D::Session, String> {
+    /// Claims `room`; a live publish that the new one may replace ([`Replace`]) is ended
+    /// first.
+    async fn open(&self, room: &str, relay: Option<RelayedPublish>) -> Result<D::Session, String> {
         let busy = match self.destination.open(room) {
+            Ok(_) if self.live.is_reserved(room) => {
+                return Err(format!("room {room} is being taken over"));
+            }
             Ok(session) => return Ok(session),
             Err(e) => e.to_string(),
         };
-        if !self.config.takeover {
-            return Err(busy);
-        }
-        let Some(previous) = self.live.stop(room) else {
+        let Some((how, previous, _hold)) = self.live.stop_for(room, relay, &self.config) else {
             return Err(busy);
         };
-        warn!(audit = "takeover", %previous, stream = room, "ending the live publish for a new publisher");
+        match how {
+            Replace::Relink => {
+                info!(%previous, stream = room, "the relayed publish is back on a new link; ending its old one")
+            }
+            Replace::Takeover => {
+                warn!(audit = "takeover", %previous, stream = room, "ending the live publish for a new publisher")
+            }
+        }
         let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -637,6 +726,49 @@ mod tests {
             .await
             .expect("the ingest stops on shutdown")
             .unwrap();
+    }
+
+    #[test]
+    fn who_may_replace_a_live_publish() {
+        let relayed = |started_ms, id, takeover| {
+            Some(RelayedPublish {
+                started_ms,
+                id,
+                takeover,
+            })
+        };
+        let plain = SrtConfig::default();
+        let with_passphrase = SrtConfig {
+            passphrase: Some("edges-share-this".into()),
+            ..SrtConfig::default()
+        };
+        let takeover = SrtConfig {
+            takeover: true,
+            ..SrtConfig::default()
+        };
+        let decide = |live, new, config: &SrtConfig| Replace::decide(live, new, config);
+        // The same relayed publish on a new link, whatever the policy.
+        let live = relayed(1000, 7, false);
+        assert_eq!(decide(live, live, &plain), Some(Replace::Relink));
+        // Another relayed publish: only an edge's takeover, only newer, only with a passphrase.
+        assert_eq!(
+            decide(live, relayed(2000, 8, false), &with_passphrase),
+            None
+        );
+        assert_eq!(
+            decide(live, relayed(2000, 8, true), &with_passphrase),
+            Some(Replace::Takeover)
+        );
+        assert_eq!(decide(live, relayed(2000, 8, true), &plain), None);
+        assert_eq!(decide(live, relayed(500, 8, true), &with_passphrase), None);
+        assert_eq!(
+            decide(None, relayed(500, 8, true), &with_passphrase),
+            Some(Replace::Takeover)
+        );
+        // An encoder: the listener's own takeover setting.
+        assert_eq!(decide(live, None, &plain), None);
+        assert_eq!(decide(live, None, &takeover), Some(Replace::Takeover));
+        assert_eq!(decide(None, None, &takeover), Some(Replace::Takeover));
     }
 
     #[tokio::test]

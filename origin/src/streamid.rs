@@ -19,6 +19,73 @@ pub struct PublishRequest {
     pub user: Option<String>,
     /// The `s=` value: a stream key or a signed publish token, when given.
     pub key: Option<String>,
+    /// Set by an edge relaying a publish ([`RELAY_KEY`]); `None` from an encoder.
+    pub relay: Option<RelayedPublish>,
+}
+
+/// The custom stream id key an edge's relay link carries:
+/// `daihuo-relay=STARTED_MS.ID.TAKEOVER`, e.g. `daihuo-relay=1764316800123.9f3a06c2d1e4b587.1`.
+pub const RELAY_KEY: &str = "daihuo-relay";
+
+/// Which publish an edge relays, so an origin can tell that publish reconnecting (a link
+/// that failed and came back) from another one for the same room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayedPublish {
+    /// When the encoder's publish began at the edge, Unix ms: of two publishes, the later
+    /// one may take over.
+    pub started_ms: u64,
+    /// Random per publish at the edge.
+    pub id: u64,
+    /// The edge allowed this publish to take over a live room (its `srt.takeover`).
+    pub takeover: bool,
+}
+
+impl RelayedPublish {
+    /// A publish beginning now, with a random id.
+    pub fn new(takeover: bool) -> Self {
+        use ring::rand::SecureRandom;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        // Should the OS's random source fail, the clock's nanoseconds still tell publishes
+        // apart.
+        let mut id = now.as_nanos().to_le_bytes()[..8]
+            .try_into()
+            .unwrap_or([0; 8]);
+        let _ = ring::rand::SystemRandom::new().fill(&mut id);
+        Self {
+            started_ms: u64::try_from(now.as_millis()).unwrap_or(u64::MAX),
+            id: u64::from_le_bytes(id),
+            takeover,
+        }
+    }
+
+    /// The stream id value, `STARTED_MS.ID.TAKEOVER`.
+    pub fn value(&self) -> String {
+        format!(
+            "{}.{:016x}.{}",
+            self.started_ms,
+            self.id,
+            u8::from(self.takeover)
+        )
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split('.');
+        let started_ms = parts.next()?.parse().ok()?;
+        let id = parts.next()?;
+        let id = (id.len() == 16).then(|| u64::from_str_radix(id, 16).ok())??;
+        let takeover = match parts.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        parts.next().is_none().then_some(Self {
+            started_ms,
+            id,
+            takeover,
+        })
+    }
 }
 
 /// Why a stream id was refused.
@@ -64,9 +131,10 @@ pub fn parse(stream_id: Option<&str>) -> Result<PublishRequest, StreamIdError> {
             room: room_of(id)?,
             user: None,
             key: None,
+            relay: None,
         });
     };
-    let (mut resource, mut mode, mut user, mut secret) = (None, None, None, None);
+    let (mut resource, mut mode, mut user, mut secret, mut relay) = (None, None, None, None, None);
     for item in items.split(',') {
         let (key, value) = item
             .split_once('=')
@@ -76,6 +144,7 @@ pub fn parse(stream_id: Option<&str>) -> Result<PublishRequest, StreamIdError> {
             "m" => &mut mode,
             "u" => &mut user,
             "s" => &mut secret,
+            RELAY_KEY => &mut relay,
             // Other standard keys (h, t) and custom ones carry nothing we use.
             _ => continue,
         };
@@ -88,10 +157,18 @@ pub fn parse(stream_id: Option<&str>) -> Result<PublishRequest, StreamIdError> {
         Some(other) => return Err(StreamIdError::Mode(other.to_string())),
     }
     let resource = resource.ok_or_else(|| StreamIdError::Resource(String::new()))?;
+    let relay = match relay {
+        Some(v) => Some(
+            RelayedPublish::parse(&v)
+                .ok_or_else(|| StreamIdError::Syntax(format!("{RELAY_KEY}={v}")))?,
+        ),
+        None => None,
+    };
     Ok(PublishRequest {
         room: room_of(&resource)?,
         user,
         key: secret,
+        relay,
     })
 }
 
@@ -122,6 +199,32 @@ mod tests {
         let r = parse(Some("#!::u=alice,r=live/a_b,h=example.com,m=publish")).unwrap();
         assert_eq!(r.user.as_deref(), Some("alice"));
         assert_eq!(r.room, "a_b");
+    }
+
+    #[test]
+    fn relayed_publishes() {
+        let relayed = RelayedPublish {
+            started_ms: 1_764_316_800_123,
+            id: 0x9f3a_06c2_d1e4_b587,
+            takeover: true,
+        };
+        let id = format!("#!::r=live/demo,m=publish,{RELAY_KEY}={}", relayed.value());
+        assert_eq!(parse(Some(&id)).unwrap().relay, Some(relayed));
+        assert_eq!(parse(Some("#!::r=live/demo")).unwrap().relay, None);
+        for bad in [
+            "1.2.1",
+            "1764316800123.9f3a06c2d1e4b587",
+            "1764316800123.9f3a06c2d1e4b587.2",
+            "1764316800123.9f3a06c2d1e4b587.1.x",
+            "x.9f3a06c2d1e4b587.0",
+            "1.9f3a06c2d1e4b58g.0",
+        ] {
+            let id = format!("#!::r=live/demo,{RELAY_KEY}={bad}");
+            assert!(
+                matches!(parse(Some(&id)), Err(StreamIdError::Syntax(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -159,6 +159,8 @@ pub struct OriginSpec {
     pub srt: SocketAddr,
     pub api: SocketAddr,
     pub admin: SocketAddr,
+    /// More `[srt]` settings, one `key = value` a line.
+    pub srt_settings: String,
 }
 
 impl OriginSpec {
@@ -173,7 +175,14 @@ impl OriginSpec {
             srt: at(free_port()),
             api: at(free_port()),
             admin: at(free_port()),
+            srt_settings: String::new(),
         }
+    }
+
+    /// This origin with more `[srt]` settings (`key = value` lines).
+    pub fn with_srt(mut self, settings: &str) -> Self {
+        self.srt_settings = settings.to_string();
+        self
     }
 
     /// Starts `daihuo-origin` (transcoding off, the test certificate) on these addresses and
@@ -184,10 +193,11 @@ impl OriginSpec {
         std::fs::write(
             &config,
             format!(
-                "[srt]\nlisten = \"{}\"\n[http]\nlisten = \"{}\"\ncert = {:?}\nkey = {:?}\n\
+                "[srt]\nlisten = \"{}\"\n{}\n[http]\nlisten = \"{}\"\ncert = {:?}\nkey = {:?}\n\
                  [admin]\nlisten = \"{}\"\n[transcode]\nencoder = \"off\"\n[log]\nlevel = \"warn\"\n\
                  [events]\nstate_dir = {:?}\n",
                 self.srt,
+                self.srt_settings,
                 self.api,
                 cert.display().to_string(),
                 key.display().to_string(),
