@@ -24,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use conf::SrtConfig;
-use conf::{Standby, UpstreamConfig};
+use conf::{SrtConfig, Standby, UpstreamConfig};
 use futures::{SinkExt, StreamExt};
 use origin::ingest::{Destination, Received};
 use origin::serve::stopped;
