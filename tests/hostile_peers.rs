@@ -9,25 +9,11 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use daihuo::daemons::sample as metric;
 use daihuo::peers::{curl, ffmpeg_push};
-use daihuo::playlist::{attr, preload_hint, tags};
+use daihuo::playlist::{attr, newest_part, tags};
 use daihuo::{eventually, loopback_config, require_ffmpeg, Child};
 use edge_node::Edge;
-
-/// The newest (msn, part) of a media playlist over plain HTTP, once it answers 200.
-fn newest_part(url: &str) -> Option<(u64, u32)> {
-    let (status, body) = curl(url).ok()?;
-    (status == 200).then_some(())?;
-    preload_hint(&String::from_utf8_lossy(&body))
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srt_live_transmit_publishes() {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use daihuo::daemons::{certificate, metric, OriginSpec};
 use daihuo::peers::ffmpeg_push;
-use daihuo::playlist::{attr, media_sequence, part_numbers, preload_hint, segments, tags};
+use daihuo::playlist::{
+    attr, media_sequence, newest_part, part_numbers, preload_hint, segments, tags,
+};
 use daihuo::{eventually, require_ffmpeg, Child, H3Client, LOOPBACK};
 use edge_node::upstream::rendezvous;
 use edge_node::Edge;
@@ -469,19 +471,6 @@ async fn cold_standby_relay_moves_to_the_next_origin() {
     t.edge.shutdown(Duration::from_secs(2)).await;
 }
 
-/// The room's newest media sequence number at `edge`, pulled from its origin (passthrough:
-/// one rendition, `video`).
-async fn newest_msn(edge: &Edge) -> Option<u64> {
-    let http = edge.addrs.http?;
-    let (status, body) =
-        daihuo::peers::curl(&format!("http://{http}/live/demo/index.m3u8")).ok()?;
-    let multivariant = String::from_utf8(body).ok().filter(|_| status == 200)?;
-    let media = segments(&multivariant).first()?.to_string();
-    let (status, body) = daihuo::peers::curl(&format!("http://{http}/live/demo/{media}")).ok()?;
-    let playlist = String::from_utf8(body).ok().filter(|_| status == 200)?;
-    Some(media_sequence(&playlist)? + segments(&playlist).len() as u64)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_is_taken_over_across_edges_only_when_configured() {
     require_ffmpeg();
@@ -514,7 +503,19 @@ async fn a_room_is_taken_over_across_edges_only_when_configured() {
         daihuo::daemons::sample(&String::from_utf8_lossy(&text), name)
     };
     let mut first = Child::spawn(&mut ffmpeg_push(320, 180, 90, &keyed(&a))).unwrap();
-    let live = eventually(20, async || newest_msn(&c).await).await;
+    // The room's media playlist, as seen through edge C (pulled from the origin).
+    let http = c.addrs.http.unwrap();
+    let media = eventually(20, async || {
+        let (status, body) =
+            daihuo::peers::curl(&format!("http://{http}/live/demo/index.m3u8")).ok()?;
+        let multivariant = String::from_utf8(body).ok().filter(|_| status == 200)?;
+        Some(format!(
+            "http://{http}/live/demo/{}",
+            segments(&multivariant).first()?
+        ))
+    })
+    .await;
+    let live = eventually(20, async || newest_part(&media)).await;
 
     // Edge B allows no takeover: its encoder is let in, but the origin refuses its relay
     // as a conflict, so B ends that publish (ffmpeg exits long before its 90 s); the first
@@ -527,7 +528,7 @@ async fn a_room_is_taken_over_across_edges_only_when_configured() {
         "the live publisher was disturbed"
     );
     assert_eq!(origin_metric("daihuo_publishes_total"), 1.0);
-    eventually(10, async || newest_msn(&c).await.filter(|n| *n > live)).await;
+    eventually(10, async || newest_part(&media).filter(|n| *n > live)).await;
 
     // Edge C allows takeover: its newer publish replaces the first at the origin, and edge
     // A, refused from then on, ends the first encoder's publish.
@@ -535,8 +536,8 @@ async fn a_room_is_taken_over_across_edges_only_when_configured() {
     let ended = eventually(30, async || first.0.try_wait().unwrap()).await;
     println!("first encoder, after a takeover at another edge: {ended}");
     assert_eq!(origin_metric("daihuo_publishes_total"), 2.0);
-    let after = newest_msn(&c).await.unwrap_or(live);
-    eventually(15, async || newest_msn(&c).await.filter(|n| *n > after)).await;
+    let after = newest_part(&media).unwrap_or(live);
+    eventually(15, async || newest_part(&media).filter(|n| *n > after)).await;
     assert_eq!(metric(&a.metrics, "daihuo_streams_live"), 0.0);
     assert_eq!(metric(&c.metrics, "daihuo_streams_live"), 1.0);
     assert_eq!(origin_metric("daihuo_streams_live"), 1.0);

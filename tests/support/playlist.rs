@@ -52,6 +52,14 @@ pub fn preload_hint(playlist: &str) -> Option<(u64, u32)> {
     part_numbers(attr(line, "URI")?)
 }
 
+/// The newest (msn, part) of the media playlist at `url` (plain HTTP, fetched with curl),
+/// once it answers 200.
+pub fn newest_part(url: &str) -> Option<(u64, u32)> {
+    let (status, body) = crate::peers::curl(url).ok()?;
+    (status == 200).then_some(())?;
+    preload_hint(&String::from_utf8_lossy(&body))
+}
+
 /// (msn, part) of a `partN.K.m4s` URI.
 pub fn part_numbers(uri: &str) -> Option<(u64, u32)> {
     let (m, k) = uri
