@@ -205,6 +205,7 @@ fn demux(ts: &[u8]) -> (TrackConfig, Vec<Frame>) {
                     frames.push(frame);
                 }
             }
+            MediaEvent::Clock { .. } => {}
             MediaEvent::Warning(w) => panic!("clean input gave a warning: {w}"),
         }
     }

@@ -89,6 +89,7 @@ fn package(ts: &[u8]) {
                         }
                     }
                 }
+                MediaEvent::Clock { .. } => {}
                 MediaEvent::Warning(w) => panic!("clean input gave a warning: {w}"),
             }
         }

@@ -69,7 +69,7 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
         "#EXT-X-TARGETDURATION:2",
         "#EXT-X-SERVER-CONTROL:",
         "#EXT-X-PART-INF:PART-TARGET=",
-        "#EXT-X-MAP:URI=\"init.mp4\"",
+        "#EXT-X-MAP:URI=\"init-",
         "#EXT-X-PART:",
         "#EXT-X-PRELOAD-HINT:TYPE=PART",
         "#EXT-X-PROGRAM-DATE-TIME:",

@@ -248,6 +248,42 @@ async fn primary_origin_killed_mid_stream() {
         common >= 1,
         "origins disagree on segment numbers:\n{origin_playlists:?}"
     );
+    // The same media has the same program date-time and init segment name on both origins:
+    // the clock was stamped once, at the edge.
+    let dated = |t: &str| -> Vec<(String, String)> {
+        let mut date = String::new();
+        let mut out = Vec::new();
+        for line in t.lines() {
+            if let Some(d) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+                date = d.to_string();
+            } else if line.starts_with("seg") {
+                out.push((line.to_string(), date.clone()));
+            }
+        }
+        out
+    };
+    let (a, b) = (dated(&origin_playlists[0]), dated(&origin_playlists[1]));
+    let both: Vec<_> = a.iter().filter(|s| b.iter().any(|o| o.0 == s.0)).collect();
+    assert!(!both.is_empty());
+    for seg in both {
+        assert!(
+            b.contains(seg),
+            "origins date {} differently:\n{origin_playlists:?}",
+            seg.0
+        );
+    }
+    let map = |t: &str| {
+        tags(t, "#EXT-X-MAP:")
+            .first()
+            .and_then(|m| attr(m, "URI"))
+            .map(str::to_string)
+    };
+    let init = map(&origin_playlists[0]).expect("a map");
+    assert!(
+        init.starts_with("init-") && init.ends_with(".mp4"),
+        "{init}"
+    );
+    assert_eq!(map(&origin_playlists[1]), Some(init.clone()));
 
     // 200 concurrent viewers of one audio segment, its parts and the init segment: exactly one
     // upstream fetch per object, the other 199 askers served from that fetch or the cache.
@@ -262,7 +298,7 @@ async fn primary_origin_killed_mid_stream() {
     let segs = segments(&audio);
     let seg = segs[segs.len() - 2];
     let msn: u64 = seg[3..seg.len() - 4].parse().unwrap();
-    let mut objects = vec!["init.mp4".to_string(), seg.to_string()];
+    let mut objects = vec!["init.mp4".to_string(), init.clone(), seg.to_string()];
     objects.extend(
         tags(&audio, "#EXT-X-PART:")
             .into_iter()
@@ -306,6 +342,15 @@ async fn primary_origin_killed_mid_stream() {
         "upstream fetches for {} objects and 200 viewers",
         objects.len()
     );
+    // An init segment by its own name never changes; the fixed name is the current one.
+    let named = h3.get(&format!("/live/demo/audio/{init}")).await.unwrap();
+    assert_eq!(
+        named.headers["cache-control"],
+        "public, max-age=300, immutable"
+    );
+    let current = h3.get("/live/demo/audio/init.mp4").await.unwrap();
+    assert_eq!(current.headers["cache-control"], "max-age=1");
+    assert_eq!(named.body, current.body);
     // One upstream blocking playlist request for 200 viewers asking for the same next part.
     let (m, p) = preload_hint(&audio).unwrap();
     let playlist_fetches = "daihuo_upstream_playlist_fetches_total";

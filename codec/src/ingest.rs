@@ -31,6 +31,9 @@ pub enum MediaEvent {
     /// One coded frame of `track`, timestamps in the track's timescale
     /// ([`TrackConfig::timescale`]: 90 kHz for video, the sampling rate for audio).
     Frame { track: u16, frame: Frame },
+    /// A clock stamp ([`crate::clock`]): the program's timestamp `pts` (90 kHz, unwrapped on
+    /// the frames' timeline) is presented at wall-clock `unix_ms`.
+    Clock { pts: u64, unix_ms: i64 },
     /// A recoverable problem in the input; the demuxer carries on.
     Warning(IngestError),
 }
@@ -150,6 +153,10 @@ impl Demuxer {
     fn handle(&mut self, event: TsEvent, out: &mut Vec<MediaEvent>) {
         match event {
             TsEvent::Warning(e) => out.push(MediaEvent::Warning(e.into())),
+            TsEvent::Stamp(stamp) => out.push(MediaEvent::Clock {
+                pts: self.clock.unwrapped(stamp.pts),
+                unix_ms: stamp.unix_ms,
+            }),
             TsEvent::Pes(pes) => {
                 // Every timestamp feeds the shared timeline, even from a PES dropped later.
                 let pts = pes.pts.map(|t| self.clock.unwrapped(t));

@@ -122,6 +122,8 @@ pub struct Pes {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TsEvent {
     Pes(Pes),
+    /// A clock stamp from the box where the stream entered ([`crate::clock`]).
+    Stamp(crate::clock::Stamp),
     Warning(TsError),
 }
 
@@ -261,6 +263,12 @@ impl TsDemuxer {
             if packet[1] & 0x80 != 0 {
                 let pid = u16::from(packet[1] & 0x1f) << 8 | u16::from(packet[2]);
                 self.ctx.warn(TsError::TransportError { pid });
+            }
+            // Stamps are on a PID no PMT lists: taken here, never reach the demultiplexer.
+            if let Some(stamp) = crate::clock::Stamp::parse(packet) {
+                self.ctx.events.push(TsEvent::Stamp(stamp));
+                pos += PACKET_SIZE;
+                continue;
             }
             self.demux.push(&mut self.ctx, packet);
             pos += PACKET_SIZE;

@@ -28,8 +28,8 @@ pub struct Key {
     pub object: Object,
 }
 
-/// How long an init segment may be served from cache: it changes when a stream is
-/// re-published, unlike parts and segments whose numbers are never reused.
+/// How long `init.mp4` may be served from cache: it changes when a stream is re-published,
+/// unlike named init segments, parts and segments, which never change.
 const INIT_TTL: Duration = Duration::from_secs(1);
 /// How long a part or segment stays at most (it is evicted earlier under memory pressure).
 const MEDIA_TTL: Duration = Duration::from_secs(300);
@@ -39,7 +39,7 @@ struct Lifetime;
 impl moka::Expiry<Key, Bytes> for Lifetime {
     fn expire_after_create(&self, key: &Key, _value: &Bytes, _now: Instant) -> Option<Duration> {
         Some(match key.object {
-            Object::Init => INIT_TTL,
+            Object::Init { id: None } => INIT_TTL,
             _ => MEDIA_TTL,
         })
     }

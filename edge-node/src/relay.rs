@@ -16,7 +16,11 @@
 //! holds the room there (a takeover elsewhere, or a second publisher where takeover is off):
 //! the publish then ends, so the encoder is not left streaming to no one.
 //!
-//! The relay never looks inside the transport stream: origins demux and package.
+//! The relay does not demux: origins do, and package. It only reads PES headers' timestamps
+//! to stamp the stream's clock where it entered ([`codec::clock::Stamper`]): a stamp packet
+//! goes to every link before the first media and about once a second, and a link that
+//! (re)connects sends the current stamp first, so every origin places the same media at the
+//! same wall-clock time and numbers its segments alike.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use codec::clock::{Stamp, Stamper};
 use conf::{SrtConfig, Standby, UpstreamConfig};
 use futures::{SinkExt, StreamExt};
 use origin::ingest::{Destination, Received};
@@ -188,10 +193,14 @@ impl Destination for Relay {
         claim: Claim,
         mut socket: SrtSocket,
         received: Received,
+        _relayed: bool,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let room = claim.room.clone();
         let publish = RelayedPublish::new(self.srt.load().takeover);
+        let mut stamper = Stamper::new();
+        // The current stamp, for links that connect later.
+        let clock: Arc<Mutex<Option<Stamp>>> = Arc::default();
         // Told by a link that another publish holds the room at its origin.
         let refused = Arc::new(Notify::new());
         // One link per origin at most (a hot standby with one origin has no backup to feed).
@@ -210,6 +219,7 @@ impl Destination for Relay {
                     slot,
                     buffer: buffer.clone(),
                     refused: refused.clone(),
+                    clock: clock.clone(),
                 };
                 tokio::spawn(link.run().in_current_span())
             })
@@ -219,6 +229,14 @@ impl Destination for Relay {
                 packet = socket.next() => match packet {
                     Some(Ok((_, data))) => {
                         received.add(data.len());
+                        if let Some(stamp) = stamper.observe(&data, origin::ingest::unix_ms()) {
+                            *lock(&clock) = stamper.latest();
+                            let stamp = Bytes::copy_from_slice(&stamp);
+                            for b in &buffers {
+                                let dropped = b.push(stamp.clone());
+                                self.metrics.dropped.inc_by(dropped as u64);
+                            }
+                        }
                         for b in &buffers {
                             let dropped = b.push(data.clone());
                             self.metrics.dropped.inc_by(dropped as u64);
@@ -335,6 +353,8 @@ struct Link {
     buffer: Arc<Buffer>,
     /// Notified when the origin keeps refusing this publish as a conflict.
     refused: Arc<Notify>,
+    /// The publish's current clock stamp, sent first on every connect.
+    clock: Arc<Mutex<Option<Stamp>>>,
 }
 
 /// Why a link could not connect.
@@ -462,6 +482,13 @@ impl Link {
         origin: &Origin,
         health: &mut watch::Receiver<u64>,
     ) -> Ended {
+        let stamp = *lock(&self.clock);
+        if let Some(stamp) = stamp {
+            let packet = Bytes::copy_from_slice(&stamp.packet(0));
+            if let Err(e) = socket.send((Instant::now(), packet)).await {
+                return Ended::Failed(e.to_string());
+            }
+        }
         loop {
             let chunk = tokio::select! {
                 c = self.buffer.next() => c,

@@ -72,6 +72,9 @@ pub struct Ladder {
     /// Largest first; the cascade and [`Ladder::shed_one`] rely on the order.
     rungs: Vec<Rung>,
     schedule: IdrSchedule,
+    /// Added to a picture's pts (90 kHz) to place it on the packager's timeline, so IDRs
+    /// start the same slots the segmenters cut at (see [`Ladder::set_timeline_offset`]).
+    timeline_offset: i64,
     /// Pts of source keyframes sent to the decoder and not yet seen coming out.
     source_keys: VecDeque<i64>,
     /// The first source keyframe arrived (earlier frames cannot be decoded and are dropped).
@@ -171,10 +174,18 @@ impl Ladder {
             decoder,
             rungs: built,
             schedule: IdrSchedule::new(options.segment_target, has_copy),
+            timeline_offset: 0,
             source_keys: VecDeque::new(),
             started: false,
             pending,
         })
+    }
+
+    /// Places the timeline the packager cuts by (`codec::hls::Segmenter::set_timeline_offset`,
+    /// in 90 kHz ticks): IDRs are forced at the first picture of each of its slots. Applies
+    /// from the next picture.
+    pub fn set_timeline_offset(&mut self, ticks: u64) {
+        self.timeline_offset = i64::try_from(ticks).unwrap_or(i64::MAX);
     }
 
     /// Takes one source access unit (video, decode order) and appends what came out. Frames
@@ -322,7 +333,9 @@ impl Ladder {
         if source_key {
             self.source_keys.pop_front();
         }
-        let idr = self.schedule.decide(pts, source_key);
+        let idr = self
+            .schedule
+            .decide(pts.saturating_add(self.timeline_offset), source_key);
         picture.set_pts(Some(pts));
         // Scaled pictures of this source picture, largest first: the cascade's inputs.
         let mut scaled: Vec<frame::Video> = Vec::new();

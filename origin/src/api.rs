@@ -16,7 +16,10 @@ use crate::store::{Object, Store};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Playlist,
+    /// The current init segment by its fixed name (`init.mp4`): it changes on re-publish.
     Init,
+    /// An init segment by its own name (`init-ID.mp4`), which never changes.
+    NamedInit,
     Media,
     /// A JSON answer (`200 OK`).
     Json,
@@ -27,7 +30,8 @@ pub enum Kind {
 impl Kind {
     pub fn of(object: Object) -> Self {
         match object {
-            Object::Init => Kind::Init,
+            Object::Init { id: None } => Kind::Init,
+            Object::Init { id: Some(_) } => Kind::NamedInit,
             _ => Kind::Media,
         }
     }
@@ -35,19 +39,19 @@ impl Kind {
     fn content_type(self) -> &'static str {
         match self {
             Kind::Playlist => "application/vnd.apple.mpegurl",
-            Kind::Init => "video/mp4",
+            Kind::Init | Kind::NamedInit => "video/mp4",
             Kind::Media => "video/iso.segment",
             Kind::Json | Kind::Accepted => "application/json",
         }
     }
 
-    /// Playlists change every part; init segments change on re-publish; parts and segments
-    /// never change (their numbers are never reused).
+    /// Playlists change every part; `init.mp4` changes on re-publish; named init segments,
+    /// parts and segments never change (names are digests, numbers are never reused).
     fn cache_control(self) -> &'static str {
         match self {
             Kind::Playlist => "no-cache",
             Kind::Init => "max-age=1",
-            Kind::Media => "public, max-age=300, immutable",
+            Kind::NamedInit | Kind::Media => "public, max-age=300, immutable",
             Kind::Json | Kind::Accepted => "no-store",
         }
     }

@@ -324,12 +324,14 @@ pub trait Destination: Send + Sync + 'static {
     fn open(&self, room: &str) -> Result<Self::Session, ApiError>;
 
     /// Reads the publisher's `socket` until it leaves or `shutdown` turns true, counting the
-    /// bytes into `received`.
+    /// bytes into `received`. `relayed`: the publisher is an edge relaying its ingest (its
+    /// clock stamps are believed, see [`crate::clock`]).
     fn run(
         self: Arc<Self>,
         session: Self::Session,
         socket: SrtSocket,
         received: Received,
+        relayed: bool,
         shutdown: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send;
 }
@@ -399,6 +401,7 @@ impl Destination for Local {
         publication: Publication,
         mut socket: SrtSocket,
         received: Received,
+        relayed: bool,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let options = SegmenterOptions {
@@ -410,6 +413,7 @@ impl Destination for Local {
             options,
             self.settings.load_full(),
             self.metrics.clone(),
+            relayed,
         );
         loop {
             tokio::select! {
@@ -433,7 +437,7 @@ impl Destination for Local {
         while let Some(output) = ladder.recv().await {
             pipeline.ladder_output(output, unix_ms());
         }
-        pipeline.finish(unix_ms());
+        pipeline.finish();
         let stats = pipeline.stats();
         info!(
             audit = "publish",
@@ -574,7 +578,7 @@ impl<D: Destination> Accept<D> {
                 let _ = stop.send(true);
             });
             self.destination
-                .run(session, socket, received, stopped)
+                .run(session, socket, received, publish.relay.is_some(), stopped)
                 .await;
             forward.abort();
             self.live.remove(&room, id);
@@ -662,7 +666,7 @@ impl<D: Destination> Accept<D> {
 }
 
 /// Milliseconds since the Unix epoch (program-date-time and sequence-number seeding).
-pub(crate) fn unix_ms() -> i64 {
+pub fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -695,6 +699,7 @@ mod tests {
             _session: (),
             socket: SrtSocket,
             _received: Received,
+            _relayed: bool,
             _shutdown: watch::Receiver<bool>,
         ) {
             drop(socket);

@@ -1,7 +1,9 @@
 //! One publish of one stream, from transport-stream bytes to published parts.
 //!
 //! [`Pipeline`] does no IO and reads no clock: the ingest task hands it each SRT payload with
-//! the wall-clock time it read, and ladder outputs as they arrive. Audio is passed through as
+//! the wall-clock time it read, and ladder outputs as they arrive. The publish's
+//! [`IngestClock`] (the edge's stamps, or the arrival of the first frame) places every
+//! rendition's media on the wall clock: segment numbers and program date-times come from it. Audio is passed through as
 //! the shared `audio` rendition. Video either goes through the transcoding ladder (one
 //! rendition per rung, encoded on the ladder's own thread, see [`crate::transcode`]) or, with
 //! transcoding off or unusable for this source, is passed through as `{height}p`.
@@ -16,6 +18,7 @@ use hwaccel::LadderOutput;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::clock::IngestClock;
 use crate::metrics::Metrics;
 use crate::store::Publication;
 use crate::transcode::{TranscodeSettings, Transcoder};
@@ -54,8 +57,12 @@ pub struct Pipeline {
     settings: Arc<TranscodeSettings>,
     metrics: Metrics,
     demuxer: Demuxer,
+    /// Which wall-clock time the stream's timestamps stand for.
+    clock: IngestClock,
     /// Source tracks by PID.
     sources: HashMap<u16, Source>,
+    /// Timescale of each source track, by PID.
+    timescales: HashMap<u16, u32>,
     /// Segmenters by rendition name.
     renditions: HashMap<String, Segmenter>,
     /// Every rendition this publish declared (for clearing its metric series at the end).
@@ -83,12 +90,14 @@ const ARRIVALS: usize = 512;
 
 impl Pipeline {
     /// A pipeline and the receiver of its ladder outputs, which the caller feeds back through
-    /// [`Pipeline::ladder_output`].
+    /// [`Pipeline::ladder_output`]. `relayed`: the publish comes from an edge, whose clock
+    /// stamps are believed.
     pub fn new(
         publication: Publication,
         options: SegmenterOptions,
         settings: Arc<TranscodeSettings>,
         metrics: Metrics,
+        relayed: bool,
     ) -> (Self, mpsc::Receiver<LadderOutput>) {
         let (tx, rx) = mpsc::channel(LADDER_OUTPUT);
         let pipeline = Self {
@@ -97,7 +106,9 @@ impl Pipeline {
             settings,
             metrics,
             demuxer: Demuxer::new(),
+            clock: IngestClock::new(relayed),
             sources: HashMap::new(),
+            timescales: HashMap::new(),
             renditions: HashMap::new(),
             published: std::collections::HashSet::new(),
             rate: HashMap::new(),
@@ -145,10 +156,10 @@ impl Pipeline {
 
     /// Flushes every segmenter (end of the publish). Dropping the pipeline afterwards ends the
     /// publication.
-    pub fn finish(&mut self, now_unix_ms: i64) {
+    pub fn finish(&mut self) {
         let names: Vec<String> = self.renditions.keys().cloned().collect();
         for name in names {
-            self.finish_rendition(&name, now_unix_ms);
+            self.finish_rendition(&name);
         }
         for name in self.published.drain() {
             self.metrics.clear_backend(self.publication.room(), &name);
@@ -158,7 +169,7 @@ impl Pipeline {
     /// Takes one output of the ladder.
     pub fn ladder_output(&mut self, output: LadderOutput, now_unix_ms: i64) {
         match output {
-            LadderOutput::Track { rung, config } => self.set_rendition(&rung, config, now_unix_ms),
+            LadderOutput::Track { rung, config } => self.set_rendition(&rung, config),
             LadderOutput::Frame { rung, frame } => {
                 let arrived = self.arrival(frame.pts());
                 self.segment(&rung, frame, arrived, now_unix_ms);
@@ -178,9 +189,19 @@ impl Pipeline {
     fn handle(&mut self, events: &mut Vec<MediaEvent>, now_unix_ms: i64) {
         for event in events.drain(..) {
             match event {
-                MediaEvent::Track { track, config } => self.set_source(track, config, now_unix_ms),
+                MediaEvent::Track { track, config } => {
+                    self.timescales.insert(track, config.timescale());
+                    self.set_source(track, config)
+                }
+                MediaEvent::Clock { pts, unix_ms } => self.clock.stamp(pts, unix_ms),
                 MediaEvent::Frame { track, frame } => {
                     self.stats.frames += 1;
+                    if let Some(&timescale) = self.timescales.get(&track) {
+                        let pts = i128::from(frame.pts()) * i128::from(codec::MPEG_TIMESCALE)
+                            / i128::from(timescale.max(1));
+                        self.clock
+                            .frame(i64::try_from(pts).unwrap_or(0), now_unix_ms);
+                    }
                     match self.sources.get_mut(&track) {
                         Some(Source::Direct { rendition, .. }) => {
                             let rendition = rendition.clone();
@@ -191,7 +212,8 @@ impl Pipeline {
                                 self.arrivals.pop_front();
                             }
                             self.arrivals.push_back((frame.pts(), now_unix_ms));
-                            let queued = t.push(frame);
+                            let offset = self.clock.offset(codec::MPEG_TIMESCALE);
+                            let queued = t.push(frame, offset);
                             if !queued {
                                 self.stats.dropped += 1;
                                 self.metrics.ladder_dropped.inc();
@@ -213,7 +235,7 @@ impl Pipeline {
     }
 
     /// A source track appeared or changed configuration.
-    fn set_source(&mut self, pid: u16, config: TrackConfig, now_unix_ms: i64) {
+    fn set_source(&mut self, pid: u16, config: TrackConfig) {
         let kind = config.kind();
         let taken = self.sources.iter().any(|(p, s)| {
             *p != pid
@@ -247,7 +269,7 @@ impl Pipeline {
             None => Vec::new(),
         };
         for old in &old_renditions {
-            self.finish_rendition(old, now_unix_ms);
+            self.finish_rendition(old);
             self.publication.end_rendition(old);
         }
         if kind == TrackKind::Video && self.settings.backend.is_some() {
@@ -267,14 +289,14 @@ impl Pipeline {
             }
         }
         let rendition = hwaccel::passthrough_name(&config);
-        self.set_rendition(&rendition, config, now_unix_ms);
+        self.set_rendition(&rendition, config);
         if self.renditions.contains_key(&rendition) {
             self.sources.insert(pid, Source::Direct { rendition, kind });
         }
     }
 
     /// Declares a rendition (its init segment) and starts its segmenter.
-    fn set_rendition(&mut self, name: &str, config: TrackConfig, now_unix_ms: i64) {
+    fn set_rendition(&mut self, name: &str, config: TrackConfig) {
         let init = match fmp4::init_segment(&config) {
             Ok(init) => init,
             Err(e) => {
@@ -287,7 +309,7 @@ impl Pipeline {
             }
         };
         if self.renditions.contains_key(name) {
-            self.finish_rendition(name, now_unix_ms);
+            self.finish_rendition(name);
         }
         info!(
             stream = self.room(),
@@ -352,6 +374,7 @@ impl Pipeline {
                 self.publication.set_frame_rate(rendition, fps);
             }
         }
+        segmenter.set_timeline_offset(self.clock.offset(segmenter.config().timescale()));
         segmenter.push(frame, &mut self.outputs);
         if let Some(at) = newest_in_part {
             let parts = self
@@ -364,19 +387,19 @@ impl Pipeline {
                 self.metrics.part_publish.observe(ms as f64 / 1000.0);
             }
         }
-        self.publish(rendition, now_unix_ms);
+        self.publish(rendition);
     }
 
-    fn finish_rendition(&mut self, rendition: &str, now_unix_ms: i64) {
+    fn finish_rendition(&mut self, rendition: &str) {
         self.held.remove(rendition);
         self.frames.remove(rendition);
         if let Some(mut segmenter) = self.renditions.remove(rendition) {
             segmenter.finish(&mut self.outputs);
-            self.publish(rendition, now_unix_ms);
+            self.publish(rendition);
         }
     }
 
-    fn publish(&mut self, rendition: &str, now_unix_ms: i64) {
+    fn publish(&mut self, rendition: &str) {
         for output in &self.outputs {
             match output {
                 SegmenterOutput::Part(_) => self.stats.parts += 1,
@@ -392,7 +415,6 @@ impl Pipeline {
                 }
             }
         }
-        self.publication
-            .publish(rendition, &mut self.outputs, now_unix_ms);
+        self.publication.publish(rendition, &mut self.outputs);
     }
 }

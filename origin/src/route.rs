@@ -3,7 +3,8 @@
 //! ```text
 //! /live/ROOM/index.m3u8               multivariant playlist
 //! /live/ROOM/RENDITION/index.m3u8     media playlist (LL-HLS query parameters apply)
-//! /live/ROOM/RENDITION/init.mp4       init segment
+//! /live/ROOM/RENDITION/init.mp4       the current init segment
+//! /live/ROOM/RENDITION/init-ID.mp4    init segment ID (16 hex digits; what playlists name)
 //! /live/ROOM/RENDITION/segN.m4s       segment N
 //! /live/ROOM/RENDITION/partN.K.m4s    part K of segment N
 //! /live/ROOM/events                   viewer events
@@ -13,7 +14,7 @@
 //! `/`, `%` or NUL into anything downstream. The path is matched raw (not percent-decoded):
 //! an encoded character in a name is simply an invalid name.
 
-use crate::store::Object;
+use crate::store::{init_name, Object};
 use crate::streamid::{valid_name, APP};
 
 /// A parsed playback path.
@@ -74,7 +75,8 @@ impl std::fmt::Display for Route {
             } => {
                 write!(f, "/{APP}/{room}/{rendition}/")?;
                 match object {
-                    Object::Init => write!(f, "init.mp4"),
+                    Object::Init { id: None } => write!(f, "init.mp4"),
+                    Object::Init { id: Some(id) } => write!(f, "{}", init_name(*id)),
                     Object::Segment { msn } => write!(f, "seg{msn}.m4s"),
                     Object::Part { msn, index } => write!(f, "part{msn}.{index}.m4s"),
                 }
@@ -127,7 +129,19 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
 
 fn object(file: &str) -> Option<Object> {
     if file == "init.mp4" {
-        return Some(Object::Init);
+        return Some(Object::Init { id: None });
+    }
+    if let Some(hex) = file
+        .strip_prefix("init-")
+        .and_then(|f| f.strip_suffix(".mp4"))
+    {
+        // Exactly as `init_name` writes it: 16 lowercase hex digits.
+        let canonical =
+            hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        return canonical
+            .then(|| u64::from_str_radix(hex, 16).ok())
+            .flatten()
+            .map(|id| Object::Init { id: Some(id) });
     }
     if let Some(n) = file
         .strip_prefix("seg")
@@ -192,7 +206,11 @@ mod tests {
                 rendition: "720p".into()
             })
         );
-        assert_eq!(obj("/live/demo/720p/init.mp4"), Object::Init);
+        assert_eq!(obj("/live/demo/720p/init.mp4"), Object::Init { id: None });
+        assert_eq!(
+            obj("/live/demo/720p/init-00000000000000ff.mp4"),
+            Object::Init { id: Some(255) }
+        );
         assert_eq!(
             obj("/live/demo/720p/seg12.m4s"),
             Object::Segment { msn: 12 }

@@ -41,12 +41,46 @@ impl StoreOptions {
     }
 }
 
-/// Which immutable object of a rendition.
+/// Which object of a rendition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Object {
-    Init,
-    Segment { msn: u64 },
-    Part { msn: u64, index: u32 },
+    /// An init segment: `Some(id)` is one by its own name, `init-{id:016x}.mp4` (immutable:
+    /// the id is a digest of its bytes), `None` the current one by its fixed name `init.mp4`
+    /// (changes when the rendition is declared again).
+    Init {
+        id: Option<u64>,
+    },
+    Segment {
+        msn: u64,
+    },
+    Part {
+        msn: u64,
+        index: u32,
+    },
+}
+
+/// The id of an init segment: the first 8 bytes of its SHA-256. Identical bytes get the same
+/// name on every origin, after every restart; different bytes never share one.
+pub fn init_id(init: &[u8]) -> u64 {
+    let digest = ring::digest::digest(&ring::digest::SHA256, init);
+    let mut id = [0; 8];
+    id.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(id)
+}
+
+/// The file name of the init segment with `id`.
+pub fn init_name(id: u64) -> String {
+    format!("init-{id:016x}.mp4")
+}
+
+/// A rendition announced before it has media: a rung of the ladder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub name: String,
+    /// Configured peak and average bitrates, bits per second (`BANDWIDTH`,
+    /// `AVERAGE-BANDWIDTH` until a segment has been measured).
+    pub peak_bps: u64,
+    pub average_bps: u64,
 }
 
 /// Every stream the origin has media for, live or recently ended.
@@ -68,15 +102,17 @@ struct StreamState {
     /// One past the highest segment number published (a floor for new renditions, so URLs
     /// never repeat across re-publish).
     next_msn: u64,
-    /// Renditions the pipeline announced before their first output (the ladder's rungs), so
-    /// the multivariant playlist is not served without them.
-    expected: std::collections::BTreeSet<String>,
+    /// Renditions the pipeline announced before their first output (the ladder's rungs, in
+    /// the ladder's order), so the multivariant playlist is not served without them, lists
+    /// them in that order and announces their nominal bitrates until measured ones exist.
+    expected: Vec<Planned>,
     renditions: BTreeMap<String, Rendition>,
 }
 
 struct Rendition {
     config: TrackConfig,
-    init: Bytes,
+    /// Init segments by id: the current one (last) and those segments in the window use.
+    inits: Vec<(u64, Bytes)>,
     playlist: MediaPlaylist,
     parts: BTreeMap<(u64, u32), Bytes>,
     segments: BTreeMap<u64, Bytes>,
@@ -160,19 +196,25 @@ impl Store {
     }
 
     /// The multivariant playlist of `room`. Waits (up to the block timeout) for a stream that
-    /// is live but has not produced its first part yet.
+    /// is live but has not produced its first part yet, or whose video frame rates are not
+    /// measured yet (a few frames more).
     pub async fn multivariant(&self, room: &str) -> Result<String, ApiError> {
         let stream = self.stream(room)?;
         let has_media = |r: &Rendition| r.playlist.is_ended() || r.playlist.last_part().is_some();
+        let rate_known = |r: &Rendition| {
+            r.frame_rate.is_some() || r.playlist.is_ended() || hwaccel::is_shared_audio(&r.config)
+        };
         let complete = stream
             .wait(self.options.block_timeout(), |s| {
                 // Every rendition declared or announced so far has media, so neither the audio
-                // group nor a rung whose first frames are still encoding is left out.
+                // group nor a rung whose first frames are still encoding is left out; and every
+                // video rendition has its FRAME-RATE (the first segment may be a few frames).
                 let ready = !s.renditions.is_empty()
                     && s.renditions.values().all(has_media)
+                    && s.renditions.values().all(rate_known)
                     && s.expected
                         .iter()
-                        .all(|name| s.renditions.contains_key(name));
+                        .all(|p| s.renditions.contains_key(&p.name));
                 ready.then(|| s.multivariant(self.options.part_target))
             })
             .await;
@@ -310,12 +352,27 @@ impl StreamState {
             .find(|(_, r)| hwaccel::is_shared_audio(&r.config));
         let audio_codec = audio.map(|(_, r)| r.config.codec_string());
         let audio_bps = audio.map(|(_, r)| r.bandwidth(part_target).0).unwrap_or(0);
-        let mut variants: Vec<Variant> = self
+        let mut video: Vec<(&String, &Rendition)> = self
             .renditions
             .iter()
             .filter(|(_, r)| live(r) && !hwaccel::is_shared_audio(&r.config))
+            .collect();
+        // The ladder's order (players start with the first variant listed), never the order
+        // in which the rungs' encoders happened to answer; renditions outside the ladder
+        // (passthrough) after it, by name.
+        video.sort_by_key(|(name, _)| {
+            let planned = self.expected.iter().position(|p| &p.name == *name);
+            (planned.unwrap_or(usize::MAX), name.as_str())
+        });
+        let variants: Vec<Variant> = video
+            .into_iter()
             .map(|(name, r)| {
-                let (peak, average) = r.bandwidth(part_target);
+                let planned = self.expected.iter().find(|p| &p.name == name);
+                let (peak, average) = match (r.measured(), planned) {
+                    (Some(measured), _) => measured,
+                    (None, Some(p)) => (p.peak_bps, Some(p.average_bps)),
+                    (None, None) => r.bandwidth(part_target),
+                };
                 let mut codecs = r.config.codec_string();
                 if let Some(a) = &audio_codec {
                     codecs = format!("{codecs},{a}");
@@ -334,7 +391,6 @@ impl StreamState {
                 }
             })
             .collect();
-        variants.sort_by_key(|v| std::cmp::Reverse(v.bandwidth));
         match (variants.is_empty(), audio) {
             // Audio-only stream: its one variant is the audio playlist itself.
             (true, Some((name, r))) => {
@@ -365,7 +421,11 @@ impl Rendition {
     fn object(&self, object: Object) -> Result<Option<Bytes>, ApiError> {
         let next = self.playlist.last_part();
         match object {
-            Object::Init => Ok(Some(self.init.clone())),
+            Object::Init { id: None } => Ok(self.inits.last().map(|(_, b)| b.clone())),
+            Object::Init { id: Some(id) } => match self.inits.iter().find(|(i, _)| *i == id) {
+                Some((_, b)) => Ok(Some(b.clone())),
+                None => Err(ApiError::NotFound(format!("no {}", init_name(id)))),
+            },
             Object::Part { msn, index } => {
                 if let Some(b) = self.parts.get(&(msn, index)) {
                     return Ok(Some(b.clone()));
@@ -399,12 +459,20 @@ impl Rendition {
         }
     }
 
+    /// (peak, average) bits per second of complete segments, once one has ended.
+    fn measured(&self) -> Option<(u64, Option<u64>)> {
+        if self.total_secs > 0.0 {
+            let average = (self.total_bits as f64 / self.total_secs) as u64;
+            return Some((self.peak_bps.max(average), Some(average)));
+        }
+        None
+    }
+
     /// (peak, average) bits per second of complete segments; before the first segment ends,
     /// an estimate from the parts so far.
     fn bandwidth(&self, part_target: Duration) -> (u64, Option<u64>) {
-        if self.total_secs > 0.0 {
-            let average = (self.total_bits as f64 / self.total_secs) as u64;
-            return (self.peak_bps.max(average), Some(average));
+        if let Some(measured) = self.measured() {
+            return measured;
         }
         let bits: u64 = self.open.iter().map(|p| p.len() as u64 * 8).sum();
         // Parts are cut on the part target, so their count times the target is a fair estimate.
@@ -433,6 +501,7 @@ impl Publication {
     /// timeline's numbers, above any the room used before.
     pub fn set_rendition(&self, name: &str, config: TrackConfig, init: Bytes) -> FirstMsn {
         let options = self.store.options.clone();
+        let id = init_id(&init);
         let first = self.with_state(|s| {
             let first_msn = FirstMsn::Timeline {
                 at_least: s.next_msn,
@@ -441,22 +510,26 @@ impl Publication {
                 Some(r) => {
                     let continues = r.playlist.last_part().map(|(m, _)| m + 1);
                     r.config = config;
-                    r.init = init;
+                    r.inits.retain(|(i, _)| *i != id);
+                    r.inits.push((id, init));
                     r.open.clear();
                     r.playlist.mark_discontinuity();
+                    r.playlist.set_map(&init_name(id));
                     continues.map_or(first_msn, FirstMsn::Exactly)
                 }
                 None => {
+                    let mut playlist = MediaPlaylist::new(PlaylistOptions {
+                        target_duration: options.segment_target,
+                        part_target: options.part_target,
+                        window: options.window,
+                    });
+                    playlist.set_map(&init_name(id));
                     s.renditions.insert(
                         name.to_string(),
                         Rendition {
                             config,
-                            init,
-                            playlist: MediaPlaylist::new(PlaylistOptions {
-                                target_duration: options.segment_target,
-                                part_target: options.part_target,
-                                window: options.window,
-                            }),
+                            inits: vec![(id, init)],
+                            playlist,
                             parts: BTreeMap::new(),
                             segments: BTreeMap::new(),
                             open: Vec::new(),
@@ -473,9 +546,10 @@ impl Publication {
         first.unwrap_or(FirstMsn::Timeline { at_least: 0 })
     }
 
-    /// Announces renditions that will appear once their first frames are encoded.
-    pub fn expect_renditions(&self, names: &[String]) {
-        self.with_state(|s| s.expected.extend(names.iter().cloned()));
+    /// Announces the renditions that will appear once their first frames are encoded (the
+    /// ladder of this source, in its order), replacing an earlier ladder's.
+    pub fn expect_renditions(&self, planned: &[Planned]) {
+        self.with_state(|s| s.expected = planned.to_vec());
     }
 
     /// Records the measured frame rate of a video rendition (frames per second).
@@ -499,11 +573,11 @@ impl Publication {
     /// Publishes what a rendition's segmenter produced, all at once: a waiter sees a part and
     /// the end of its segment together, so a playlist never hints at a part that the segment
     /// end already ruled out.
-    pub fn publish(&self, rendition: &str, outputs: &mut Vec<SegmenterOutput>, now_unix_ms: i64) {
+    pub fn publish(&self, rendition: &str, outputs: &mut Vec<SegmenterOutput>) {
         self.with_state(|s| {
             for output in outputs.drain(..) {
                 match output {
-                    SegmenterOutput::Part(part) => s.push_part(rendition, part, now_unix_ms),
+                    SegmenterOutput::Part(part) => s.push_part(rendition, part),
                     SegmenterOutput::SegmentEnd { msn, duration } => {
                         s.end_segment(rendition, msn, duration)
                     }
@@ -512,9 +586,10 @@ impl Publication {
         });
     }
 
-    /// Publishes a completed part.
-    pub fn push_part(&self, rendition: &str, part: Part, now_unix_ms: i64) {
-        self.with_state(|s| s.push_part(rendition, part, now_unix_ms));
+    /// Publishes a completed part. Its program date-time is its place on the timeline
+    /// ([`Part::time`], which the pipeline puts on the wall clock).
+    pub fn push_part(&self, rendition: &str, part: Part) {
+        self.with_state(|s| s.push_part(rendition, part));
     }
 
     /// Closes a segment: its bytes become the concatenation of its parts.
@@ -536,7 +611,7 @@ impl Publication {
 }
 
 impl StreamState {
-    fn push_part(&mut self, rendition: &str, part: Part, now_unix_ms: i64) {
+    fn push_part(&mut self, rendition: &str, part: Part) {
         let Some(r) = self.renditions.get_mut(rendition) else {
             return;
         };
@@ -545,7 +620,7 @@ impl StreamState {
             part.index,
             part.duration,
             part.independent,
-            now_unix_ms,
+            crate::clock::ticks_to_ms(part.time, r.config.timescale()),
         );
         r.parts.insert((part.msn, part.index), part.bytes.clone());
         r.open.push(part.bytes);
@@ -573,6 +648,10 @@ impl StreamState {
         // that still list them (three target durations, plus one for readers in flight).
         if let Some(oldest) = r.playlist.oldest_msn() {
             r.segments = r.segments.split_off(&oldest);
+        }
+        if r.inits.len() > 1 {
+            let used: Vec<String> = r.playlist.maps().map(str::to_string).collect();
+            r.inits.retain(|(id, _)| used.contains(&init_name(*id)));
         }
         let keep_parts_from = msn.saturating_sub(4);
         r.parts = r.parts.split_off(&(keep_parts_from, 0));

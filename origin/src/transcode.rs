@@ -18,6 +18,8 @@ use hwaccel::{BackendKind, Ladder, LadderOptions, LadderOutput, RungSpec};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::store::Planned;
+
 /// Source frames queued for the ladder at most: two seconds at 30 fps.
 pub const QUEUE_FRAMES: usize = 60;
 
@@ -86,7 +88,8 @@ pub fn probe(config: &conf::TranscodeConfig) -> Result<TranscodeSettings, hwacce
 }
 
 enum Input {
-    Frame(Frame),
+    /// A source frame and the timeline offset (90 kHz) it is placed with.
+    Frame(Frame, u64),
     Finish,
 }
 
@@ -94,8 +97,8 @@ enum Input {
 pub struct Transcoder {
     input: SyncSender<Input>,
     shed: Arc<AtomicBool>,
-    /// The rungs planned for this source, best first.
-    rungs: Vec<String>,
+    /// The rungs planned for this source, in the ladder's order.
+    rungs: Vec<Planned>,
     /// Dropping source frames until the next keyframe since the queue overflowed.
     skipping: bool,
     /// Source frames dropped for overload, for the log.
@@ -119,8 +122,16 @@ impl Transcoder {
             TrackConfig::Aac { .. } => return Err(hwaccel::LadderError::NotH264),
         };
         let rungs = hwaccel::plan(&settings.rungs, width, height);
-        let names: Vec<String> = rungs.iter().map(|r| r.name.clone()).collect();
+        let names: Vec<&str> = rungs.iter().map(|r| r.name.as_str()).collect();
         info!(stream, %backend, rungs = ?names, width, height, "ladder");
+        let planned = rungs
+            .iter()
+            .map(|r| Planned {
+                name: r.name.clone(),
+                peak_bps: u64::from(r.max_bitrate),
+                average_bps: u64::from(r.bitrate),
+            })
+            .collect();
         let ladder = Ladder::new(
             source,
             rungs,
@@ -147,21 +158,22 @@ impl Transcoder {
         Ok(Self {
             input,
             shed,
-            rungs: names,
+            rungs: planned,
             skipping: false,
             dropped: 0,
             stream: stream.to_string(),
         })
     }
 
-    /// The rendition names this ladder will produce.
-    pub fn rungs(&self) -> &[String] {
+    /// The renditions this ladder will produce, in its order.
+    pub fn rungs(&self) -> &[Planned] {
         &self.rungs
     }
 
-    /// Queues a source frame; never blocks. Returns false when the frame was dropped because
-    /// the ladder is behind.
-    pub fn push(&mut self, frame: Frame) -> bool {
+    /// Queues a source frame, placed on the packager's timeline by `timeline_offset` (90 kHz
+    /// ticks added to its pts: IDRs go where the segmenters cut); never blocks. Returns false
+    /// when the frame was dropped because the ladder is behind.
+    pub fn push(&mut self, frame: Frame, timeline_offset: u64) -> bool {
         if self.skipping {
             if !frame.keyframe {
                 self.dropped += 1;
@@ -169,7 +181,7 @@ impl Transcoder {
             }
             self.skipping = false;
         }
-        match self.input.try_send(Input::Frame(frame)) {
+        match self.input.try_send(Input::Frame(frame, timeline_offset)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.shed.store(true, Ordering::Release);
@@ -219,7 +231,10 @@ impl Worker {
             }
             let finish = matches!(input, Input::Finish);
             let result = match input {
-                Input::Frame(frame) => self.ladder.push(&frame, &mut out),
+                Input::Frame(frame, offset) => {
+                    self.ladder.set_timeline_offset(offset);
+                    self.ladder.push(&frame, &mut out)
+                }
                 Input::Finish => self.ladder.finish(&mut out),
             };
             if let Err(e) = result {

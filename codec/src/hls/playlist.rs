@@ -5,12 +5,15 @@
 //! [`MediaPlaylist::end_segment`]), keeps a sliding window of complete segments, answers
 //! whether a blocking playlist request can be served ([`MediaPlaylist::check_blocking`]), and
 //! writes the playlist text per RFC 8216bis ([`MediaPlaylist::render`]), delta updates included.
-//! It stores no media bytes and reads no clock: the caller passes its wall clock in.
+//! It stores no media bytes and reads no clock: the caller passes each part's program
+//! date-time in (stamped where the stream entered, see `origin::clock`).
 //!
-//! URIs are fixed and relative: `init.mp4`, `segN.m4s`, `partN.K.m4s`.
+//! URIs are relative: `segN.m4s`, `partN.K.m4s`, and the init segment the caller names with
+//! [`MediaPlaylist::set_map`] (`EXT-X-MAP`, repeated where it changes).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::query::{BlockingRequest, SkipRequest};
@@ -75,10 +78,12 @@ struct SegmentEntry {
     parts: Vec<PartEntry>,
     /// `Some` once the segment is complete (`EXTINF`).
     duration: Option<Duration>,
-    /// `EXT-X-PROGRAM-DATE-TIME` in nanoseconds since the Unix epoch.
-    pdt_ns: i128,
+    /// `EXT-X-PROGRAM-DATE-TIME` in milliseconds since the Unix epoch.
+    pdt_ms: i64,
     /// Preceded by `EXT-X-DISCONTINUITY`.
     discontinuity: bool,
+    /// URI of its init segment (`EXT-X-MAP`).
+    map: Arc<str>,
 }
 
 impl SegmentEntry {
@@ -102,8 +107,8 @@ pub struct MediaPlaylist {
     /// The next segment starts after a discontinuity.
     pending_discontinuity: bool,
     ended: bool,
-    /// Program date-time of the next segment, from the previous one's start and duration.
-    next_pdt_ns: Option<i128>,
+    /// The init segment of segments opened from now on.
+    map: Arc<str>,
     /// Every segment so far began with an independent part (`EXT-X-INDEPENDENT-SEGMENTS`).
     all_independent: bool,
     /// `EXT-X-TARGETDURATION` in seconds; only grows.
@@ -123,27 +128,27 @@ impl MediaPlaylist {
             discontinuity_sequence: 0,
             pending_discontinuity: false,
             ended: false,
-            next_pdt_ns: None,
+            map: Arc::from("init.mp4"),
             all_independent: true,
             target_secs,
         }
     }
 
-    /// Record a completed part.
+    /// Record a completed part whose first sample has program date-time `start_unix_ms`
+    /// (ms since the Unix epoch, derived from the media timestamps, so it carries no arrival
+    /// jitter and is the same on every origin).
     ///
-    /// The first part of a segment opens it. Its `EXT-X-PROGRAM-DATE-TIME` continues the
-    /// previous segment's (start + duration), so dates follow the media timeline without
-    /// arrival jitter; the first segment, and the first after a discontinuity, is anchored at
-    /// `now_unix_ms` (the caller's wall clock, ms since the Unix epoch) minus this part's
-    /// duration. A part for a newer segment closes a segment left open; stale or repeated parts
-    /// are ignored. A part after [`Self::set_ended`] makes the playlist live again.
+    /// The first part of a segment opens it, and its time becomes the segment's
+    /// `EXT-X-PROGRAM-DATE-TIME`. A part for a newer segment closes a segment left open; stale
+    /// or repeated parts are ignored. A part after [`Self::set_ended`] makes the playlist live
+    /// again.
     pub fn push_part(
         &mut self,
         msn: u64,
         index: u32,
         duration: Duration,
         independent: bool,
-        now_unix_ms: i64,
+        start_unix_ms: i64,
     ) {
         let part = PartEntry {
             index,
@@ -166,18 +171,31 @@ impl MediaPlaylist {
         if self.segments.back().is_some_and(|s| s.msn >= msn) {
             return;
         }
-        let pdt_ns = self
-            .next_pdt_ns
-            .unwrap_or_else(|| i128::from(now_unix_ms) * 1_000_000 - duration.as_nanos() as i128);
         self.all_independent &= independent;
         self.ended = false;
         self.segments.push_back(SegmentEntry {
             msn,
             parts: vec![part],
             duration: None,
-            pdt_ns,
+            pdt_ms: start_unix_ms,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
+            map: self.map.clone(),
         });
+    }
+
+    /// Segments opened from now on use the init segment at `uri` (its `EXT-X-MAP`).
+    pub fn set_map(&mut self, uri: &str) {
+        if *self.map != *uri {
+            self.map = Arc::from(uri);
+        }
+    }
+
+    /// The init segments the window's segments use, and the one new segments will use.
+    pub fn maps(&self) -> impl Iterator<Item = &str> {
+        self.segments
+            .iter()
+            .map(|s| &*s.map)
+            .chain(std::iter::once(&*self.map))
     }
 
     /// Segment `msn` is complete and lasts `duration`. Ignored unless `msn` is the open segment.
@@ -194,12 +212,10 @@ impl MediaPlaylist {
     }
 
     /// The next segment starts after a discontinuity (re-publish, timeline break): it gets
-    /// `EXT-X-DISCONTINUITY` and a fresh program date-time anchor. An open segment is closed
-    /// with the parts it has.
+    /// `EXT-X-DISCONTINUITY`. An open segment is closed with the parts it has.
     pub fn mark_discontinuity(&mut self) {
         self.close_open();
         self.pending_discontinuity = true;
-        self.next_pdt_ns = None;
     }
 
     /// The stream ended: `EXT-X-ENDLIST`, no preload hint, blocking requests answered at once.
@@ -330,7 +346,9 @@ impl MediaPlaylist {
         if self.all_independent {
             out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         }
-        out.push_str("#EXT-X-MAP:URI=\"init.mp4\"\n");
+        let first_map = self.segments.front().map_or(&self.map, |s| &s.map);
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", super::quoted(first_map));
+        let mut map = first_map;
 
         // Where each segment ends, in ns from the start of the window.
         let mut ends = Vec::with_capacity(self.segments.len());
@@ -363,7 +381,11 @@ impl MediaPlaylist {
             if s.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", DateTime(s.pdt_ns));
+            if s.map != *map {
+                map = &s.map;
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", super::quoted(map));
+            }
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", DateTime(s.pdt_ms));
             if *end > parts_from || s.duration.is_none() {
                 for p in &s.parts {
                     let _ = write!(
@@ -421,13 +443,12 @@ impl MediaPlaylist {
         }
     }
 
-    /// The back segment was just completed: continue the dates, grow the target, slide.
+    /// The back segment was just completed: grow the target, slide.
     fn completed(&mut self) {
         let Some(last) = self.segments.back() else {
             return;
         };
         let duration = last.current_duration();
-        self.next_pdt_ns = Some(last.pdt_ns + duration.as_nanos() as i128);
         self.target_secs = self.target_secs.max(round_secs(duration));
         while self.segments.len() > self.options.window {
             if let Some(old) = self.segments.pop_front() {
@@ -486,12 +507,12 @@ impl std::fmt::Display for Units {
     }
 }
 
-/// ISO 8601 UTC date-time with milliseconds, from ns since the Unix epoch.
-struct DateTime(i128);
+/// ISO 8601 UTC date-time with milliseconds, from ms since the Unix epoch.
+struct DateTime(i64);
 
 impl std::fmt::Display for DateTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = self.0.div_euclid(1_000_000);
+        let ms = i128::from(self.0);
         let secs = ms.div_euclid(1000);
         let millis = ms.rem_euclid(1000);
         let days = secs.div_euclid(86_400);

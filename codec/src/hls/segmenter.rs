@@ -17,6 +17,12 @@
 //! next number and a segmenter that joined later may number from then on one higher; the
 //! ladder forces an IDR in every slot, so transcoded renditions never skip.
 //!
+//! The timeline may be moved onto the wall clock ([`Segmenter::set_timeline_offset`]: ticks
+//! added to every pts), so that slots, and with them segment numbers, are wall-clock slots:
+//! numbers a room used are not used again after a restart, and every origin given the same
+//! offset (the ingest's clock stamp) numbers alike. Each part says where it starts on that
+//! timeline ([`Part::time`]), which is its program date-time.
+//!
 //! Timing is kept in track timescale ticks ([`TrackConfig::timescale`]) and converted to
 //! [`Duration`] (rounded down to the nanosecond) only in the outputs.
 
@@ -76,6 +82,10 @@ pub struct Part {
     pub independent: bool,
     /// Decode time of the part's first sample, in track timescale ticks (its `tfdt`).
     pub start_dts: u64,
+    /// Where the part's first sample is presented on the stream's timeline (its pts plus the
+    /// timeline offset), in track timescale ticks: with a wall-clock offset, its program
+    /// date-time.
+    pub time: u64,
     /// One `moof` + `mdat` fragment.
     pub bytes: Bytes,
 }
@@ -108,6 +118,8 @@ struct OpenSegment {
 #[derive(Debug, Default)]
 struct OpenPart {
     start_dts: u64,
+    /// Timeline time of the first sample.
+    time: u64,
     ticks: u64,
     samples: Vec<Sample>,
 }
@@ -128,6 +140,8 @@ pub struct Segmenter {
     part_ticks: u64,
     /// Number of the next segment, once known (see [`FirstMsn`]).
     next_msn: Option<u64>,
+    /// Added to a frame's pts to place it on the timeline (see [`Self::set_timeline_offset`]).
+    timeline_offset: u64,
     /// Lowest number a timeline-numbered first segment may take.
     msn_floor: u64,
     /// The held-back frame, waiting for its successor to know its duration.
@@ -155,6 +169,7 @@ impl Segmenter {
             config,
             kind,
             next_msn,
+            timeline_offset: 0,
             msn_floor,
             pending: None,
             next_dts: None,
@@ -167,6 +182,14 @@ impl Segmenter {
     /// The track this segmenter cuts.
     pub fn config(&self) -> &TrackConfig {
         &self.config
+    }
+
+    /// Places the timeline: `ticks` (of this track's timescale) are added to every frame's
+    /// pts for slots and [`Part::time`]. With the wall-clock time of the stream's pts 0 here,
+    /// segments are numbered by wall-clock slot. Applies from the next frame; 0 (the default)
+    /// keeps the stream's own timestamps.
+    pub fn set_timeline_offset(&mut self, ticks: u64) {
+        self.timeline_offset = ticks;
     }
 
     /// Add the next frame in decode order; completed parts and segments are appended to `out`.
@@ -240,6 +263,7 @@ impl Segmenter {
         }
         if self.part.samples.is_empty() {
             self.part.start_dts = dts;
+            self.part.time = self.timeline(&frame);
         }
         self.part.ticks += ticks;
         self.part.samples.push(Sample {
@@ -279,9 +303,16 @@ impl Segmenter {
         }
     }
 
-    /// The timeline slot of `frame`: its pts in whole segment targets.
+    /// Where `frame` is presented on the timeline, in ticks.
+    fn timeline(&self, frame: &Frame) -> u64 {
+        u64::try_from(frame.pts())
+            .unwrap_or(0)
+            .saturating_add(self.timeline_offset)
+    }
+
+    /// The timeline slot of `frame`: its timeline time in whole segment targets.
     fn slot(&self, frame: &Frame) -> u64 {
-        u64::try_from(frame.pts()).unwrap_or(0) / self.segment_ticks.max(1)
+        self.timeline(frame) / self.segment_ticks.max(1)
     }
 
     /// Emit the open part, if it has samples.
@@ -309,6 +340,7 @@ impl Segmenter {
             duration,
             independent,
             start_dts: part.start_dts,
+            time: part.time,
             bytes,
         }));
         segment.next_index = segment.next_index.saturating_add(1);

@@ -32,6 +32,7 @@ struct Summary {
     tracks: Vec<(u16, TrackConfig)>,
     frames: BTreeMap<u16, Vec<Frame>>,
     warnings: Vec<IngestError>,
+    clocks: Vec<(u64, i64)>,
 }
 
 impl Summary {
@@ -54,6 +55,7 @@ impl Summary {
                     s.frames.entry(*track).or_default().push(frame.clone());
                 }
                 MediaEvent::Warning(w) => s.warnings.push(w.clone()),
+                MediaEvent::Clock { pts, unix_ms } => s.clocks.push((*pts, *unix_ms)),
             }
         }
         s
@@ -154,6 +156,34 @@ fn fixture_demuxes_identically_for_every_chunking() {
         .expect("audio");
     assert_eq!(audio_config.timescale(), 48_000);
     assert_eq!(audio_config.codec_string(), "mp4a.40.2");
+}
+
+#[test]
+fn clock_stamps_inserted_by_a_relay_come_out_and_change_nothing_else() {
+    // The fixture relayed as an edge does: 1316-byte messages, a stamp packet before the
+    // first PTS and then every second of arrival (here 100 ms per message).
+    let mut stamper = crate::clock::Stamper::new();
+    let mut relayed = Vec::new();
+    for (i, message) in SMALL.chunks(1316).enumerate() {
+        let arrived = 1_764_500_000_000 + i as i64 * 100;
+        if let Some(stamp) = stamper.observe(message, arrived) {
+            relayed.extend_from_slice(&stamp);
+        }
+        relayed.extend_from_slice(message);
+    }
+    let plain = Summary::of(&demux_chunked(SMALL, 1316));
+    let stamped = Summary::of(&demux_chunked(&relayed, 1316));
+    assert_eq!(stamped.frames, plain.frames);
+    assert_eq!(stamped.tracks, plain.tracks);
+    assert_eq!(stamped.warnings, vec![]);
+    assert!(stamped.clocks.len() >= 2, "{:?}", stamped.clocks);
+    // Every stamp is on one line: the first PTS at the first message's arrival, whole
+    // seconds of PTS later exactly as many seconds of wall clock later.
+    let (pts0, ms0) = stamped.clocks[0];
+    for &(pts, ms) in &stamped.clocks {
+        assert_eq!((pts - pts0) % 90_000, 0);
+        assert_eq!(ms - ms0, (pts - pts0) as i64 / 90);
+    }
 }
 
 #[test]

@@ -213,7 +213,7 @@ fn pes_of(events: &[TsEvent]) -> Vec<&Pes> {
         .iter()
         .filter_map(|e| match e {
             TsEvent::Pes(p) => Some(p),
-            TsEvent::Warning(_) => None,
+            TsEvent::Warning(_) | TsEvent::Stamp(_) => None,
         })
         .collect()
 }
@@ -223,7 +223,7 @@ fn warnings_of(events: &[TsEvent]) -> Vec<&TsError> {
         .iter()
         .filter_map(|e| match e {
             TsEvent::Warning(w) => Some(w),
-            TsEvent::Pes(_) => None,
+            TsEvent::Pes(_) | TsEvent::Stamp(_) => None,
         })
         .collect()
 }

@@ -37,6 +37,7 @@ fn part(msn: u64, index: u32) -> Part {
         duration: PART,
         independent: true,
         start_dts: 0,
+        time: 0,
         bytes: Bytes::from(format!("part {msn}.{index}")),
     }
 }
@@ -48,7 +49,7 @@ fn blocking(q: &str) -> BlockingRequest {
 /// Publishes four parts (one segment) of `audio` starting at the store's first msn.
 fn publish_segment(p: &Publication, msn: u64) {
     for i in 0..4 {
-        p.push_part("audio", part(msn, i), 0);
+        p.push_part("audio", part(msn, i));
     }
     p.end_segment("audio", msn, PART * 4);
 }
@@ -58,7 +59,7 @@ async fn blocking_reload_is_woken_by_the_publish() {
     let store = store();
     let p = store.publish("demo").unwrap();
     let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
-    p.push_part("audio", part(msn, 0), 0);
+    p.push_part("audio", part(msn, 0));
 
     let q = blocking(&format!("_HLS_msn={msn}&_HLS_part=1"));
     let waiter = {
@@ -78,7 +79,7 @@ async fn blocking_reload_is_woken_by_the_publish() {
     }
     assert!(!waiter.is_finished() && !part_waiter.is_finished());
     let start = tokio::time::Instant::now();
-    p.push_part("audio", part(msn, 1), 0);
+    p.push_part("audio", part(msn, 1));
     let text = waiter.await.unwrap().unwrap();
     assert!(text.contains(&format!("part{msn}.1.m4s")), "{text}");
     assert_eq!(
@@ -94,7 +95,7 @@ async fn blocking_requests_time_out_after_three_target_durations() {
     let store = store();
     let p = store.publish("demo").unwrap();
     let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
-    p.push_part("audio", part(msn, 0), 0);
+    p.push_part("audio", part(msn, 0));
     let start = tokio::time::Instant::now();
     let q = blocking(&format!("_HLS_msn={msn}&_HLS_part=1"));
     let err = store.media_playlist("demo", "audio", &q).await.unwrap_err();
@@ -107,7 +108,7 @@ async fn too_far_ahead_and_unknown_things_are_refused_at_once() {
     let store = store();
     let p = store.publish("demo").unwrap();
     let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
-    p.push_part("audio", part(msn, 0), 0);
+    p.push_part("audio", part(msn, 0));
     let start = tokio::time::Instant::now();
     let far = blocking(&format!("_HLS_msn={}", msn + 10));
     let err = store
@@ -126,7 +127,7 @@ async fn too_far_ahead_and_unknown_things_are_refused_at_once() {
     );
     assert_eq!(
         store
-            .object("demo", "video", Object::Init)
+            .object("demo", "video", Object::Init { id: None })
             .await
             .unwrap_err()
             .status(),
@@ -195,7 +196,7 @@ async fn republish_continues_numbering_after_a_discontinuity() {
     let p = store.publish("demo").unwrap();
     let next = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init2")));
     assert_eq!(next, first + 1);
-    p.push_part("audio", part(next, 0), 0);
+    p.push_part("audio", part(next, 0));
     let live = store
         .media_playlist("demo", "audio", &BlockingRequest::default())
         .await
@@ -203,9 +204,40 @@ async fn republish_continues_numbering_after_a_discontinuity() {
     assert!(live.contains("#EXT-X-DISCONTINUITY"), "{live}");
     assert!(!live.contains("#EXT-X-ENDLIST"), "{live}");
     assert_eq!(
-        store.object("demo", "audio", Object::Init).await.unwrap(),
+        store
+            .object("demo", "audio", Object::Init { id: None })
+            .await
+            .unwrap(),
         Bytes::from_static(b"init2")
     );
+    // Each initialization has its own name, and the playlist maps each segment to its own:
+    // the old segment still to `init`, the new one to `init2`. Both are served by name.
+    let (old, new) = (init_id(b"init"), init_id(b"init2"));
+    assert_ne!(old, new);
+    let maps: Vec<&str> = live
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-MAP:URI="))
+        .collect();
+    assert_eq!(
+        maps,
+        [
+            format!("\"{}\"", init_name(old)),
+            format!("\"{}\"", init_name(new))
+        ]
+    );
+    for (id, bytes) in [(old, &b"init"[..]), (new, &b"init2"[..])] {
+        let got = store.object("demo", "audio", Object::Init { id: Some(id) });
+        assert_eq!(got.await.unwrap(), Bytes::copy_from_slice(bytes));
+    }
+    // Once the old segment left the window, so did its init segment.
+    for msn in next..next + 6 {
+        publish_segment(&p, msn);
+    }
+    let gone = store.object("demo", "audio", Object::Init { id: Some(old) });
+    assert_eq!(gone.await.unwrap_err().status(), 404);
+    // The same bytes always get the same name: on every origin, after every restart.
+    assert_eq!(init_name(init_id(b"init2")), init_name(new));
+    assert_eq!(init_name(0xff), "init-00000000000000ff.mp4");
 }
 
 fn video_360p() -> TrackConfig {
@@ -251,7 +283,7 @@ async fn multivariant_waits_for_every_rendition() {
     let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"a")));
     let video = video_360p();
     p.set_rendition("360p", video, Bytes::from_static(b"v"));
-    p.push_part("360p", part(msn, 0), 0);
+    p.push_part("360p", part(msn, 0));
     let waiter = {
         let store = store.clone();
         tokio::spawn(async move { store.multivariant("demo").await })
@@ -260,8 +292,19 @@ async fn multivariant_waits_for_every_rendition() {
         tokio::task::yield_now().await;
     }
     assert!(!waiter.is_finished(), "audio has no part yet");
-    p.push_part("audio", part(msn, 0), 0);
+    p.push_part("audio", part(msn, 0));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiter.is_finished(),
+        "the video's frame rate is not measured yet"
+    );
+    let start = tokio::time::Instant::now();
+    p.set_frame_rate("360p", 30.0);
     let text = waiter.await.unwrap().unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO, "woken by the measurement");
+    assert!(text.contains("FRAME-RATE=30.000"), "{text}");
     assert!(text.contains("RESOLUTION=640x360"), "{text}");
     assert!(text.contains("GROUP-ID=\"audio\""), "{text}");
     assert!(text.contains("avc1.64001e,mp4a.40.2"), "{text}");
@@ -271,9 +314,9 @@ async fn multivariant_waits_for_every_rendition() {
 async fn multivariant_waits_for_announced_rungs_then_serves_what_came() {
     let store = store();
     let p = store.publish("demo").unwrap();
-    p.expect_renditions(&["720p".to_string()]);
+    p.expect_renditions(&[planned("720p", 3_000_000, 2_500_000)]);
     let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"a")));
-    p.push_part("audio", part(msn, 0), 0);
+    p.push_part("audio", part(msn, 0));
     let waiter = {
         let store = store.clone();
         tokio::spawn(async move { store.multivariant("demo").await })
@@ -290,6 +333,86 @@ async fn multivariant_waits_for_announced_rungs_then_serves_what_came() {
     let text = waiter.await.unwrap().unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(6));
     assert!(text.contains("audio/index.m3u8"), "{text}");
+}
+
+fn planned(name: &str, peak_bps: u64, average_bps: u64) -> Planned {
+    Planned {
+        name: name.to_string(),
+        peak_bps,
+        average_bps,
+    }
+}
+
+fn video(height: u16) -> TrackConfig {
+    TrackConfig::H264 {
+        sps: Bytes::new(),
+        pps: Bytes::new(),
+        width: height / 9 * 16,
+        height,
+        profile: 100,
+        constraints: 0,
+        level: 40,
+    }
+}
+
+/// The variants' URIs and BANDWIDTH values, in the order listed.
+fn variants(text: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some(attrs) = line.strip_prefix("#EXT-X-STREAM-INF:") {
+            let bandwidth = attrs
+                .split(',')
+                .find_map(|a| a.strip_prefix("BANDWIDTH="))
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(0);
+            out.push((lines.next().unwrap_or("").to_string(), bandwidth));
+        }
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn variants_are_listed_in_ladder_order_with_nominal_bitrates_until_measured() {
+    let store = store();
+    let p = store.publish("demo").unwrap();
+    p.expect_renditions(&[
+        planned("1080p", 5_400_000, 4_500_000),
+        planned("720p", 3_000_000, 2_500_000),
+        planned("480p", 1_200_000, 1_000_000),
+    ]);
+    // The rungs' encoders answer in another order than the ladder's (CI under load saw
+    // 480p before 720p). Only the audio is measured then (its parts, "part M.0": 8 bytes).
+    let mut low = 0;
+    for (name, height) in [("480p", 480), ("1080p", 1080), ("720p", 720)] {
+        let msn = msn_of(p.set_rendition(name, video(height), Bytes::from_static(b"v")));
+        p.push_part(name, part(msn, 0));
+        p.set_frame_rate(name, 30.0);
+        if name == "480p" {
+            low = msn;
+        }
+    }
+    let msn = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"a")));
+    p.push_part("audio", part(msn, 0));
+    let audio_bps = 8 * 8 * 2;
+    let listed = variants(&store.multivariant("demo").await.unwrap());
+    assert_eq!(
+        listed,
+        vec![
+            ("1080p/index.m3u8".to_string(), 5_400_000 + audio_bps),
+            ("720p/index.m3u8".to_string(), 3_000_000 + audio_bps),
+            ("480p/index.m3u8".to_string(), 1_200_000 + audio_bps),
+        ]
+    );
+    // A measured segment replaces the nominal figure; the order stays the ladder's.
+    p.end_segment("480p", low, PART);
+    let listed = variants(&store.multivariant("demo").await.unwrap());
+    let names: Vec<&str> = listed.iter().map(|(u, _)| u.as_str()).collect();
+    assert_eq!(
+        names,
+        ["1080p/index.m3u8", "720p/index.m3u8", "480p/index.m3u8"]
+    );
+    assert_eq!(listed[2].1, 8 * 8 * 2 + audio_bps);
 }
 
 #[tokio::test(start_paused = true)]

@@ -13,10 +13,15 @@ fn options(window: usize) -> PlaylistOptions {
     }
 }
 
+/// The program date-time of part `index` of segment `msn`: 2 s segments from `NOW_MS`.
+fn start(msn: u64, index: u32) -> i64 {
+    NOW_MS + msn as i64 * 2000 + i64::from(index) * 500
+}
+
 /// Push `parts` half-second parts of segment `msn`, ending it when `complete`.
 fn segment(pl: &mut MediaPlaylist, msn: u64, parts: u32, complete: bool) {
     for i in 0..parts {
-        pl.push_part(msn, i, HALF, i == 0, NOW_MS);
+        pl.push_part(msn, i, HALF, i == 0, start(msn, i));
     }
     if complete {
         pl.end_segment(msn, HALF * parts);
@@ -50,21 +55,21 @@ fn exact_text() {
 #EXT-X-MEDIA-SEQUENCE:10
 #EXT-X-INDEPENDENT-SEGMENTS
 #EXT-X-MAP:URI=\"init.mp4\"
-#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:19.500Z
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:40.000Z
 #EXT-X-PART:DURATION=0.50000,URI=\"part10.0.m4s\",INDEPENDENT=YES
 #EXT-X-PART:DURATION=0.50000,URI=\"part10.1.m4s\"
 #EXT-X-PART:DURATION=0.50000,URI=\"part10.2.m4s\"
 #EXT-X-PART:DURATION=0.50000,URI=\"part10.3.m4s\"
 #EXTINF:2.00000,
 seg10.m4s
-#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:21.500Z
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:42.000Z
 #EXT-X-PART:DURATION=0.50000,URI=\"part11.0.m4s\",INDEPENDENT=YES
 #EXT-X-PART:DURATION=0.50000,URI=\"part11.1.m4s\"
 #EXT-X-PART:DURATION=0.50000,URI=\"part11.2.m4s\"
 #EXT-X-PART:DURATION=0.50000,URI=\"part11.3.m4s\"
 #EXTINF:2.00000,
 seg11.m4s
-#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:23.500Z
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:44.000Z
 #EXT-X-PART:DURATION=0.50000,URI=\"part12.0.m4s\",INDEPENDENT=YES
 #EXT-X-PART:DURATION=0.50000,URI=\"part12.1.m4s\"
 #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part12.2.m4s\"
@@ -87,7 +92,7 @@ fn default_targets_round_up() {
     );
     assert!(text.contains("#EXT-X-PART:DURATION=0.33333,URI=\"part0.0.m4s\",INDEPENDENT=YES\n"));
     assert!(
-        text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:19.666Z\n"),
+        text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n"),
         "{text}"
     );
 }
@@ -178,7 +183,7 @@ fn discontinuity_sequence() {
     pl.push_part(7, 0, HALF, true, NOW_MS + 60_000);
     let text = pl.render(SkipRequest::No, &[]);
     assert!(!text.contains("DISCONTINUITY-SEQUENCE"));
-    assert!(text.contains("#EXTINF:1.00000,\nseg1.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:14:19.500Z\n"), "{text}");
+    assert!(text.contains("#EXTINF:1.00000,\nseg1.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:14:20.000Z\n"), "{text}");
     pl.end_segment(7, HALF);
     segment(&mut pl, 8, 4, true);
     // Window [7, 8]: segment 7 still carries the tag.
@@ -194,15 +199,62 @@ fn discontinuity_sequence() {
 }
 
 #[test]
-fn program_date_time_follows_the_media_timeline() {
+fn program_date_time_is_the_first_parts_time() {
     let mut pl = MediaPlaylist::new(options(5));
     pl.push_part(0, 0, HALF, true, NOW_MS);
-    pl.end_segment(0, HALF);
-    // Arrives late (jitter): the date still continues from segment 0.
-    pl.push_part(1, 0, HALF, true, NOW_MS + 900);
+    pl.push_part(0, 1, HALF, false, NOW_MS + 500);
+    pl.end_segment(0, HALF * 2);
+    pl.push_part(1, 0, HALF, true, NOW_MS + 1000);
     let text = pl.render(SkipRequest::No, &[]);
-    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:19.500Z\n"));
-    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n"));
+    let dates: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+        .collect();
+    assert_eq!(
+        dates,
+        ["2023-11-14T22:13:20.000Z", "2023-11-14T22:13:21.000Z"]
+    );
+}
+
+#[test]
+fn each_init_segment_has_its_map_where_it_starts() {
+    let mut pl = MediaPlaylist::new(options(5));
+    pl.set_map("init-a.mp4");
+    segment(&mut pl, 0, 4, true);
+    segment(&mut pl, 1, 4, true);
+    // Re-published with new parameter sets: a discontinuity and another init segment.
+    pl.mark_discontinuity();
+    pl.set_map("init-b.mp4");
+    segment(&mut pl, 2, 2, false);
+    let text = pl.render(SkipRequest::No, &[]);
+    let maps: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("#EXT-X-MAP") || l.starts_with("seg") || l.starts_with("#EXT-X-DISC")
+        })
+        .collect();
+    assert_eq!(
+        maps,
+        [
+            "#EXT-X-MAP:URI=\"init-a.mp4\"",
+            "seg0.m4s",
+            "seg1.m4s",
+            "#EXT-X-DISCONTINUITY",
+            "#EXT-X-MAP:URI=\"init-b.mp4\"",
+        ]
+    );
+    let maps: Vec<&str> = pl.maps().collect();
+    assert_eq!(
+        maps,
+        ["init-a.mp4", "init-a.mp4", "init-b.mp4", "init-b.mp4"]
+    );
+    // Once the old segments slid out, the header names the new one.
+    for msn in 3..8 {
+        segment(&mut pl, msn, 4, true);
+    }
+    let text = pl.render(SkipRequest::No, &[]);
+    assert_eq!(text.matches("#EXT-X-MAP:").count(), 1, "{text}");
+    assert!(text.contains("#EXT-X-MAP:URI=\"init-b.mp4\"\n"), "{text}");
 }
 
 #[test]
@@ -301,15 +353,12 @@ fn dates() {
     assert_eq!(DateTime(0).to_string(), "1970-01-01T00:00:00.000Z");
     assert_eq!(DateTime(-1).to_string(), "1969-12-31T23:59:59.999Z");
     assert_eq!(
-        DateTime(951_782_400_123_000_000).to_string(),
+        DateTime(951_782_400_123).to_string(),
         "2000-02-29T00:00:00.123Z"
     );
     assert_eq!(
-        DateTime(4_107_542_400_000_000_000).to_string(),
+        DateTime(4_107_542_400_000).to_string(),
         "2100-03-01T00:00:00.000Z"
     );
-    assert_eq!(
-        DateTime(i128::from(NOW_MS) * 1_000_000 + 999_999).to_string(),
-        "2023-11-14T22:13:20.000Z"
-    );
+    assert_eq!(DateTime(NOW_MS).to_string(), "2023-11-14T22:13:20.000Z");
 }

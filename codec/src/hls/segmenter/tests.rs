@@ -491,3 +491,36 @@ fn renditions_agree_on_segment_numbers_for_the_same_time() {
         assert_eq!(vs.1 / 2000, as_.1 / 2000, "{vs:?} {as_:?}");
     }
 }
+
+#[test]
+fn a_wall_clock_offset_numbers_segments_by_wall_clock_slot() {
+    // Two segmenters of one stream, the second started 3 s later (a backup origin joining
+    // late), given the same offset: pts 0 is 2025-11-30T10:40:00.000Z.
+    let wall_ms: u64 = 1_764_499_200_000;
+    let frames = |from: u32| -> Vec<Frame> {
+        (from..240u32)
+            .map(|i| frame(u64::from(i) * 3000, 0, i % 60 == 0, i))
+            .collect()
+    };
+    let numbered = |from: u32| {
+        let mut seg = Segmenter::new(
+            video(),
+            SegmenterOptions::default(),
+            FirstMsn::Timeline { at_least: 0 },
+        );
+        seg.set_timeline_offset(wall_ms * 90);
+        let out = run(&mut seg, frames(from));
+        parts(&out)
+            .iter()
+            .map(|p| (p.msn, p.index, p.time))
+            .collect::<Vec<_>>()
+    };
+    let first = numbered(0);
+    // Segment numbers are wall-clock 2 s slots; each part's time is its wall clock in ticks.
+    assert_eq!(first[0], (wall_ms / 2000, 0, wall_ms * 90));
+    assert_eq!(first.last().map(|p| p.0), Some(wall_ms / 2000 + 3));
+    // The late joiner numbers and times the same media alike.
+    let late = numbered(90);
+    let from = first.iter().position(|p| p == &late[0]).expect("same part");
+    assert_eq!(&first[from..], &late[..]);
+}
