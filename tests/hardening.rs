@@ -557,3 +557,73 @@ async fn srt_handshake_flood_leaves_memory_flat() {
     assert!(edge.alive(), "daihuo-edge died:\n{}", edge.log_tail());
     println!("flood test took {:?}", started.elapsed());
 }
+
+/// Live feeds opened for 10,000 rooms that do not exist (`GET /live/NAME/events`, cheap
+/// requests: 10 HTTP/2 connections of 1,000 streams each) cost little memory: a room's feed
+/// buffer is small, and a burst of a room's events is one message. With a 1024-slot buffer per
+/// room they took about 640 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_for_made_up_rooms_cost_little_memory() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    const CONNECTIONS: usize = 10;
+    const STREAMS: usize = 1_000;
+    let edge = EdgeDaemon::start(|_| {
+        format!(
+            "limits.max_streams_per_connection = {STREAMS}\nlimits.max_connections_per_ip = 0\n\
+             log.level = \"warn\"\n"
+        )
+    });
+    let ready = format!("http://127.0.0.1:{}/readyz", edge.admin);
+    eventually(30, async || (curl(&ready).ok()?.0 == 200).then_some(())).await;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, edge.http));
+    // One feed first, so one-off costs (the runtime's and allocator's) are in the baseline.
+    let mut senders = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        senders.push(send);
+    }
+    let open = async |send: &mut hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
+                      room: String| {
+        let req = http::Request::get(format!("http://localhost/live/{room}/events"))
+            .body(Empty::new())
+            .unwrap();
+        send.ready().await.unwrap();
+        let res = send.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        res
+    };
+    let mut held = vec![open(&mut senders[0], "warmup".into()).await];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(edge.pid());
+    let feeds = futures::future::join_all(senders.iter_mut().enumerate().map(|(c, send)| {
+        let open = &open;
+        async move {
+            let mut feeds = Vec::with_capacity(STREAMS - 1);
+            for s in 0..STREAMS - 1 {
+                feeds.push(open(send, format!("made-up-{c}-{s}")).await);
+            }
+            feeds
+        }
+    }))
+    .await;
+    held.extend(feeds.into_iter().flatten());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(edge.pid());
+    let per_feed = (after.saturating_sub(before)) * 1024 / held.len() as u64;
+    println!(
+        "{} feeds: rss {before} KiB -> {after} KiB, {per_feed} bytes per feed",
+        held.len()
+    );
+    // Per feed: the request's HTTP/2 stream, the viewer's task and queue, and the room.
+    assert!(
+        per_feed < 16 * 1024,
+        "{per_feed} bytes per feed of a made-up room ({before} -> {after} KiB)"
+    );
+    drop(held);
+}

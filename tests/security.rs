@@ -484,3 +484,138 @@ async fn idle_http2_connections_are_cut_and_busy_ones_kept() {
     assert_eq!(limited(&edge, "idle_timeout"), 1.0);
     edge.shutdown(Duration::from_secs(2)).await;
 }
+
+/// Sends `prefix` (a PROXY header, or nothing) and one keep-alive request on a new connection
+/// to `addr`; returns the connection and the response's status line, or `None` when the
+/// connection was closed without an answer.
+fn request_via(
+    addr: std::net::SocketAddr,
+    prefix: &[u8],
+    request: &str,
+) -> (TcpStream, Option<String>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut bytes = prefix.to_vec();
+    bytes.extend_from_slice(request.as_bytes());
+    let _ = s.write_all(&bytes);
+    let mut buf = [0u8; 1024];
+    let answer = match s.read(&mut buf) {
+        Ok(n) if n > 0 => String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .map(str::to_string),
+        _ => None,
+    };
+    (s, answer)
+}
+
+/// `PROXY TCP4|TCP6 CLIENT ... \r\n`, v1.
+fn proxy_v1(client: &str) -> Vec<u8> {
+    let family = if client.contains(':') { "TCP6" } else { "TCP4" };
+    let local = if client.contains(':') {
+        "::1"
+    } else {
+        "127.0.0.1"
+    };
+    format!("PROXY {family} {client} {local} 40000 8080\r\n").into_bytes()
+}
+
+/// The same in v2's binary form (TCP over IPv4).
+fn proxy_v2(client: [u8; 4]) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&client);
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&40000u16.to_be_bytes());
+    h.extend_from_slice(&8080u16.to_be_bytes());
+    h
+}
+
+/// Behind an L4 balancer (PROXY protocol from 127.0.0.1): each client the header names gets
+/// its own per-address share, IPv6 clients by /64; a connection from the balancer without a
+/// header is closed. Behind an HTTP proxy (trusted for `X-Forwarded-For`): event limits
+/// count the client the proxy names, not the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_behind_balancers_and_proxies_get_their_own_limits() {
+    let mut config = loopback_config();
+    config.limits.max_connections_per_ip = 2;
+    config.clients.proxy_protocol = vec!["127.0.0.1".into()];
+    let edge = Edge::start(&config).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    const GET: &str = "GET /live/nobody/index.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let results = tokio::task::spawn_blocking(move || {
+        let mut held = Vec::new();
+        let mut served = Vec::new();
+        for (client, prefix) in [
+            // Two connections of one IPv4 client (v1 and v2 headers): its cap.
+            ("198.51.100.1 (v1)", proxy_v1("198.51.100.1")),
+            ("198.51.100.1 (v2)", proxy_v2([198, 51, 100, 1])),
+            // A third from it is refused; another client is served.
+            ("198.51.100.1 third", proxy_v1("198.51.100.1")),
+            ("198.51.100.2", proxy_v1("198.51.100.2")),
+            // Two addresses of one IPv6 /64 fill its cap; a third address of that /64 is
+            // refused, another /64 served.
+            ("2001:db8::1", proxy_v1("2001:db8::1")),
+            ("2001:db8::2", proxy_v1("2001:db8::2")),
+            ("2001:db8::3 same /64", proxy_v1("2001:db8::3")),
+            ("2001:db8:0:1::1", proxy_v1("2001:db8:0:1::1")),
+            // The balancer's address without a header.
+            ("no header", Vec::new()),
+        ] {
+            let (s, answer) = request_via(http, &prefix, GET);
+            served.push((client, answer));
+            held.push(s);
+        }
+        served
+    })
+    .await
+    .unwrap();
+    let served: Vec<(&str, bool)> = results
+        .iter()
+        .map(|(c, a)| (*c, a.as_deref() == Some("HTTP/1.1 404 Not Found")))
+        .collect();
+    assert_eq!(
+        served,
+        [
+            ("198.51.100.1 (v1)", true),
+            ("198.51.100.1 (v2)", true),
+            ("198.51.100.1 third", false),
+            ("198.51.100.2", true),
+            ("2001:db8::1", true),
+            ("2001:db8::2", true),
+            ("2001:db8::3 same /64", false),
+            ("2001:db8:0:1::1", true),
+            ("no header", false),
+        ],
+        "{results:?}"
+    );
+    assert_eq!(limited(&edge, "per_ip"), 2.0);
+    assert_eq!(limited(&edge, "proxy_protocol"), 1.0);
+    edge.shutdown(Duration::from_secs(2)).await;
+
+    // An HTTP proxy on 127.0.0.1, trusted: each client it names has its own event budget.
+    let mut config = loopback_config();
+    config.clients.trusted_proxies = vec!["127.0.0.0/8".into()];
+    config.events.client_per_second = 1;
+    config.events.client_burst = 2;
+    let edge = Edge::start(&config).await.unwrap();
+    let url = format!("http://{}/live/demo/events", edge.addrs.http.unwrap());
+    let post = |client: &str, id: usize| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args(["-H", &format!("X-Forwarded-For: {client}")])
+            .args([
+                "-d",
+                &format!("{{\"id\":\"l-{id}\",\"type\":\"like\",\"user\":\"u\"}}"),
+            ])
+            .arg(&url)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let a: Vec<String> = (0..3).map(|i| post("198.51.100.1", i)).collect();
+    assert_eq!(a, ["202", "202", "429"]);
+    assert_eq!(post("198.51.100.2", 3), "202");
+    assert_eq!(post("2001:db8::1, 198.51.100.3", 4), "202");
+    edge.shutdown(Duration::from_secs(2)).await;
+}

@@ -21,7 +21,7 @@ pub use model::{
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, ScaleConfig, SrtConfig,
     TranscodeConfig,
 };
-pub use model::{LimitsConfig, PlaybackConfig, PublishAuth};
+pub use model::{ClientsConfig, LimitsConfig, PlaybackConfig, PublishAuth};
 pub use upstream::{OriginPeer, Standby, UpstreamConfig, UpstreamProtocol};
 
 use std::path::Path;
@@ -97,6 +97,8 @@ pub trait DaemonConfig: Default + Clone + std::fmt::Debug + Send + Sync + 'stati
     fn log(&self) -> &LogConfig;
     /// How long a drain may take before what is left is cut (ms).
     fn shutdown_grace(&self) -> std::time::Duration;
+    /// How long readiness reads false before a drain starts (the lame-duck period).
+    fn drain_delay(&self) -> std::time::Duration;
 
     /// Scale hint thresholds.
     fn scale(&self) -> &ScaleConfig;
@@ -148,6 +150,10 @@ macro_rules! daemon_config {
 
             fn shutdown_grace(&self) -> std::time::Duration {
                 std::time::Duration::from_millis(self.shutdown_grace_ms)
+            }
+
+            fn drain_delay(&self) -> std::time::Duration {
+                std::time::Duration::from_millis(self.drain_delay_ms)
             }
         }
     };

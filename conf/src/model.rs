@@ -18,6 +18,10 @@ pub struct EdgeConfig {
     /// On SIGTERM, how long in-flight requests and publishes may take to finish, in ms.
     /// Default 10000.
     pub shutdown_grace_ms: u64,
+    /// On SIGTERM, how long readiness (`/readyz`) reads 503 while everything keeps serving,
+    /// before listeners close, in ms: long enough for a load balancer's health checks to
+    /// take the box out (interval x unhealthy threshold). Default 0 (no balancer).
+    pub drain_delay_ms: u64,
     /// SRT ingest from streamers' encoders.
     pub srt: SrtConfig,
     /// HTTPS (HTTP/1.1 and HTTP/2 over TLS) for viewers.
@@ -44,6 +48,9 @@ pub struct EdgeConfig {
     pub playback: PlaybackConfig,
     /// What one viewer client may take of the HTTPS, HTTP/3 and plain HTTP listeners.
     pub limits: LimitsConfig,
+    /// Who the client is behind load balancers and proxies, and how per-address limits
+    /// group clients.
+    pub clients: ClientsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -120,6 +127,74 @@ impl LimitsConfig {
     }
 }
 
+/// Where viewers' addresses come from behind balancers and proxies (all applied on reload,
+/// to new connections).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientsConfig {
+    /// L4 load balancers (addresses or CIDR ranges, `10.0.0.0/24`) whose TCP connections to
+    /// the HTTPS and plain HTTP listeners start with a PROXY protocol header (v1 or v2)
+    /// naming the client; a connection from them without one is closed. Default: none.
+    pub proxy_protocol: Vec<String>,
+    /// HTTP proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed: the
+    /// client is the last address in it that is not such a proxy. From anyone else the header
+    /// is ignored. Default: none.
+    pub trusted_proxies: Vec<String>,
+    /// IPv6 clients count against per-address limits (connections per IP, events per client)
+    /// by this many leading bits, so one subscriber's /64 is one client. Default 64.
+    pub ipv6_prefix: u8,
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        Self {
+            proxy_protocol: Vec::new(),
+            trusted_proxies: Vec::new(),
+            ipv6_prefix: 64,
+        }
+    }
+}
+
+impl ClientsConfig {
+    /// `clients.proxy_protocol` as networks (entries that do not parse are left out;
+    /// validation reports them).
+    pub fn proxy_protocol_nets(&self) -> Vec<ipnet::IpNet> {
+        self.proxy_protocol.iter().filter_map(|s| net(s)).collect()
+    }
+
+    /// `clients.trusted_proxies` as networks.
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies.iter().filter_map(|s| net(s)).collect()
+    }
+
+    fn validate(&self, e: &mut Errors) {
+        for (key, list) in [
+            ("clients.proxy_protocol", &self.proxy_protocol),
+            ("clients.trusted_proxies", &self.trusted_proxies),
+        ] {
+            for (i, s) in list.iter().enumerate() {
+                e.check(
+                    net(s).is_some(),
+                    &format!("{key}[{i}]"),
+                    format!("{s:?} is not an IP address or CIDR range (10.0.0.0/8, 2001:db8::/32)"),
+                );
+            }
+        }
+        e.check(
+            (16..=128).contains(&self.ipv6_prefix),
+            "clients.ipv6_prefix",
+            format!("{} is outside 16..=128", self.ipv6_prefix),
+        );
+    }
+}
+
+/// An address (a one-address network) or a CIDR range.
+fn net(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 /// Playback authorization (off by default).
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -159,6 +234,10 @@ pub struct OriginConfig {
     /// On SIGTERM, how long in-flight requests and publishes may take to finish, in ms.
     /// Default 10000.
     pub shutdown_grace_ms: u64,
+    /// On SIGTERM, how long readiness (`/readyz`) reads 503 while everything keeps serving,
+    /// before listeners close, in ms: long enough for a load balancer's health checks to
+    /// take the box out (interval x unhealthy threshold). Default 0 (no balancer).
+    pub drain_delay_ms: u64,
     /// SRT ingest (from edges or encoders directly).
     pub srt: SrtConfig,
     /// The origin HTTP API that edges pull from.
@@ -181,6 +260,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             shutdown_grace_ms: DEFAULT_GRACE_MS,
+            drain_delay_ms: 0,
             srt: SrtConfig::default(),
             https: HttpsConfig::default(),
             http3: Http3Config::default(),
@@ -194,6 +274,7 @@ impl Default for EdgeConfig {
             events: EventsConfig::default(),
             playback: PlaybackConfig::default(),
             limits: LimitsConfig::default(),
+            clients: ClientsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -203,6 +284,7 @@ impl Default for OriginConfig {
     fn default() -> Self {
         Self {
             shutdown_grace_ms: DEFAULT_GRACE_MS,
+            drain_delay_ms: 0,
             srt: SrtConfig::default(),
             http: OriginHttpConfig::default(),
             admin: AdminConfig::default(),
@@ -814,7 +896,7 @@ impl EdgeConfig {
     /// Checks everything the types cannot; returns every problem with its key path.
     pub fn validate(&self) -> Result<(), ConfError> {
         let mut e = Errors::default();
-        check_grace(self.shutdown_grace_ms, &mut e);
+        check_grace(self.shutdown_grace_ms, self.drain_delay_ms, &mut e);
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
@@ -823,6 +905,7 @@ impl EdgeConfig {
         self.upstream.validate(&mut e);
         self.playback.validate(&mut e);
         self.limits.validate(&mut e);
+        self.clients.validate(&mut e);
         check_cert_pair("https", &self.https.cert, &self.https.key, &mut e);
         e.check(
             self.cache.max_bytes >= 1024 * 1024,
@@ -850,7 +933,7 @@ impl OriginConfig {
     /// Checks everything the types cannot; returns every problem with its key path.
     pub fn validate(&self) -> Result<(), ConfError> {
         let mut e = Errors::default();
-        check_grace(self.shutdown_grace_ms, &mut e);
+        check_grace(self.shutdown_grace_ms, self.drain_delay_ms, &mut e);
         self.srt.validate(&mut e);
         self.hls.validate(&mut e);
         self.transcode.validate(&mut e);
@@ -877,11 +960,16 @@ impl OriginConfig {
     }
 }
 
-fn check_grace(ms: u64, e: &mut Errors) {
+fn check_grace(ms: u64, delay_ms: u64, e: &mut Errors) {
     e.check(
         (100..=600_000).contains(&ms),
         "shutdown_grace_ms",
         format!("{ms} is outside 100..=600000"),
+    );
+    e.check(
+        delay_ms <= 300_000,
+        "drain_delay_ms",
+        format!("{delay_ms} is over 300000"),
     );
 }
 

@@ -225,6 +225,9 @@ impl Edge {
         router
             .limits
             .store(Arc::new(origin::serve::Limits::from(&config.limits)));
+        router
+            .clients
+            .store(Arc::new(origin::clients::Clients::from(&config.clients)));
 
         if let Some(l) = https {
             let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
@@ -312,6 +315,9 @@ impl Edge {
         self.router
             .limits
             .store(Arc::new(origin::serve::Limits::from(&next.limits)));
+        self.router
+            .clients
+            .store(Arc::new(origin::clients::Clients::from(&next.clients)));
         if current.cache != next.cache {
             self.cache.resize(next.cache.max_bytes).await;
         }
@@ -430,7 +436,15 @@ impl cli::Daemon for Edge {
         Edge::reload(self, current, next, log).await
     }
 
+    fn unready(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+
     async fn shutdown(self, grace: Duration) {
         Edge::shutdown(self, grace).await;
+    }
+
+    async fn check_peers(config: &EdgeConfig) -> Vec<(String, Result<String, String>)> {
+        upstream::check_origins(&config.upstream).await
     }
 }

@@ -52,6 +52,8 @@ pub struct Router {
     pub playback: arc_swap::ArcSwap<conf::PlaybackConfig>,
     /// Listener limits for new connections; a reload stores new ones.
     pub limits: arc_swap::ArcSwap<origin::serve::Limits>,
+    /// Who clients are behind balancers and proxies (`[clients]`); a reload stores new ones.
+    pub clients: arc_swap::ArcSwap<origin::clients::Clients>,
 }
 
 /// The cookie carrying a playback token.
@@ -89,6 +91,7 @@ impl Router {
             feed,
             playback: arc_swap::ArcSwap::from_pointee(conf::PlaybackConfig::default()),
             limits: arc_swap::ArcSwap::from_pointee(origin::serve::Limits::default()),
+            clients: arc_swap::ArcSwap::from_pointee(origin::clients::Clients::default()),
         }
     }
 
@@ -121,7 +124,7 @@ impl Router {
     async fn answer(&self, req: &Request<Bytes>, peer: &Peer) -> Result<(Bytes, Kind), ApiError> {
         let route = api::route_request(req)?;
         if let Route::Events { room } = &route {
-            let posted = self.events.post(room, req.body(), peer.addr.ip()).await?;
+            let posted = self.events.post(room, req.body(), peer.limit_key).await?;
             let body = format!(
                 "{{\"accepted\":{},\"shed\":{}}}\n",
                 posted.accepted, posted.shed
@@ -237,6 +240,10 @@ impl Handler for Router {
 
     fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
         Some(self.connections.with_label_values(&[transport]))
+    }
+
+    fn clients(&self) -> Arc<origin::clients::Clients> {
+        self.clients.load_full()
     }
 
     fn limits(&self) -> origin::serve::Limits {

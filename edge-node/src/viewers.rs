@@ -83,6 +83,7 @@ mod tests {
     fn peer(port: u16, proto: Proto) -> Peer {
         Peer {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            limit_key: [127, 0, 0, 1].into(),
             proto,
         }
     }

@@ -31,9 +31,11 @@ pub enum Command {
     Run {
         config: Option<PathBuf>,
     },
-    /// Validate the config file, print every error, exit non-zero on any.
+    /// Validate the config file, print every error, exit non-zero on any; with `connect`,
+    /// then try each peer it names (the edge's origins) once and say why one fails.
     Check {
         config: PathBuf,
+        connect: bool,
     },
     Version,
     Help,
@@ -43,10 +45,12 @@ pub enum Command {
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut args = args.into_iter();
     let mut check = false;
+    let mut connect = false;
     let mut config = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "check" if !check && config.is_none() => check = true,
+            "--connect" if check => connect = true,
             "--config" | "-c" => {
                 let path = args.next().ok_or("--config needs a file")?;
                 config = Some(PathBuf::from(path));
@@ -60,7 +64,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
         }
     }
     match (check, config) {
-        (true, Some(config)) => Ok(Command::Check { config }),
+        (true, Some(config)) => Ok(Command::Check { config, connect }),
         (true, None) => Err("check needs --config FILE".into()),
         (false, config) => Ok(Command::Run { config }),
     }
@@ -69,7 +73,9 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
 /// Usage text for `--help` and argument errors.
 pub fn usage(binary: &str) -> String {
     format!(
-        "usage: {binary} [--config FILE]\n       {binary} check --config FILE\n       {binary} --version\n"
+        "usage: {binary} [--config FILE]\n       {binary} check --config FILE [--connect]\n       {binary} --version\n\n\
+         check validates the file and prints every problem with its key path; --connect then\n\
+         tries each upstream origin once (TLS, HTTP, /healthz) and prints why one fails.\n"
     )
 }
 
@@ -191,8 +197,64 @@ pub trait Daemon: Sized + Send + Sync + 'static {
         log: &LogControl,
     ) -> impl Future<Output = Result<Vec<&'static str>, String>> + Send;
 
+    /// Readiness turns false (`/readyz` 503) while everything keeps serving: the start of a
+    /// drain, so balancers stop sending new clients before listeners close.
+    fn unready(&self);
+
     /// Drains within `grace` and stops.
     fn shutdown(self, grace: Duration) -> impl Future<Output = ()> + Send;
+
+    /// `check --connect`: tries each peer `config` names once; a line per peer, with what
+    /// worked or why it failed.
+    fn check_peers(
+        _config: &Self::Config,
+    ) -> impl Future<Output = Vec<(String, Result<String, String>)>> + Send {
+        async { Vec::new() }
+    }
+}
+
+/// `check --config FILE [--connect]`.
+fn check<D: Daemon>(path: &Path, connect: bool) -> ExitCode {
+    let config = match D::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}: ok", path.display());
+    if !connect {
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let results = runtime.block_on(D::check_peers(&config));
+    if results.is_empty() {
+        println!("no upstream peers to connect to");
+    }
+    let mut failed = false;
+    for (peer, result) in results {
+        match result {
+            Ok(what) => println!("{peer}: {what}"),
+            Err(why) => {
+                failed = true;
+                println!("{peer}: FAILED: {why}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// A whole daemon `main`: arguments, `check`, logging, start, the signal loop, drain.
@@ -206,18 +268,7 @@ pub fn main<D: Daemon>() -> ExitCode {
             print!("{}", usage(D::NAME));
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Check { config }) => {
-            return match D::Config::load(&config) {
-                Ok(_) => {
-                    println!("{}: ok", config.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
+        Ok(Command::Check { config, connect }) => return check::<D>(&config, connect),
         Ok(Command::Run { config: None }) => (D::Config::default(), None),
         Ok(Command::Run { config: Some(path) }) => match D::Config::load(&path) {
             Ok(c) => (c, Some(path)),
@@ -269,8 +320,23 @@ async fn run<D: Daemon>(mut config: D::Config, path: Option<PathBuf>, log: LogCo
         }
         notify::ready(&status);
     }
-    info!(audit = "drain", "draining");
     notify::stopping();
+    // Lame duck first: readiness false while everything still serves, so a balancer
+    // stops sending new clients before the listeners close. A second signal skips it.
+    daemon.unready();
+    let delay = config.drain_delay();
+    if !delay.is_zero() {
+        info!(
+            audit = "drain",
+            delay_ms = delay.as_millis() as u64,
+            "not ready; serving on for drain_delay_ms before draining"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = signals.next() => info!("second signal: draining now"),
+        }
+    }
+    info!(audit = "drain", "draining");
     daemon.shutdown(config.shutdown_grace()).await;
     watchdog.abort();
     info!("stopped");
@@ -357,9 +423,18 @@ mod tests {
         assert_eq!(
             parse(&["check", "--config", "x.toml"]),
             Ok(Command::Check {
-                config: "x.toml".into()
+                config: "x.toml".into(),
+                connect: false,
             })
         );
+        assert_eq!(
+            parse(&["check", "--config", "x.toml", "--connect"]),
+            Ok(Command::Check {
+                config: "x.toml".into(),
+                connect: true,
+            })
+        );
+        assert!(parse(&["--connect"]).is_err());
         assert_eq!(parse(&["--version"]), Ok(Command::Version));
         assert!(parse(&["check"]).is_err());
         assert!(parse(&["--config"]).is_err());

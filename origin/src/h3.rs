@@ -60,7 +60,11 @@ pub async fn serve<H: Handler>(
         // served, or refused when its address is over the cap.
         let limits = handler.limits();
         let addr = incoming.remote_address();
-        let share = PerIp::take(&per_ip, addr.ip(), limits.per_ip);
+        let share = PerIp::take(
+            &per_ip,
+            handler.clients().limit_key(addr.ip()),
+            limits.per_ip,
+        );
         let busy = connections.len() >= limits.quic_retry_above || share.is_none();
         if busy && !incoming.remote_address_validated() && incoming.may_retry() {
             handler.limited("quic_retry");
@@ -107,6 +111,7 @@ async fn connection<H: Handler>(
             }
         };
     let mut requests = JoinSet::new();
+    let clients = handler.clients();
     loop {
         let resolver = tokio::select! {
             r = h3.accept() => match r {
@@ -125,6 +130,7 @@ async fn connection<H: Handler>(
         };
         while requests.try_join_next().is_some() {}
         let handler = handler.clone();
+        let clients = clients.clone();
         requests.spawn(async move {
             let (req, mut stream) = match resolver.resolve_request().await {
                 Ok(x) => x,
@@ -164,11 +170,15 @@ async fn connection<H: Handler>(
             };
             let res = match tokio::time::timeout(limits.body_timeout, read).await {
                 Ok(Ok(body)) => {
+                    let addr = clients.forwarded(addr, &parts.headers);
                     let peer = Peer {
                         addr,
+                        limit_key: clients.limit_key(addr.ip()),
                         proto: Proto::Http3,
                     };
-                    handler.handle(Request::from_parts(parts, body), peer).await
+                    // Boxed, as in `serve::serve_connection`: the finished handler future must
+                    // not stay in the task that streams a long body.
+                    Box::pin(handler.handle(Request::from_parts(parts, body), peer)).await
                 }
                 Ok(Err(Some(res))) => res,
                 Ok(Err(None)) => return,

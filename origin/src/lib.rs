@@ -18,6 +18,8 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod clients;
+pub mod clock;
 mod error;
 pub mod events;
 pub mod h3;
@@ -289,6 +291,10 @@ impl cli::Daemon for Node {
         log: &LogControl,
     ) -> Result<Vec<&'static str>, String> {
         Node::reload(self, current, next, log).await
+    }
+
+    fn unready(&self) {
+        self.ready.store(false, Ordering::Release);
     }
 
     async fn shutdown(self, grace: Duration) {

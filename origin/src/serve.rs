@@ -26,6 +26,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
+use crate::clients::{read_proxy_header, Clients};
+
 /// Largest request body read into memory, in bytes.
 pub const MAX_BODY: usize = 1024 * 1024;
 /// The default for how long a client may take to send a request head (slowloris, silent and
@@ -53,7 +55,11 @@ impl Proto {
 /// Where a request came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
+    /// The client: the connection's peer, or who a balancer's PROXY header or a trusted
+    /// proxy's `X-Forwarded-For` names (see [`crate::clients`]).
     pub addr: SocketAddr,
+    /// What per-client limits count the client by (an IPv6 client's prefix).
+    pub limit_key: std::net::IpAddr,
     pub proto: Proto,
 }
 
@@ -76,8 +82,14 @@ pub trait Handler: Send + Sync + 'static {
         Limits::default()
     }
 
-    /// Counts one use of a listener limit (`quic_retry`, `per_ip`, `send_timeout`, `idle_timeout`), if it
-    /// counts them.
+    /// Who its clients are behind balancers and proxies (`[clients]`).
+    fn clients(&self) -> Arc<Clients> {
+        Arc::default()
+    }
+
+    /// Counts one use of a listener limit (`quic_retry`, `per_ip`, `send_timeout`,
+    /// `idle_timeout`, `proxy_protocol`: a balancer's connection without a valid header), if
+    /// it counts them.
     fn limited(&self, _action: &'static str) {}
 }
 
@@ -452,7 +464,8 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-/// Serves one accepted connection (plain or TLS) until it closes or `shutdown` turns true.
+/// Serves one accepted connection (plain or TLS) from client `addr` until it closes or
+/// `shutdown` turns true.
 pub async fn serve_connection<IO, H>(
     io: IO,
     handler: Arc<H>,
@@ -467,8 +480,11 @@ pub async fn serve_connection<IO, H>(
     let cut = io.cut.clone();
     let idle_passed = io.idle_passed.clone();
     let counter = handler.clone();
+    let clients = handler.clients();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
+        let addr = clients.forwarded(addr, req.headers());
+        let limit_key = clients.limit_key(addr.ip());
         async move {
             let proto = if req.version() == http::Version::HTTP_2 {
                 Proto::Http2
@@ -480,7 +496,16 @@ pub async fn serve_connection<IO, H>(
             let res = match tokio::time::timeout(limits.body_timeout, body).await {
                 Ok(Ok(body)) => {
                     let req = Request::from_parts(parts, body.to_bytes());
-                    handler.handle(req, Peer { addr, proto }).await
+                    let peer = Peer {
+                        addr,
+                        limit_key,
+                        proto,
+                    };
+                    // Boxed: the handler's future is large (every route's state) and is done
+                    // once the response head exists, while hyper's task for the stream lives
+                    // as long as the body does (a feed: for hours). Inline, each open feed
+                    // kept ~40 KB of finished future.
+                    Box::pin(handler.handle(req, peer)).await
                 }
                 Ok(Err(e)) => text(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -574,27 +599,61 @@ async fn serve_tcp<H: Handler>(
         };
         // Read per connection: a reload's limits reach the next one.
         let limits = handler.limits();
-        let Some(per_ip) = PerIp::take(&per_ip, addr.ip(), limits.per_ip) else {
-            debug!(peer = %addr, "connection refused: per-IP cap reached");
-            handler.limited("per_ip");
-            continue;
-        };
+        let clients = handler.clients();
         let _ = stream.set_nodelay(true);
-        let (handler, shutdown) = (handler.clone(), shutdown.clone());
-        let open = (Open::new(handler.connections("tcp")), per_ip);
-        let Some(tls) = tls.clone() else {
-            tokio::spawn(async move {
-                serve_connection(stream, handler, addr, shutdown).await;
-                drop(open);
-            });
-            continue;
+        let (handler, shutdown, per_ip, tls) = (
+            handler.clone(),
+            shutdown.clone(),
+            per_ip.clone(),
+            tls.clone(),
+        );
+        // A direct client takes its share of the per-IP cap here, in accept order; a
+        // balancer's connection once its PROXY header (read within the header timeout) has
+        // named the client.
+        let direct = !clients.expects_proxy_header(addr.ip());
+        let share = if direct {
+            match PerIp::take(&per_ip, clients.limit_key(addr.ip()), limits.per_ip) {
+                Some(share) => Some(share),
+                None => {
+                    debug!(peer = %addr, "connection refused: per-IP cap reached");
+                    handler.limited("per_ip");
+                    continue;
+                }
+            }
+        } else {
+            None
         };
         tokio::spawn(async move {
-            let _open = open;
+            let mut stream = stream;
+            let (client, share) = match share {
+                Some(share) => (addr, share),
+                None => {
+                    let client = match read_proxy_header(&mut stream, limits.header_timeout).await {
+                        Ok(client) => client.unwrap_or(addr),
+                        Err(e) => {
+                            debug!(peer = %addr, "connection refused: {e}");
+                            handler.limited("proxy_protocol");
+                            return;
+                        }
+                    };
+                    let key = clients.limit_key(client.ip());
+                    let Some(share) = PerIp::take(&per_ip, key, limits.per_ip) else {
+                        debug!(peer = %client, "connection refused: per-IP cap reached");
+                        handler.limited("per_ip");
+                        return;
+                    };
+                    (client, share)
+                }
+            };
+            let _open = (Open::new(handler.connections("tcp")), share);
+            let Some(tls) = tls else {
+                serve_connection(stream, handler, client, shutdown).await;
+                return;
+            };
             match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
-                Ok(Ok(stream)) => serve_connection(stream, handler, addr, shutdown).await,
-                Ok(Err(e)) => debug!(peer = %addr, "tls handshake failed: {e}"),
-                Err(_) => debug!(peer = %addr, "tls handshake timed out"),
+                Ok(Ok(stream)) => serve_connection(stream, handler, client, shutdown).await,
+                Ok(Err(e)) => debug!(peer = %client, "tls handshake failed: {e}"),
+                Err(_) => debug!(peer = %client, "tls handshake timed out"),
             }
         });
     }

@@ -185,9 +185,10 @@ impl OriginSpec {
         self
     }
 
-    /// Starts `daihuo-origin` (transcoding off, the test certificate) on these addresses and
-    /// waits until its admin port answers; panics if it exits first (a bad config, a port
-    /// taken), so a test does not go on against an origin that never ran.
+    /// Starts `daihuo-origin` (transcoding off, the test certificate) on these addresses,
+    /// logging to `NAME.log` in `dir` ([`OriginSpec::log`]), and waits until its admin port
+    /// answers; panics if it exits first (a bad config, a port taken), so a test does not go
+    /// on against an origin that never ran.
     pub fn start(&self, dir: &Path, cert: &Path, key: &Path) -> Child {
         let config = dir.join(format!("{}.toml", self.name));
         std::fs::write(
@@ -206,12 +207,26 @@ impl OriginSpec {
             ),
         )
         .expect("write origin config");
-        let mut child = Child::spawn(Command::new(origin_binary()).arg("--config").arg(&config))
-            .expect("spawn daihuo-origin");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{}.log", self.name)))
+            .expect("origin log file");
+        let mut child = Child::spawn(
+            Command::new(origin_binary())
+                .arg("--config")
+                .arg(&config)
+                .stderr(log),
+        )
+        .expect("spawn daihuo-origin");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             if let Some(status) = child.0.try_wait().expect("origin status") {
-                panic!("daihuo-origin {} exited at start: {status}", self.name);
+                panic!(
+                    "daihuo-origin {} exited at start: {status}\n{}",
+                    self.name,
+                    self.log(dir)
+                );
             }
             if std::net::TcpStream::connect(self.admin).is_ok() {
                 return child;
@@ -224,6 +239,11 @@ impl OriginSpec {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// Everything the origin started in `dir` has logged (every start appends).
+    pub fn log(&self, dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(format!("{}.log", self.name))).unwrap_or_default()
     }
 
     /// This origin as an edge's `[[upstream.origins]]` entry.

@@ -23,7 +23,7 @@ pub enum TransportError {
     Connect(std::io::Error),
     #[error("connect timed out")]
     ConnectTimeout,
-    #[error("tls: {0}")]
+    #[error("tls: {0}{hint}", hint = advice(&.0.to_string()))]
     Tls(std::io::Error),
     #[error("invalid tls name {0:?}")]
     Name(String),
@@ -31,12 +31,51 @@ pub enum TransportError {
     H2(#[from] hyper::Error),
     #[error("http/3: {0}")]
     H3(String),
-    #[error("quic: {0}")]
+    #[error("quic: {0}{hint}", hint = advice(.0))]
     Quic(String),
     #[error("response body: {0}")]
     Body(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+}
+
+/// What to do about a certificate the edge refused, from rustls's (webpki's) reason, since
+/// those names mean little to an operator who made the certificate with openssl (which
+/// accepts more than webpki does).
+fn advice(error: &str) -> &'static str {
+    const ADVICE: [(&str, &str); 6] = [
+        (
+            "CaUsedAsEndEntity",
+            " (the origin's certificate is a CA certificate, basicConstraints CA:TRUE, as \
+             `openssl req -x509` makes by default; webpki accepts only end-entity \
+             certificates: sign a server certificate with a private CA, see the README's \
+             \"Certificates for edges and origins\")",
+        ),
+        (
+            "UnknownIssuer",
+            " (the origin's certificate does not chain to a certificate in upstream.ca)",
+        ),
+        (
+            "NotValidForName",
+            " (the origin's certificate does not name the server name the edge asks for: \
+             upstream.origins[].server_name, else the origin's name; put it in the \
+             certificate's subjectAltName)",
+        ),
+        ("Expired", " (the origin's certificate has expired)"),
+        (
+            "NotValidYet",
+            " (the origin's certificate is not valid yet: check both boxes' clocks)",
+        ),
+        (
+            "no application protocol",
+            " (the origin speaks neither h2 nor h3 on this port: is upstream.origins[].api \
+             the origin's [http] listener?)",
+        ),
+    ];
+    ADVICE
+        .iter()
+        .find(|(needle, _)| error.contains(needle))
+        .map_or("", |(_, advice)| advice)
 }
 
 /// How to reach origins: TLS trust, protocol, timeouts. One per edge.

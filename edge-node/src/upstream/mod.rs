@@ -41,6 +41,9 @@ const MAX_ROOMS: usize = 100_000;
 pub struct Origin {
     pub peer: OriginPeer,
     up: AtomicBool,
+    /// Why it is down, as last logged: an origin that never came up is logged too, and a
+    /// new reason is logged when it changes (not on every failed probe).
+    down_reason: Mutex<Option<String>>,
     /// The shared connection, opened on first use. Held while connecting so concurrent
     /// requests wait for one connect instead of opening many.
     conn: tokio::sync::Mutex<Option<Conn>>,
@@ -51,6 +54,7 @@ impl Origin {
         Arc::new(Self {
             peer,
             up: AtomicBool::new(false),
+            down_reason: Mutex::new(None),
             conn: tokio::sync::Mutex::new(None),
         })
     }
@@ -381,13 +385,21 @@ impl Upstream {
         }
     }
 
-    /// Marks `origin` up or down, logging and notifying changes.
+    /// Marks `origin` up or down, logging changes of state and of the reason it is down, and
+    /// notifying changes of state.
     fn mark(&self, origin: &Origin, up: bool, why: &str) {
+        {
+            let mut reason = lock(&origin.down_reason);
+            if up {
+                *reason = None;
+            } else if reason.as_deref() != Some(why) {
+                warn!(origin = %origin.peer.name, api = %origin.peer.api, "origin down: {why}");
+                *reason = Some(why.to_string());
+            }
+        }
         if origin.up.swap(up, Ordering::AcqRel) != up {
             if up {
                 info!(origin = %origin.peer.name, "origin up");
-            } else {
-                warn!(origin = %origin.peer.name, "origin down: {why}");
             }
             self.metrics
                 .up
@@ -416,6 +428,55 @@ impl Upstream {
             }
         }
     }
+}
+
+/// Tries each origin of `config` once (`daihuo-edge check --connect`): connects as the edge
+/// would and asks `/healthz`. One line per origin, with the reason when it failed.
+pub async fn check_origins(config: &UpstreamConfig) -> Vec<(String, Result<String, String>)> {
+    let roots = match &config.ca {
+        Some(ca) => match origin::tls::load_roots(ca) {
+            Ok(roots) => roots,
+            Err(e) => return vec![("upstream.ca".into(), Err(e.to_string()))],
+        },
+        None => rustls::RootCertStore::empty(),
+    };
+    let h3 = config.protocol == UpstreamProtocol::H3;
+    let connector = match Connector::new(roots, h3, config.connect_timeout()) {
+        Ok(c) => c,
+        Err(e) => return vec![("upstream".into(), Err(e.to_string()))],
+    };
+    let mut out = Vec::new();
+    for peer in &config.origins {
+        let what = format!(
+            "{} (api {} over {}, server name {})",
+            peer.name,
+            peer.api,
+            if h3 { "h3" } else { "h2" },
+            peer.server_name()
+        );
+        let started = Instant::now();
+        let result = match connector.connect(peer.api, peer.server_name()).await {
+            Ok(conn) => {
+                match conn
+                    .get(peer.server_name(), "/healthz", config.connect_timeout() * 2)
+                    .await
+                {
+                    Ok((StatusCode::OK, _)) => Ok(format!(
+                        "ok, /healthz answered 200 in {} ms",
+                        started.elapsed().as_millis()
+                    )),
+                    Ok((status, body)) => Err(format!(
+                        "/healthz answered {status}: {}",
+                        String::from_utf8_lossy(&body).trim()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        out.push((what, result));
+    }
+    out
 }
 
 /// The error an origin's non-200 answer stands for (its body is the reason).
