@@ -10,8 +10,11 @@ run: deps build
 	@scripts/print-usage.sh
 	exec $(RELEASE)/daihuo-edge $(if $(CONFIG),--config $(CONFIG),)
 
+# Two builds: one would unify features, and daihuo-edge would link the origin's Kafka sink
+# (librdkafka) that only daihuo-origin needs (edge-node's `kafka` feature adds it).
 build:
-	$(CARGO) build --release -p edge-node -p origin --bins
+	$(CARGO) build --release -p origin --bin daihuo-origin
+	$(CARGO) build --release -p edge-node --bin daihuo-edge
 
 # Release binaries packed by cargo-deb into target/debian/ ($CARGO_TARGET_DIR/debian/):
 # daihuo-edge, daihuo-origin (each with a -dbgsym.ddeb) and daihuo-common.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what `make deb` and tests/package.rs need to build .deb packages, idempotently:
+# Installs what `make deb` and tests/e2e/package.rs need to build .deb packages, idempotently:
 # dpkg-dev (dpkg-shlibdeps resolves the `$auto` dependencies) and cargo-deb, pinned to a
 # version whose rust-version (1.85) matches the workspace's.
 set -euo pipefail

@@ -13,6 +13,6 @@ fi
 if [ -x "$HOME/.cargo/bin/tansu" ] && "$HOME/.cargo/bin/tansu" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
   exit 0
 fi
-echo "installing: tansu $TANSU_VERSION (Kafka-protocol broker for tests/kafka.rs)"
+echo "installing: tansu $TANSU_VERSION (Kafka-protocol broker for tests/e2e/kafka.rs)"
 env -u CARGO_TARGET_DIR CARGO_PROFILE_DEV_DEBUG=0 "$CARGO" install tansu \
   --version "$TANSU_VERSION" --locked --no-default-features --features dynostore --debug

@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod lines;
 mod model;
+mod restart;
 mod upstream;
 
 pub use error::{ConfError, FieldError};
@@ -22,6 +23,7 @@ pub use model::{
     TranscodeConfig,
 };
 pub use model::{ClientsConfig, LimitsConfig, PlaybackConfig, PublishAuth};
+pub use restart::RestartKeys;
 pub use upstream::{OriginPeer, Standby, UpstreamConfig, UpstreamProtocol};
 
 use std::path::Path;
@@ -90,7 +92,9 @@ pub fn hook_url(url: &str) -> Result<(String, String), &'static str> {
 }
 
 /// What the daemons need of their configuration, whichever it is.
-pub trait DaemonConfig: Default + Clone + std::fmt::Debug + Send + Sync + 'static {
+pub trait DaemonConfig:
+    Default + Clone + std::fmt::Debug + Send + Sync + RestartKeys + 'static
+{
     /// Reads, parses and validates the file; every problem is reported with its key path.
     fn load(path: &Path) -> Result<Self, ConfError>;
     /// Logging settings.

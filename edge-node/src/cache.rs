@@ -17,7 +17,6 @@ use bytes::Bytes;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use origin::store::Object;
-use origin::ApiError;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
 /// What an object is, for the cache.
@@ -142,10 +141,12 @@ impl ObjectCache {
         self.metrics.bytes.set(cache.weighted_size() as i64);
     }
 
-    /// The object from cache, or fetched once by `fetch` for every concurrent asker.
-    pub async fn get<F>(&self, key: Key, fetch: F) -> Result<Bytes, ApiError>
+    /// The object from cache, or fetched once by `fetch` for every concurrent asker (who all
+    /// get its error, if it fails).
+    pub async fn get<F, E>(&self, key: Key, fetch: F) -> Result<Bytes, E>
     where
-        F: std::future::Future<Output = Result<Bytes, ApiError>>,
+        F: std::future::Future<Output = Result<Bytes, E>>,
+        E: Clone + Send + Sync + 'static,
     {
         let cache = self.current.load_full();
         if let Some(hit) = cache.get(&key).await {
@@ -161,7 +162,7 @@ impl ObjectCache {
                 fetch.await
             })
             .await
-            .map_err(|e: Arc<ApiError>| (*e).clone());
+            .map_err(|e: Arc<E>| (*e).clone());
         if !fetched.load(Ordering::Relaxed) {
             self.metrics.coalesced.inc();
         }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use origin::events::Intake;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
 use crate::upstream::{Origin, Upstream};
@@ -42,11 +42,11 @@ const POLL: Duration = Duration::from_secs(30);
 /// Rooms' subscribers.
 pub struct Feed {
     rooms: Mutex<HashMap<String, broadcast::Sender<Bytes>>>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: daemon::Drain,
 }
 
 impl Feed {
-    pub fn new(shutdown: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn new(shutdown: daemon::Drain) -> Arc<Self> {
         Arc::new(Self {
             rooms: Mutex::new(HashMap::new()),
             shutdown,
@@ -79,7 +79,7 @@ impl Feed {
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     _ = keepalive.tick() => Bytes::from_static(b": keepalive\n\n"),
-                    _ = origin::serve::stopped(&mut shutdown) => return,
+                    _ = shutdown.stopped() => return,
                 };
                 // A full viewer buffer: this viewer is too slow; it misses the message.
                 match tx.try_send(chunk) {
@@ -140,7 +140,7 @@ impl Feed {
         loop {
             let page = tokio::select! {
                 p = intake.feed(from) => p,
-                _ = origin::serve::stopped(&mut shutdown) => return,
+                _ = shutdown.stopped() => return,
             };
             match page {
                 Ok(body) => from = self.take_page(&body).or(from),
@@ -176,7 +176,7 @@ impl Feed {
                             break;
                         }
                     }
-                    _ = origin::serve::stopped(&mut shutdown) => return,
+                    _ = shutdown.stopped() => return,
                 }
             }
             tails.abort_all();
@@ -222,7 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn comments_and_likes_reach_the_rooms_subscribers_only() {
-        let (_stop, shutdown) = watch::channel(false);
+        let shutdown = daemon::Drain::disabled();
         let feed = Feed::new(shutdown);
         let mut demo = feed.subscribe("demo");
         let mut other = feed.subscribe("other");
@@ -253,7 +253,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_larger_than_the_room_buffer_reaches_every_viewer_whole() {
-        let (_stop, shutdown) = watch::channel(false);
+        let shutdown = daemon::Drain::disabled();
         let feed = Feed::new(shutdown);
         let mut viewer = feed.subscribe("demo");
         // A journal page of 2,000 comments (ROOM_BUFFER is 16 messages): published before the

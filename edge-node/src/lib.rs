@@ -5,7 +5,7 @@
 //! a single box (the origin in-process: SRT ingest, packaging and store from the `origin`
 //! crate). With origins, [`relay`] forwards streamers' SRT to them, [`upstream`] places rooms
 //! on origins and tracks their health, and [`pull`] fetches playback from them. [`router`]
-//! holds the routes; `origin::serve` and `origin::h3` only adapt transports to it; [`cache`]
+//! holds the routes; `daemon::serve` and `daemon::h3` only adapt transports to it; [`cache`]
 //! is the object cache. Viewer events: [`events`] takes posts (limits, like merging, the
 //! durable spool and its forwarder), [`feed`] serves the live comment and like feed, and
 //! [`viewers`] counts who watches.
@@ -22,28 +22,26 @@ pub mod upstream;
 pub mod viewers;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use conf::EdgeConfig;
+use daemon::admin::{Admin, ReadyCheck};
+use daemon::cli::{LogControl, ReloadError};
+use daemon::scale::Scale;
+use daemon::tls::Certificates;
+use daemon::{h3, serve, Lifecycle, TlsError};
 use http::HeaderValue;
-use origin::{admin::Admin, cli, h3, ingest, serve, store_options, Ingest, Metrics, Store};
+use origin::live::Live;
+use origin::transcode::TranscodeSettings;
+use origin::{ingest, store_options, Ingest, Metrics, Store};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-
-use arc_swap::ArcSwap;
-use origin::cli::LogControl;
-use origin::live::Live;
-use origin::tls::Certificates;
 
 use crate::cache::{CacheMetrics, ObjectCache};
-use crate::router::Source;
+use crate::router::{Router, Source};
 use crate::upstream::Upstream;
-
-pub use origin::TlsError;
 
 /// Why the edge could not start: what the origin side reports (a listener that cannot bind,
 /// an encoder requirement that cannot be met), or the viewers' TLS set-up.
@@ -77,14 +75,179 @@ pub struct Edge {
     pub certificates: Arc<Certificates>,
     live: Live,
     cache: ObjectCache,
-    router: Arc<router::Router>,
+    router: Arc<Router>,
     events: Arc<events::Events>,
-    scale: Arc<origin::scale::Scale>,
-    ready: Arc<AtomicBool>,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    admin_stop: watch::Sender<bool>,
-    admin_task: tokio::task::JoinHandle<()>,
+    scale: Arc<Scale>,
+    lifecycle: Lifecycle,
+}
+
+/// The edge's listeners, bound.
+struct Listeners {
+    ingest: Ingest,
+    admin: TcpListener,
+    viewers: ViewerListeners,
+}
+
+/// The viewer listeners that are enabled.
+struct ViewerListeners {
+    https: Option<TcpListener>,
+    http: Option<TcpListener>,
+    quic: Option<quinn::Endpoint>,
+}
+
+impl ViewerListeners {
+    /// Serves viewers on each through `router`.
+    fn serve(
+        self,
+        router: &Arc<Router>,
+        certificates: &Arc<Certificates>,
+        lifecycle: &mut Lifecycle,
+    ) -> Result<(), StartError> {
+        if let Some(l) = self.https {
+            let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
+            lifecycle.spawn(serve::serve_tls(
+                l,
+                acceptor,
+                router.clone(),
+                lifecycle.drain(),
+            ));
+        }
+        if let Some(l) = self.http {
+            lifecycle.spawn(serve::serve_plain(l, router.clone(), lifecycle.drain()));
+        }
+        if let Some(endpoint) = self.quic {
+            lifecycle.spawn(h3::serve(endpoint, router.clone(), lifecycle.drain()));
+        }
+        Ok(())
+    }
+}
+
+impl Listeners {
+    async fn bind(
+        config: &EdgeConfig,
+        certificates: &Arc<Certificates>,
+    ) -> Result<Self, StartError> {
+        let bind = origin::StartError::bind;
+        let tcp = async |enabled: bool, what, addr| -> Result<_, StartError> {
+            Ok(match enabled {
+                true => Some(TcpListener::bind(addr).await.map_err(bind(what, addr))?),
+                false => None,
+            })
+        };
+        let ingest = Ingest::bind(&config.srt)
+            .await
+            .map_err(bind("srt", config.srt.listen))?;
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(bind("admin", config.admin.listen))?;
+        let https = tcp(config.https.enabled, "https", config.https.listen).await?;
+        let http = tcp(config.http.enabled, "http", config.http.listen).await?;
+        let quic = match config.http3.enabled {
+            true => {
+                let mut server = certificates.quic_config()?;
+                let limits = serve::Limits::from(&config.limits);
+                server.transport_config(Arc::new(h3::transport(&limits)));
+                let addr = config.http3.listen;
+                Some(h3::bind(addr, server).map_err(bind("http3", addr))?)
+            }
+            false => None,
+        };
+        Ok(Self {
+            ingest,
+            admin,
+            viewers: ViewerListeners { https, http, quic },
+        })
+    }
+
+    fn addrs(&self, config: &EdgeConfig) -> Result<Addrs, StartError> {
+        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let admin = self.admin.local_addr();
+        let viewers = &self.viewers;
+        Ok(Addrs {
+            srt: self.ingest.local_addr(),
+            https: local(&viewers.https),
+            http3: viewers.quic.as_ref().and_then(|q| q.local_addr().ok()),
+            http: local(&viewers.http),
+            admin: admin.map_err(origin::StartError::bind("admin", config.admin.listen))?,
+        })
+    }
+}
+
+/// Where viewers' media and events go: the origin in this process, or remote origins.
+struct Backend {
+    source: Source,
+    store: Option<Arc<Store>>,
+    upstream: Option<Arc<Upstream>>,
+    target: events::forward::Target,
+    /// The embedded origin's journal (single box).
+    journal: Option<Arc<origin::events::Intake>>,
+    /// The embedded origin's ladder, replaced on reload.
+    transcode: Option<Arc<ArcSwap<TranscodeSettings>>>,
+}
+
+impl Backend {
+    /// The origin in-process: ingest packages here, events are journalled here.
+    fn single_box(
+        config: &EdgeConfig,
+        ingest: Ingest,
+        metrics: &Metrics,
+        lifecycle: &mut Lifecycle,
+    ) -> Result<Self, StartError> {
+        let settings =
+            origin::transcode::probe(&config.transcode).map_err(origin::StartError::from)?;
+        let settings = Arc::new(ArcSwap::from_pointee(settings));
+        let store = Store::new(store_options(&config.hls));
+        let local = Arc::new(ingest::Local {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            settings: settings.clone(),
+        });
+        lifecycle.spawn(ingest.run(local, metrics.clone(), lifecycle.drain()));
+        let events_error = |e: String| origin::StartError::Events(e);
+        let intake = origin::events::Intake::open(&config.events.state_dir, metrics)
+            .map_err(|e| events_error(e.to_string()))?;
+        let drain = lifecycle.drain();
+        origin::events::start_sink(&config.events, &intake, lifecycle.tasks(), &drain)
+            .map_err(|e| events_error(e.to_string()))?;
+        Ok(Self {
+            source: Source::Local(store.clone()),
+            store: Some(store),
+            upstream: None,
+            target: events::forward::Target::Local(intake.clone()),
+            journal: Some(intake),
+            transcode: Some(settings),
+        })
+    }
+
+    /// Remote origins: ingest is relayed to them, playback pulled from them.
+    fn tiered(
+        config: &EdgeConfig,
+        ingest: Ingest,
+        metrics: &Metrics,
+        cache: &ObjectCache,
+        lifecycle: &mut Lifecycle,
+    ) -> Result<Self, StartError> {
+        let options = store_options(&config.hls);
+        let upstream = Upstream::new(&config.upstream, options.block_timeout(), metrics)?;
+        lifecycle.spawn(upstream.clone().run_probes(lifecycle.drain()));
+        let relay = relay::Relay::new(upstream.clone(), &config.upstream, ingest.config(), metrics);
+        lifecycle.spawn(ingest.run(Arc::new(relay), metrics.clone(), lifecycle.drain()));
+        let pull = pull::Pull::new(
+            upstream.clone(),
+            cache.clone(),
+            options.part_target,
+            options.segment_target,
+            metrics,
+        );
+        Ok(Self {
+            source: Source::Upstream(Box::new(pull)),
+            store: None,
+            upstream: Some(upstream.clone()),
+            target: events::forward::Target::Remote(upstream),
+            journal: None,
+            transcode: None,
+        })
+    }
 }
 
 impl Edge {
@@ -93,178 +256,69 @@ impl Edge {
         let certificates =
             Certificates::new(origin::cert_files(&config.https.cert, &config.https.key))?;
         let metrics = Metrics::new();
-        let options = store_options(&config.hls);
-        let (shutdown, rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-
-        let bind = |what, addr, source| origin::StartError::Bind { what, addr, source };
-        let ingest = Ingest::bind(&config.srt)
-            .await
-            .map_err(|e| bind("srt", config.srt.listen, e))?;
-        let admin = TcpListener::bind(config.admin.listen)
-            .await
-            .map_err(|e| bind("admin", config.admin.listen, e))?;
-        let https = if config.https.enabled {
-            Some(
-                TcpListener::bind(config.https.listen)
-                    .await
-                    .map_err(|e| bind("https", config.https.listen, e))?,
-            )
-        } else {
-            None
-        };
-        let http = if config.http.enabled {
-            Some(
-                TcpListener::bind(config.http.listen)
-                    .await
-                    .map_err(|e| bind("http", config.http.listen, e))?,
-            )
-        } else {
-            None
-        };
-        let quic = if config.http3.enabled {
-            let mut server = certificates.quic_config()?;
-            let limits = origin::serve::Limits::from(&config.limits);
-            server.transport_config(Arc::new(h3::transport(&limits)));
-            Some(
-                h3::bind(config.http3.listen, server)
-                    .map_err(|e| bind("http3", config.http3.listen, e))?,
-            )
-        } else {
-            None
-        };
-        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        let addrs = Addrs {
-            srt: ingest.local_addr(),
-            https: local(&https),
-            http3: quic.as_ref().and_then(|q| q.local_addr().ok()),
-            http: local(&http),
-            admin: admin
-                .local_addr()
-                .map_err(|e| bind("admin", config.admin.listen, e))?,
-        };
-
-        let alt_svc = addrs
-            .http3
-            .and_then(|a| HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", a.port())).ok());
+        let mut lifecycle = Lifecycle::new();
+        let listeners = Listeners::bind(config, &certificates).await?;
+        let addrs = listeners.addrs(config)?;
         // One router, one cache, for every transport.
         let cache = ObjectCache::new(config.cache.max_bytes, CacheMetrics::register(&metrics));
-        let srt_config = ingest.config();
-        let mut transcode = None;
-        let (source, store, upstream, target, journal) = if config.upstream.origins.is_empty() {
-            let settings =
-                origin::transcode::probe(&config.transcode).map_err(origin::StartError::from)?;
-            let settings = Arc::new(ArcSwap::from_pointee(settings));
-            transcode = Some(settings.clone());
-            let store = Store::new(options.clone());
-            let local = Arc::new(ingest::Local {
-                store: store.clone(),
-                metrics: metrics.clone(),
-                settings,
-            });
-            tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
-            let intake = origin::events::Intake::open(&config.events.state_dir, &metrics)
-                .map_err(|e| origin::StartError::Events(e.to_string()))?;
-            origin::events::start_sink(&config.events, &intake, &mut tasks, &rx)
-                .map_err(origin::StartError::Events)?;
-            let target = events::forward::Target::Local(intake.clone());
-            (
-                Source::Local(store.clone()),
-                Some(store),
-                None,
-                target,
-                Some(intake),
-            )
-        } else {
-            let upstream = Upstream::new(&config.upstream, options.block_timeout(), &metrics)?;
-            tasks.spawn(upstream.clone().run_probes(rx.clone()));
-            let relay = Arc::new(relay::Relay::new(
-                upstream.clone(),
-                &config.upstream,
-                srt_config.clone(),
-                &metrics,
-            ));
-            tasks.spawn(ingest.run(relay, metrics.clone(), rx.clone()));
-            let pull = pull::Pull::new(
-                upstream.clone(),
-                cache.clone(),
-                options.part_target,
-                options.segment_target,
-                &metrics,
-            );
-            let target = events::forward::Target::Remote(upstream.clone());
-            (
-                Source::Upstream(Box::new(pull)),
-                None,
-                Some(upstream),
-                target,
-                None,
-            )
+        let srt = listeners.ingest.config();
+        let backend = match config.upstream.origins.is_empty() {
+            true => Backend::single_box(config, listeners.ingest, &metrics, &mut lifecycle)?,
+            false => Backend::tiered(config, listeners.ingest, &metrics, &cache, &mut lifecycle)?,
         };
-        let events = events::Events::start(&config.events, target, &metrics, &mut tasks, &rx)
-            .map_err(|e| origin::StartError::Events(e.to_string()))?;
-        let live_feed = feed::Feed::new(rx.clone());
-        match (&journal, &upstream) {
-            (Some(intake), _) => {
-                tasks.spawn(live_feed.clone().follow_local(intake.clone()));
-            }
+        let drain = lifecycle.drain();
+        let events = events::Events::start(
+            &config.events,
+            backend.target,
+            &metrics,
+            lifecycle.tasks(),
+            &drain,
+        )
+        .map_err(|e| origin::StartError::Events(e.to_string()))?;
+        let feed = feed::Feed::new(lifecycle.drain());
+        match (&backend.journal, &backend.upstream) {
+            (Some(intake), _) => lifecycle.spawn(feed.clone().follow_local(intake.clone())),
             (None, Some(upstream)) => {
-                tasks.spawn(live_feed.clone().follow_origins(upstream.clone()));
+                lifecycle.spawn(feed.clone().follow_origins(upstream.clone()))
             }
             (None, None) => {}
         }
-        let router = Arc::new(router::Router::new(
-            source,
+        let alt_svc = addrs
+            .http3
+            .and_then(|a| HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", a.port())).ok());
+        let router = Arc::new(Router::new(
+            backend.source,
             cache.clone(),
             events.clone(),
-            live_feed,
+            feed,
             alt_svc,
             &metrics,
         ));
-        router.playback.store(Arc::new(config.playback.clone()));
-        router
-            .limits
-            .store(Arc::new(origin::serve::Limits::from(&config.limits)));
-        router
-            .clients
-            .store(Arc::new(origin::clients::Clients::from(&config.clients)));
-
-        if let Some(l) = https {
-            let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
-            tasks.spawn(serve::serve_tls(l, acceptor, router.clone(), rx.clone()));
+        router.apply(config);
+        listeners
+            .viewers
+            .serve(&router, &certificates, &mut lifecycle)?;
+        let scale = Scale::new(&config.scale, metrics.process.clone());
+        lifecycle.spawn(scale.clone().run(lifecycle.drain()));
+        lifecycle.spawn(maintain(cache.clone(), router.clone(), lifecycle.drain()));
+        let mut admin =
+            Admin::new(metrics.process.clone(), lifecycle.ready_flag()).scale(scale.clone());
+        if let Some(upstream) = backend.upstream.clone() {
+            admin = admin.check(Arc::new(move || upstream.readiness()) as ReadyCheck);
         }
-        if let Some(l) = http {
-            tasks.spawn(serve::serve_plain(l, router.clone(), rx.clone()));
+        if let Some(intake) = backend.journal {
+            admin = admin.extension(origin::events::admin_paths(intake));
         }
-        if let Some(endpoint) = quic {
-            tasks.spawn(h3::serve(endpoint, router.clone(), rx.clone()));
-        }
-        let ready = Arc::new(AtomicBool::new(false));
-        let check = upstream
-            .clone()
-            .map(|u| Arc::new(move || u.readiness()) as origin::admin::ReadyCheck);
-        let scale = origin::scale::Scale::new(&config.scale, metrics.clone());
-        tasks.spawn(scale.clone().run(rx.clone()));
-        tasks.spawn(maintain(cache.clone(), router.clone(), rx.clone()));
-        let admin_handler = Arc::new(Admin {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-            check,
-            scale: Some(scale.clone()),
-            events: journal,
-        });
-        // The admin listener outlives the drain (readiness reads false meanwhile).
-        let (admin_stop, admin_rx) = watch::channel(false);
-        let admin_task = tokio::spawn(serve::serve_plain(admin, admin_handler, admin_rx));
-        ready.store(true, Ordering::Release);
+        lifecycle.serve_admin(listeners.admin, admin);
+        lifecycle.set_ready();
         Ok(Self {
             addrs,
-            store,
-            upstream,
+            store: backend.store,
+            upstream: backend.upstream,
             metrics,
             live: Live {
-                srt: srt_config,
-                transcode,
+                srt,
+                transcode: backend.transcode,
                 certificates: certificates.clone(),
             },
             certificates,
@@ -272,11 +326,7 @@ impl Edge {
             router,
             events,
             scale,
-            ready,
-            shutdown,
-            tasks,
-            admin_stop,
-            admin_task,
+            lifecycle,
         })
     }
 
@@ -286,108 +336,49 @@ impl Edge {
     }
 
     /// Drains: readiness false, listeners stop, in-flight requests and publishes finish
-    /// within `grace`.
-    pub async fn shutdown(mut self, grace: Duration) {
-        self.ready.store(false, Ordering::Release);
-        let _ = self.shutdown.send(true);
-        cli::drain(&mut self.tasks, grace).await;
+    /// within `grace`; then the spool is closed.
+    pub async fn shutdown(self, grace: Duration) {
+        self.lifecycle.shutdown(grace).await;
         let events = self.events.clone();
         let _ = tokio::task::spawn_blocking(move || events.close()).await;
-        let _ = self.admin_stop.send(true);
-        let _ = self.admin_task.await;
     }
 
-    /// Applies what can change live from `next`: SRT passphrase and stream limit for new
-    /// publishers, the ladder for new streams, the certificate files (re-read), the log level
-    /// and the origin list. Returns the changed keys that need a restart.
+    /// Applies what can change live from `next`: the publish policy and stream limit for new
+    /// publishers, the ladder for new streams, the certificate files (re-read), the log level,
+    /// events rules, playback, listener limits and clients, the cache size and the origin
+    /// list. What needs a restart is `conf::RestartKeys`' to say.
     pub async fn reload(
         &self,
         current: &EdgeConfig,
         next: &EdgeConfig,
         log: &LogControl,
-    ) -> Result<Vec<&'static str>, String> {
+    ) -> Result<(), ReloadError> {
         self.live
             .apply(&live_settings(current), &live_settings(next), log)
             .await?;
         self.scale.marks.store(Arc::new(next.scale.clone()));
         self.events.reload(&next.events);
-        self.router.playback.store(Arc::new(next.playback.clone()));
-        self.router
-            .limits
-            .store(Arc::new(origin::serve::Limits::from(&next.limits)));
-        self.router
-            .clients
-            .store(Arc::new(origin::clients::Clients::from(&next.clients)));
+        self.router.apply(next);
         if current.cache != next.cache {
             self.cache.resize(next.cache.max_bytes).await;
         }
-        let (cur, new) = (&current.upstream, &next.upstream);
-        let tiered = |c: &EdgeConfig| !c.upstream.origins.is_empty();
         if let Some(upstream) = &self.upstream {
-            if tiered(next) && cur.origins != new.origins {
-                upstream.set_origins(&new.origins);
+            let tiered = !next.upstream.origins.is_empty();
+            if tiered && current.upstream.origins != next.upstream.origins {
+                upstream.set_origins(&next.upstream.origins);
             }
         }
-        let upstream_rest = |u: &conf::UpstreamConfig| conf::UpstreamConfig {
-            origins: Vec::new(),
-            ..u.clone()
-        };
-        let fixed = [
-            ("srt.listen", current.srt.listen != next.srt.listen),
-            (
-                "srt.latency_ms",
-                current.srt.latency_ms != next.srt.latency_ms,
-            ),
-            (
-                "srt.udp_recv_buffer_bytes",
-                current.srt.udp_recv_buffer_bytes != next.srt.udp_recv_buffer_bytes,
-            ),
-            ("https.listen", current.https.listen != next.https.listen),
-            ("https.enabled", current.https.enabled != next.https.enabled),
-            (
-                "https.cert",
-                current.https.cert.is_some() && next.https.cert.is_none(),
-            ),
-            ("http3", current.http3 != next.http3),
-            (
-                "limits (HTTP/3 streams and idle timeout)",
-                current.limits.max_streams_per_connection != next.limits.max_streams_per_connection
-                    || current.limits.idle_timeout_ms != next.limits.idle_timeout_ms,
-            ),
-            ("http", current.http != next.http),
-            ("admin.listen", current.admin.listen != next.admin.listen),
-            ("hls", current.hls != next.hls),
-            ("log.format", current.log.format != next.log.format),
-            (
-                "events.state_dir",
-                current.events.state_dir != next.events.state_dir,
-            ),
-            (
-                "events.like_window_ms",
-                current.events.like_window_ms != next.events.like_window_ms,
-            ),
-            ("upstream.origins", tiered(current) != tiered(next)),
-            ("upstream", upstream_rest(cur) != upstream_rest(new)),
-        ];
-        Ok(fixed
-            .into_iter()
-            .filter(|(_, changed)| *changed)
-            .map(|(key, _)| key)
-            .collect())
+        Ok(())
     }
 }
 
 /// Periodic housekeeping: expiries delivered, `daihuo_cache_bytes` and `daihuo_viewers`
 /// current even when no request comes.
-async fn maintain(
-    cache: ObjectCache,
-    router: Arc<router::Router>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn maintain(cache: ObjectCache, router: Arc<Router>, mut shutdown: daemon::Drain) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = serve::stopped(&mut shutdown) => return,
+            _ = shutdown.stopped() => return,
         }
         cache.tick().await;
         router.tick().await;
@@ -403,7 +394,7 @@ fn live_settings(c: &EdgeConfig) -> origin::live::Settings<'_> {
     }
 }
 
-impl cli::Daemon for Edge {
+impl daemon::cli::Daemon for Edge {
     type Config = EdgeConfig;
     const NAME: &'static str = "daihuo-edge";
 
@@ -423,8 +414,8 @@ impl cli::Daemon for Edge {
         out
     }
 
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
+    fn metrics(&self) -> &daemon::Metrics {
+        &self.metrics.process
     }
 
     async fn reload(
@@ -432,12 +423,12 @@ impl cli::Daemon for Edge {
         current: &EdgeConfig,
         next: &EdgeConfig,
         log: &LogControl,
-    ) -> Result<Vec<&'static str>, String> {
+    ) -> Result<(), ReloadError> {
         Edge::reload(self, current, next, log).await
     }
 
     fn unready(&self) {
-        self.ready.store(false, Ordering::Release);
+        self.lifecycle.unready();
     }
 
     async fn shutdown(self, grace: Duration) {

@@ -2,5 +2,5 @@
 //! configured) the origin in-process: a working single box with no config file at all.
 
 fn main() -> std::process::ExitCode {
-    origin::cli::main::<edge_node::Edge>()
+    daemon::cli::main::<edge_node::Edge>()
 }

@@ -26,12 +26,11 @@ use codec::hls::query::{BlockingRequest, SkipRequest};
 use moka::future::Cache;
 use origin::route::{self, Route};
 use origin::store::Object;
-use origin::ApiError;
 use prometheus::IntCounter;
 use tracing::{debug, info};
 
 use crate::cache::{Key, ObjectCache};
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamError};
 
 /// Most playlists cached at once (they are small; entries live under a second or two).
 const PLAYLISTS: u64 = 10_000;
@@ -64,6 +63,7 @@ impl PlaylistKey {
         let mut path = Route::MediaPlaylist {
             room: self.room.clone(),
             rendition: rendition.clone(),
+            blocking: BlockingRequest::default(),
         }
         .to_string();
         let mut query = Vec::new();
@@ -127,12 +127,7 @@ impl Pull {
              ask at once).",
         )
         .expect("static metric definition");
-        if let Err(e) = metrics
-            .registry
-            .register(Box::new(playlist_fetches.clone()))
-        {
-            tracing::warn!("metrics: {e}");
-        }
+        metrics.register(vec![Box::new(playlist_fetches.clone())]);
         Self {
             upstream,
             objects,
@@ -149,7 +144,7 @@ impl Pull {
     }
 
     /// A multivariant or media playlist; `query` is the viewer's LL-HLS query.
-    pub async fn playlist(&self, route: &Route, query: &str) -> Result<Bytes, ApiError> {
+    pub async fn playlist(&self, route: &Route) -> Result<Bytes, UpstreamError> {
         let key = match route {
             Route::Multivariant { room } => PlaylistKey {
                 room: room.clone(),
@@ -158,8 +153,12 @@ impl Pull {
                 part: None,
                 skip: SkipRequest::No,
             },
-            Route::MediaPlaylist { room, rendition } => {
-                let BlockingRequest { msn, part, skip } = codec::hls::query::parse(query)?;
+            Route::MediaPlaylist {
+                room,
+                rendition,
+                blocking,
+            } => {
+                let BlockingRequest { msn, part, skip } = *blocking;
                 PlaylistKey {
                     room: room.clone(),
                     rendition: Some(rendition.clone()),
@@ -168,7 +167,12 @@ impl Pull {
                     skip,
                 }
             }
-            _ => return Err(ApiError::NotFound("not a playlist".into())),
+            _ => {
+                return Err(UpstreamError::Refused {
+                    status: http::StatusCode::NOT_FOUND,
+                    reason: "not a playlist".into(),
+                })
+            }
         };
         let path = key.path();
         self.playlists
@@ -182,11 +186,11 @@ impl Pull {
                 Ok(body)
             })
             .await
-            .map_err(|e: Arc<ApiError>| (*e).clone())
+            .map_err(|e: Arc<UpstreamError>| (*e).clone())
     }
 
     /// An init segment, part or segment, through the object cache.
-    pub async fn object(&self, key: Key) -> Result<Bytes, ApiError> {
+    pub async fn object(&self, key: Key) -> Result<Bytes, UpstreamError> {
         fetch(&self.upstream, &self.objects, key).await
     }
 
@@ -254,7 +258,11 @@ impl Pull {
     }
 }
 
-async fn fetch(upstream: &Upstream, objects: &ObjectCache, key: Key) -> Result<Bytes, ApiError> {
+async fn fetch(
+    upstream: &Upstream,
+    objects: &ObjectCache,
+    key: Key,
+) -> Result<Bytes, UpstreamError> {
     let path = Route::Object {
         room: key.room.clone(),
         rendition: key.rendition.clone(),

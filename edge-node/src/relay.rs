@@ -32,7 +32,6 @@ use codec::clock::{Stamp, Stamper};
 use conf::{SrtConfig, Standby, UpstreamConfig};
 use futures::{SinkExt, StreamExt};
 use origin::ingest::{Destination, Received};
-use origin::serve::stopped;
 use origin::streamid::{RelayedPublish, RELAY_KEY};
 use origin::{ApiError, Metrics};
 use prometheus::{IntCounter, IntGauge};
@@ -194,7 +193,7 @@ impl Destination for Relay {
         mut socket: SrtSocket,
         received: Received,
         _relayed: bool,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: daemon::Drain,
     ) {
         let room = claim.room.clone();
         let publish = RelayedPublish::new(self.srt.load().takeover);
@@ -248,7 +247,7 @@ impl Destination for Relay {
                     }
                     None => break,
                 },
-                _ = stopped(&mut shutdown) => break,
+                _ = shutdown.stopped() => break,
                 () = refused.notified() => {
                     warn!(audit = "publish", "ending the publish: another publish holds the room at the origin");
                     break;

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use daemon::serve::{Handler, Peer};
 use http::{header, HeaderValue, Request, Response};
 use origin::api::{self, Kind};
 use origin::route::Route;
-use origin::serve::{Handler, Peer};
 use origin::{ApiError, Store};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
@@ -51,9 +51,9 @@ pub struct Router {
     /// Playback authorization; a reload stores new settings.
     pub playback: arc_swap::ArcSwap<conf::PlaybackConfig>,
     /// Listener limits for new connections; a reload stores new ones.
-    pub limits: arc_swap::ArcSwap<origin::serve::Limits>,
+    pub limits: arc_swap::ArcSwap<daemon::serve::Limits>,
     /// Who clients are behind balancers and proxies (`[clients]`); a reload stores new ones.
-    pub clients: arc_swap::ArcSwap<origin::clients::Clients>,
+    pub clients: arc_swap::ArcSwap<daemon::clients::Clients>,
 }
 
 /// The cookie carrying a playback token.
@@ -84,22 +84,32 @@ impl Router {
             cache,
             alt_svc,
             requests,
-            connections: metrics.connections.clone(),
-            limited: metrics.limited.clone(),
+            connections: metrics.process.connections.clone(),
+            limited: metrics.process.limited.clone(),
             viewers: Viewers::new(metrics),
             events,
             feed,
             playback: arc_swap::ArcSwap::from_pointee(conf::PlaybackConfig::default()),
-            limits: arc_swap::ArcSwap::from_pointee(origin::serve::Limits::default()),
-            clients: arc_swap::ArcSwap::from_pointee(origin::clients::Clients::default()),
+            limits: arc_swap::ArcSwap::from_pointee(daemon::serve::Limits::default()),
+            clients: arc_swap::ArcSwap::from_pointee(daemon::clients::Clients::default()),
         }
+    }
+
+    /// Takes the settings a reload may change: playback authorization, listener limits and
+    /// who clients are behind balancers (new connections get them).
+    pub fn apply(&self, config: &conf::EdgeConfig) {
+        self.playback.store(Arc::new(config.playback.clone()));
+        self.limits
+            .store(Arc::new(daemon::serve::Limits::from(&config.limits)));
+        self.clients
+            .store(Arc::new(daemon::clients::Clients::from(&config.clients)));
     }
 
     /// `GET /live/ROOM/events`: server-sent events until the viewer leaves.
     fn live_feed(&self, room: &str, peer: &Peer) -> Response<Bytes> {
         let mut res = Response::new(Bytes::from_static(b": daihuo live feed\n\n"));
         res.extensions_mut()
-            .insert(origin::serve::Streamed::new(self.feed.subscribe(room)));
+            .insert(daemon::serve::Streamed::new(self.feed.subscribe(room)));
         let h = res.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -121,9 +131,13 @@ impl Router {
         self.viewers.tick().await;
     }
 
-    async fn answer(&self, req: &Request<Bytes>, peer: &Peer) -> Result<(Bytes, Kind), ApiError> {
-        let route = api::route_request(req)?;
-        if let Route::Events { room } = &route {
+    async fn answer(
+        &self,
+        req: &Request<Bytes>,
+        route: &Route,
+        peer: &Peer,
+    ) -> Result<(Bytes, Kind), ApiError> {
+        if let Route::Events { room } = route {
             let posted = self.events.post(room, req.body(), peer.limit_key).await?;
             let body = format!(
                 "{{\"accepted\":{},\"shed\":{}}}\n",
@@ -131,7 +145,7 @@ impl Router {
             );
             return Ok((Bytes::from(body), Kind::Accepted));
         }
-        let result = self.route(req, &route).await;
+        let result = self.route(route).await;
         // Counted on playlists, which every player reloads every part, not on each media
         // object (the cache-hit path stays lean); only streams that answered, so a viewer
         // cannot mint series with made-up names.
@@ -141,8 +155,7 @@ impl Router {
         result
     }
 
-    async fn route(&self, req: &Request<Bytes>, route: &Route) -> Result<(Bytes, Kind), ApiError> {
-        let query = req.uri().query().unwrap_or("");
+    async fn route(&self, route: &Route) -> Result<(Bytes, Kind), ApiError> {
         match (route, &self.source) {
             (
                 Route::Object {
@@ -164,29 +177,29 @@ impl Router {
                     }
                     Source::Upstream(pull) => pull.object(key).await?,
                 };
+                // (Store and upstream errors become answers here: `ApiError::from`.)
                 Ok((body, Kind::of(*object)))
             }
             (Route::Events { .. }, _) => Err(ApiError::MethodNotAllowed),
-            (_, Source::Local(store)) => api::playlist(store, route, query).await,
-            (_, Source::Upstream(pull)) => Ok((pull.playlist(route, query).await?, Kind::Playlist)),
+            (_, Source::Local(store)) => api::playlist(store, route).await,
+            (_, Source::Upstream(pull)) => Ok((pull.playlist(route).await?, Kind::Playlist)),
         }
     }
 }
 
 impl Router {
     /// With signed playback on: the token of this request (query `token=` or the cookie),
-    /// checked for the request's room; `Ok(Some(cookie))` when the answer should set it.
-    fn authorize(&self, req: &Request<Bytes>) -> Result<Option<HeaderValue>, ApiError> {
+    /// checked for the room of its `route`; `Ok(Some(cookie))` when the answer should set it.
+    fn authorize(
+        &self,
+        req: &Request<Bytes>,
+        route: &Route,
+    ) -> Result<Option<HeaderValue>, ApiError> {
         let playback = self.playback.load();
         if !playback.signed {
             return Ok(None);
         }
-        let room = match origin::route::parse(req.uri().path()) {
-            Ok(route) => route.room().to_string(),
-            // Not a playback path: answered (404) without looking at tokens.
-            Err(_) => return Ok(None),
-        };
-        let prefix = format!("/{}/{room}/", origin::streamid::APP);
+        let prefix = format!("/{}/{}/", origin::streamid::APP, route.room());
         let from_query = req
             .uri()
             .query()
@@ -220,33 +233,37 @@ impl Router {
 }
 
 impl Handler for Router {
+    /// Parses the request once (path and LL-HLS query, [`api::route_request`]); what follows
+    /// (authorization, the route, the answer) reads that route. A request that is not a
+    /// playback request is answered without looking at tokens.
     async fn handle(&self, req: Request<Bytes>, peer: Peer) -> Response<Bytes> {
-        let cookie = match self.authorize(&req) {
-            Ok(cookie) => cookie,
-            Err(e) => {
-                let res = api::respond(Err(e));
-                self.requests
-                    .with_label_values(&[peer.proto.label(), res.status().as_str()])
-                    .inc();
-                return res;
-            }
+        let route = match api::route_request(&req) {
+            Ok(route) => route,
+            Err(e) => return self.finish(api::respond(Err(e)), &peer),
         };
-        let mut res = self.route_all(req, &peer).await;
+        let cookie = match self.authorize(&req, &route) {
+            Ok(cookie) => cookie,
+            Err(e) => return self.finish(api::respond(Err(e)), &peer),
+        };
+        let mut res = match (&route, req.method()) {
+            (Route::Events { room }, &http::Method::GET) => return self.live_feed(room, &peer),
+            _ => api::respond(self.answer(&req, &route, &peer).await),
+        };
         if let Some(cookie) = cookie {
             res.headers_mut().insert(header::SET_COOKIE, cookie);
         }
-        res
+        self.finish(res, &peer)
     }
 
     fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
         Some(self.connections.with_label_values(&[transport]))
     }
 
-    fn clients(&self) -> Arc<origin::clients::Clients> {
+    fn clients(&self) -> Arc<daemon::clients::Clients> {
         self.clients.load_full()
     }
 
-    fn limits(&self) -> origin::serve::Limits {
+    fn limits(&self) -> daemon::serve::Limits {
         **self.limits.load()
     }
 
@@ -256,14 +273,8 @@ impl Handler for Router {
 }
 
 impl Router {
-    async fn route_all(&self, req: Request<Bytes>, peer: &Peer) -> Response<Bytes> {
-        let peer = *peer;
-        if req.method() == http::Method::GET {
-            if let Ok(Route::Events { room }) = origin::route::parse(req.uri().path()) {
-                return self.live_feed(&room, &peer);
-            }
-        }
-        let mut res = api::respond(self.answer(&req, &peer).await);
+    /// Every answer but the live feed's: `Alt-Svc`, counted.
+    fn finish(&self, mut res: Response<Bytes>, peer: &Peer) -> Response<Bytes> {
         if let Some(alt) = &self.alt_svc {
             res.headers_mut().insert(header::ALT_SVC, alt.clone());
         }

@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use daemon::serve::Peer;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
-use origin::serve::Peer;
 use prometheus::{IntGaugeVec, Opts};
 
 /// How long a client counts as watching after its last answered request.
@@ -78,7 +78,7 @@ impl Viewers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use origin::serve::Proto;
+    use daemon::serve::Proto;
 
     fn peer(port: u16, proto: Proto) -> Peer {
         Peer {

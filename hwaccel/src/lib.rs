@@ -9,7 +9,6 @@
 //! - [`Ladder`]: one per stream, synchronous (run it on a dedicated thread): source video
 //!   [`codec::Frame`]s in, per-rung [`LadderOutput`]s (track configs, frames, fallbacks) out,
 //!   with IDRs at the same source pictures on every rung ([`keyframes`] has the rule).
-//! - [`passthrough_name`] / [`is_shared_audio`]: rendition names for untouched tracks.
 //!
 //! Decoding and scaling go through libavcodec/libswscale (`ffmpeg-next`); encoding through
 //! libavcodec (libx264, `h264_nvenc`, NVIDIA libraries loaded at run time, so the default build
@@ -33,54 +32,8 @@ mod probe;
 mod rung;
 mod scale;
 
-use codec::{TrackConfig, TrackKind};
-
 pub use backend::{BackendKind, EncoderChoice};
 pub use error::{LadderError, ParseEncoderChoiceError, ProbeError};
 pub use ladder::{Ladder, LadderOptions, LadderOutput};
 pub use probe::{probe, ProbeReport};
 pub use rung::{default_ladder, plan, RungSpec};
-
-/// Name of the rendition that serves a track untouched: `1080p`, `720p`... for video (from the
-/// picture height), `audio` for audio. These names are part of the playback URL contract.
-pub fn passthrough_name(config: &TrackConfig) -> String {
-    match config {
-        TrackConfig::H264 { height, .. } => format!("{height}p"),
-        TrackConfig::Aac { .. } => "audio".to_string(),
-    }
-}
-
-/// Whether a track of this kind is served as a variant of its own (video) or as the shared
-/// audio rendition that every variant references.
-pub fn is_shared_audio(config: &TrackConfig) -> bool {
-    config.kind() == TrackKind::Audio
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::Bytes;
-
-    #[test]
-    fn names_follow_picture_height() {
-        let v = TrackConfig::H264 {
-            sps: Bytes::new(),
-            pps: Bytes::new(),
-            width: 1280,
-            height: 720,
-            profile: 100,
-            constraints: 0,
-            level: 31,
-        };
-        assert_eq!(passthrough_name(&v), "720p");
-        let a = TrackConfig::Aac {
-            asc: Bytes::new(),
-            object_type: 2,
-            sample_rate: 48_000,
-            channels: 2,
-        };
-        assert_eq!(passthrough_name(&a), "audio");
-        assert!(is_shared_audio(&a));
-        assert!(!is_shared_audio(&v));
-    }
-}

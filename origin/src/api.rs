@@ -9,8 +9,8 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::error::ApiError;
 use crate::route::{self, Route};
-use crate::serve::{text, Handler, Peer};
 use crate::store::{Object, Store};
+use daemon::serve::{text, Handler, Peer};
 
 /// What kind of body an answer carries; decides content type and cache lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,27 +93,30 @@ pub fn respond(result: Result<(Bytes, Kind), ApiError>) -> Response<Bytes> {
     }
 }
 
-/// Answers a playlist route (multivariant or media, with the LL-HLS query) from the store.
-pub async fn playlist(
-    store: &Store,
-    route: &Route,
-    query: &str,
-) -> Result<(Bytes, Kind), ApiError> {
+/// Answers a playlist route (multivariant, or media with its LL-HLS request) from the store.
+pub async fn playlist(store: &Store, route: &Route) -> Result<(Bytes, Kind), ApiError> {
     let text = match route {
         Route::Multivariant { room } => store.multivariant(room).await?,
-        Route::MediaPlaylist { room, rendition } => {
-            let request = codec::hls::query::parse(query)?;
-            store.media_playlist(room, rendition, &request).await?
-        }
+        Route::MediaPlaylist {
+            room,
+            rendition,
+            blocking,
+        } => store.media_playlist(room, rendition, blocking).await?,
         _ => return Err(ApiError::NotFound("not a playlist".into())),
     };
     Ok((Bytes::from(text), Kind::Playlist))
 }
 
-/// Checks method and parses the path: the part of request handling both tiers share. Viewer
-/// events take POST (posting) and GET (the live feed).
+/// Parses the request (path and LL-HLS query) and checks its method: the one parse of a
+/// request, at the entrance, in both tiers. Viewer events take POST (posting) and GET (the
+/// live feed).
 pub fn route_request<B>(req: &Request<B>) -> Result<Route, ApiError> {
-    let route = route::parse(req.uri().path()).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let route = route::parse_request(req.uri().path(), req.uri().query().unwrap_or("")).map_err(
+        |e| match e {
+            route::RouteError::Query(q) => ApiError::from(q),
+            e => ApiError::NotFound(e.to_string()),
+        },
+    )?;
     let allowed = match route {
         Route::Events { .. } => req.method() == Method::POST || req.method() == Method::GET,
         _ => req.method() == Method::GET || req.method() == Method::HEAD,
@@ -134,6 +137,22 @@ pub struct Api {
     pub connections: prometheus::IntGaugeVec,
     /// `daihuo_listener_limited_total{action}`.
     pub limited: prometheus::IntCounterVec,
+}
+
+impl Api {
+    /// The API over `store` and `events`, counting into `metrics`' families.
+    pub fn new(
+        store: Arc<Store>,
+        events: Arc<crate::events::Intake>,
+        metrics: &crate::Metrics,
+    ) -> Self {
+        Self {
+            store,
+            events,
+            connections: metrics.process.connections.clone(),
+            limited: metrics.process.limited.clone(),
+        }
+    }
 }
 
 impl Handler for Api {
@@ -178,7 +197,7 @@ impl Handler for Api {
                 Route::Events { .. } => Err(ApiError::NotFound(
                     "viewers post events to an edge, not to the origin".into(),
                 )),
-                _ => playlist(&self.store, &route, req.uri().query().unwrap_or("")).await,
+                _ => playlist(&self.store, &route).await,
             }
         }
         .await;

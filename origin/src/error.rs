@@ -1,4 +1,6 @@
-//! Errors of the origin library: what a viewer's request or a publisher's attempt got wrong.
+//! The answers of the origin's HTTP API (and the edge router's, which builds on it): each
+//! [`ApiError`] is one HTTP status. The layers below have errors of their own
+//! (`store::StoreError`, the events' and the route's), mapped to an answer here.
 
 /// Why a request to the store could not be answered. Each maps to one HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +39,20 @@ impl ApiError {
             ApiError::Conflict(_) => 409,
             ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) => 503,
+        }
+    }
+}
+
+/// The answer to a store error: its HTTP status is chosen here, at the API's edge.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError::*;
+        let why = e.to_string();
+        match e {
+            NoStream(_) | NoRendition(_) | NoObject(_) | Gone => ApiError::NotFound(why),
+            TooFarAhead => ApiError::BadRequest(why),
+            Timeout => ApiError::Unavailable(why),
+            Live(_) => ApiError::Conflict(why),
         }
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use codec::hls::segmenter::SegmenterOptions;
 use conf::SrtConfig;
+use daemon::drain::{self, Drain, Trigger};
 use futures::StreamExt;
 use prometheus::IntCounter;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -22,7 +23,6 @@ use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::Passphrase;
 use srt_tokio::{ConnectionRequest, SocketStatistics, SrtIncoming, SrtListener, SrtSocket};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
 use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::error::ApiError;
@@ -58,7 +58,7 @@ struct LiveSession {
     peer: SocketAddr,
     /// Which edge publish it is, when an edge relays it.
     relay: Option<RelayedPublish>,
-    stop: watch::Sender<bool>,
+    stop: Trigger,
 }
 
 /// The publishes in progress of one listener, by room.
@@ -94,7 +94,7 @@ impl LiveSessions {
         room: &str,
         peer: SocketAddr,
         relay: Option<RelayedPublish>,
-        stop: watch::Sender<bool>,
+        stop: Trigger,
     ) -> u64 {
         let id = self
             .next_id
@@ -137,7 +137,7 @@ impl LiveSessions {
         if !reserved.insert(room.to_string()) {
             return None;
         }
-        let _ = session.stop.send(true);
+        session.stop.start();
         let hold = Reserved {
             live: self.clone(),
             room: room.to_string(),
@@ -218,7 +218,7 @@ impl Ingest {
         mut self,
         destination: Arc<D>,
         metrics: Metrics,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: Drain,
     ) {
         info!(addr = %self.local_addr, "srt ingest listening");
         loop {
@@ -236,7 +236,7 @@ impl Ingest {
                         }
                     }
                 },
-                _ = crate::serve::stopped(&mut shutdown) => break,
+                _ = shutdown.stopped() => break,
             };
             let ctx = Accept {
                 destination: destination.clone(),
@@ -255,7 +255,7 @@ impl Ingest {
 
     /// Binds the listener again on the same address, retrying while the old socket is still
     /// held by its ending sessions; `None` when shutdown came first.
-    async fn relisten(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<()> {
+    async fn relisten(&mut self, shutdown: &mut Drain) -> Option<()> {
         let config = self.config.load_full();
         loop {
             match listen(self.local_addr, &config).await {
@@ -272,7 +272,7 @@ impl Ingest {
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = crate::serve::stopped(shutdown) => return None,
+                _ = shutdown.stopped() => return None,
             }
         }
     }
@@ -332,7 +332,7 @@ pub trait Destination: Send + Sync + 'static {
         socket: SrtSocket,
         received: Received,
         relayed: bool,
-        shutdown: watch::Receiver<bool>,
+        shutdown: Drain,
     ) -> impl Future<Output = ()> + Send;
 }
 
@@ -393,7 +393,7 @@ impl Destination for Local {
     }
 
     fn open(&self, room: &str) -> Result<Publication, ApiError> {
-        self.store.publish(room)
+        self.store.publish(room).map_err(ApiError::from)
     }
 
     async fn run(
@@ -402,7 +402,7 @@ impl Destination for Local {
         mut socket: SrtSocket,
         received: Received,
         relayed: bool,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: Drain,
     ) {
         let options = SegmenterOptions {
             segment_target: self.store.options().segment_target,
@@ -429,7 +429,7 @@ impl Destination for Local {
                     None => break,
                 },
                 Some(output) = ladder.recv() => pipeline.ladder_output(output, unix_ms()),
-                _ = crate::serve::stopped(&mut shutdown) => break,
+                _ = shutdown.stopped() => break,
             }
         }
         // Let the ladder flush what it holds before the renditions close.
@@ -456,7 +456,7 @@ struct Accept<D> {
     destination: Arc<D>,
     metrics: Metrics,
     config: Arc<SrtConfig>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Drain,
     live: Arc<LiveSessions>,
     hook_calls: Arc<tokio::sync::Semaphore>,
 }
@@ -570,12 +570,12 @@ impl<D: Destination> Accept<D> {
             let stats = tokio::spawn(srt_statistics(stats, metrics.clone(), room.clone()));
             let received = Received::new(&metrics, &room);
             // The publish ends on shutdown or when a takeover stops it.
-            let (stop, stopped) = watch::channel(false);
+            let (stop, stopped) = drain::channel();
             let id = self.live.insert(&room, peer, publish.relay, stop.clone());
             let mut shutdown = self.shutdown;
             let forward = tokio::spawn(async move {
-                crate::serve::stopped(&mut shutdown).await;
-                let _ = stop.send(true);
+                shutdown.stopped().await;
+                stop.start();
             });
             self.destination
                 .run(session, socket, received, publish.relay.is_some(), stopped)
@@ -700,7 +700,7 @@ mod tests {
             socket: SrtSocket,
             _received: Received,
             _relayed: bool,
-            _shutdown: watch::Receiver<bool>,
+            _shutdown: Drain,
         ) {
             drop(socket);
         }
@@ -717,7 +717,7 @@ mod tests {
         // Its task ends as if it had panicked: the accept loop sees the requests end.
         ingest.listener.close().await;
         let destination = Arc::new(Counting::default());
-        let (stop, shutdown) = watch::channel(false);
+        let (stop, shutdown) = drain::channel();
         let running = tokio::spawn(ingest.run(destination.clone(), Metrics::new(), shutdown));
         let call = SrtSocket::builder().call(addr, Some("#!::r=live/demo,m=publish"));
         let socket = tokio::time::timeout(Duration::from_secs(10), call)
@@ -726,7 +726,7 @@ mod tests {
             .expect("a caller is accepted");
         drop(socket);
         assert_eq!(destination.0.load(Ordering::SeqCst), 1);
-        stop.send(true).unwrap();
+        stop.start();
         tokio::time::timeout(Duration::from_secs(10), running)
             .await
             .expect("the ingest stops on shutdown")
@@ -821,7 +821,7 @@ mod tests {
         let ingest = Ingest::bind(&config).await.unwrap();
         let addr = ingest.local_addr();
         let destination = Arc::new(Counting::default());
-        let (_stop, shutdown) = watch::channel(false);
+        let (_stop, shutdown) = drain::channel();
         tokio::spawn(ingest.run(destination.clone(), Metrics::new(), shutdown));
         let callers: Vec<_> = (0..MAX_HOOK_CALLS + 8)
             .map(|i| {

@@ -3,60 +3,47 @@
 //!
 //! Where to start: [`Node::start`] wires a standalone `daihuo-origin`; the edge's single-box
 //! mode uses [`Store`], [`Ingest`] and [`api`] directly, in-process. [`pipeline`] turns one
-//! publish's transport stream into parts; [`store`] holds them and answers edges; [`auth`]
-//! decides who may publish (and checks playback tokens); [`events`] deduplicates relayed
-//! viewer events into the journal and the Kafka sink.
-//! Shared daemon plumbing used by both binaries lives here too: [`serve`] (hyper over TCP,
-//! plain or TLS, with [`serve::Limits`]) and [`h3`] (QUIC) listeners for any
-//! [`serve::Handler`], [`tls`] (certificates, reloadable), [`admin`] (metrics, health,
-//! readiness with the [`scale`] hint), [`cli`] (arguments, logging, the signal loop and
-//! [`live`] reload), [`notify`] (systemd).
+//! publish's transport stream into parts, on the wall clock of [`clock`]; [`store`] holds
+//! them and answers edges; [`auth`] decides who may publish (and checks playback tokens);
+//! [`events`] deduplicates relayed viewer events into the journal and the Kafka sink;
+//! [`live`] applies what a reload changes. The process around it (listeners, TLS, admin,
+//! signals, drain) is the `daemon` crate.
 //!
 //! This crate does not cache for viewers or relay ingest: that is the edge.
 
-pub mod admin;
 pub mod api;
 pub mod auth;
-pub mod cli;
-pub mod clients;
 pub mod clock;
 mod error;
 pub mod events;
-pub mod h3;
 pub mod hook;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
-pub mod notify;
 pub mod pipeline;
 pub mod replay;
 pub mod route;
-pub mod scale;
-pub mod serve;
 pub mod store;
 pub mod streamid;
-pub mod tls;
 pub mod transcode;
 
 pub use error::ApiError;
 pub use ingest::Ingest;
 pub use metrics::Metrics;
 pub use store::{Store, StoreOptions};
-pub use tls::{Identity, TlsError};
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use cli::LogControl;
 use conf::{HlsConfig, OriginConfig};
+use daemon::admin::Admin;
+use daemon::cli::{LogControl, ReloadError};
+use daemon::tls::Certificates;
+use daemon::{h3, serve, Lifecycle, TlsError};
 use live::Live;
-use tls::Certificates;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 /// How long an ended stream keeps answering (with `EXT-X-ENDLIST`) before it is forgotten.
 pub const LINGER: Duration = Duration::from_secs(60);
@@ -88,6 +75,13 @@ pub enum StartError {
     Events(String),
 }
 
+impl StartError {
+    /// A listener that could not be bound.
+    pub fn bind(what: &'static str, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| StartError::Bind { what, addr, source }
+    }
+}
+
 /// A running standalone origin (`daihuo-origin`).
 pub struct Node {
     pub srt_addr: SocketAddr,
@@ -99,12 +93,8 @@ pub struct Node {
     /// The API's certificate (what edges must trust), replaceable on reload.
     pub certificates: Arc<Certificates>,
     live: Live,
-    scale: Arc<scale::Scale>,
-    ready: Arc<AtomicBool>,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    admin_stop: watch::Sender<bool>,
-    admin_task: tokio::task::JoinHandle<()>,
+    scale: Arc<daemon::scale::Scale>,
+    lifecycle: Lifecycle,
 }
 
 impl Node {
@@ -115,136 +105,91 @@ impl Node {
         let certificates = Certificates::new(cert_files(&config.http.cert, &config.http.key))?;
         let metrics = Metrics::new();
         let store = Store::new(store_options(&config.hls));
-        let bind = |what, addr, source| StartError::Bind { what, addr, source };
+        let bind = StartError::bind;
         let ingest = Ingest::bind(&config.srt)
             .await
-            .map_err(|e| bind("srt", config.srt.listen, e))?;
+            .map_err(bind("srt", config.srt.listen))?;
         let http = TcpListener::bind(config.http.listen)
             .await
-            .map_err(|e| bind("http", config.http.listen, e))?;
+            .map_err(bind("http", config.http.listen))?;
         let admin = TcpListener::bind(config.admin.listen)
             .await
-            .map_err(|e| bind("admin", config.admin.listen, e))?;
-        let (shutdown, rx) = watch::channel(false);
-        let ready = Arc::new(AtomicBool::new(false));
-        let local = |l: &TcpListener, what, addr| l.local_addr().map_err(|e| bind(what, addr, e));
-        let node_addrs = (
-            ingest.local_addr(),
-            local(&http, "http", config.http.listen)?,
-            local(&admin, "admin", config.admin.listen)?,
-        );
+            .map_err(bind("admin", config.admin.listen))?;
+        let http_addr = http
+            .local_addr()
+            .map_err(bind("http", config.http.listen))?;
+        let admin_addr = admin
+            .local_addr()
+            .map_err(bind("admin", config.admin.listen))?;
         // HTTP/3 on the UDP port of the same number (port 0 resolved by the TCP bind).
-        let quic = if config.http.http3 {
-            let addr = node_addrs.1;
-            let server = certificates.quic_config()?;
-            Some(h3::bind(addr, server).map_err(|e| bind("http3", addr, e))?)
-        } else {
-            None
+        let quic = match config.http.http3 {
+            true => Some(
+                h3::bind(http_addr, certificates.quic_config()?)
+                    .map_err(bind("http3", http_addr))?,
+            ),
+            false => None,
         };
-        let mut tasks = JoinSet::new();
+        let mut lifecycle = Lifecycle::new();
         let live = Live {
             srt: ingest.config(),
             transcode: Some(settings.clone()),
             certificates: certificates.clone(),
         };
+        let srt_addr = ingest.local_addr();
         let local = Arc::new(ingest::Local {
             store: store.clone(),
             metrics: metrics.clone(),
             settings,
         });
-        tasks.spawn(ingest.run(local, metrics.clone(), rx.clone()));
+        lifecycle.spawn(ingest.run(local, metrics.clone(), lifecycle.drain()));
         let events = events::Intake::open(&config.events.state_dir, &metrics)
             .map_err(|e| StartError::Events(e.to_string()))?;
-        events::start_sink(&config.events, &events, &mut tasks, &rx).map_err(StartError::Events)?;
-        let api = Arc::new(api::Api {
-            store: store.clone(),
-            events: events.clone(),
-            connections: metrics.connections.clone(),
-            limited: metrics.limited.clone(),
-        });
+        let drain = lifecycle.drain();
+        events::start_sink(&config.events, &events, lifecycle.tasks(), &drain)
+            .map_err(|e| StartError::Events(e.to_string()))?;
+        let api = Arc::new(api::Api::new(store.clone(), events.clone(), &metrics));
         let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
-        tasks.spawn(serve::serve_tls(http, acceptor, api.clone(), rx.clone()));
+        lifecycle.spawn(serve::serve_tls(http, acceptor, api.clone(), drain.clone()));
         if let Some(endpoint) = quic {
-            tasks.spawn(h3::serve(endpoint, api, rx.clone()));
+            lifecycle.spawn(h3::serve(endpoint, api, drain.clone()));
         }
-        let scale = scale::Scale::new(&config.scale, metrics.clone());
-        tasks.spawn(scale.clone().run(rx.clone()));
-        let admin_handler = Arc::new(admin::Admin {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-            check: None,
-            scale: Some(scale.clone()),
-            events: Some(events),
-        });
-        // The admin listener keeps answering during the drain (readiness reads false).
-        let (admin_stop, admin_rx) = watch::channel(false);
-        let admin_task = tokio::spawn(serve::serve_plain(admin, admin_handler, admin_rx));
-        ready.store(true, Ordering::Release);
+        let scale = daemon::scale::Scale::new(&config.scale, metrics.process.clone());
+        lifecycle.spawn(scale.clone().run(drain));
+        let admin_handler = Admin::new(metrics.process.clone(), lifecycle.ready_flag())
+            .scale(scale.clone())
+            .extension(events::admin_paths(events));
+        lifecycle.serve_admin(admin, admin_handler);
+        lifecycle.set_ready();
         Ok(Self {
-            srt_addr: node_addrs.0,
-            http_addr: node_addrs.1,
-            admin_addr: node_addrs.2,
+            srt_addr,
+            http_addr,
+            admin_addr,
             store,
             metrics,
             certificates,
             live,
             scale,
-            ready,
-            shutdown,
-            tasks,
-            admin_stop,
-            admin_task,
+            lifecycle,
         })
     }
 
-    /// Drains: readiness false, listeners stop, in-flight work finishes within `grace`.
-    pub async fn shutdown(mut self, grace: Duration) {
-        self.ready.store(false, Ordering::Release);
-        let _ = self.shutdown.send(true);
-        cli::drain(&mut self.tasks, grace).await;
-        let _ = self.admin_stop.send(true);
-        let _ = self.admin_task.await;
-    }
-
-    /// Applies what can change live from `next`; returns the changed keys that need a restart.
+    /// Applies what can change live from `next`.
     pub async fn reload(
         &self,
         current: &OriginConfig,
         next: &OriginConfig,
         log: &LogControl,
-    ) -> Result<Vec<&'static str>, String> {
+    ) -> Result<(), ReloadError> {
         self.live
             .apply(&live_settings(current), &live_settings(next), log)
             .await?;
         self.scale.marks.store(Arc::new(next.scale.clone()));
-        let mut restart = Vec::new();
-        let fixed = [
-            ("srt.listen", current.srt.listen != next.srt.listen),
-            (
-                "srt.latency_ms",
-                current.srt.latency_ms != next.srt.latency_ms,
-            ),
-            (
-                "srt.udp_recv_buffer_bytes",
-                current.srt.udp_recv_buffer_bytes != next.srt.udp_recv_buffer_bytes,
-            ),
-            ("http.listen", current.http.listen != next.http.listen),
-            ("http.http3", current.http.http3 != next.http.http3),
-            ("admin.listen", current.admin.listen != next.admin.listen),
-            ("hls", current.hls != next.hls),
-            ("log.format", current.log.format != next.log.format),
-            (
-                "http.cert",
-                current.http.cert.is_some() && next.http.cert.is_none(),
-            ),
-        ];
-        restart.extend(
-            fixed
-                .into_iter()
-                .filter(|(_, changed)| *changed)
-                .map(|(k, _)| k),
-        );
-        Ok(restart)
+        Ok(())
+    }
+
+    /// Drains: readiness false, listeners stop, in-flight work finishes within `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        self.lifecycle.shutdown(grace).await;
     }
 }
 
@@ -265,7 +210,7 @@ pub fn cert_files<'a>(
     Some((cert.as_deref()?, key.as_deref()?))
 }
 
-impl cli::Daemon for Node {
+impl daemon::cli::Daemon for Node {
     type Config = OriginConfig;
     const NAME: &'static str = "daihuo-origin";
 
@@ -280,8 +225,8 @@ impl cli::Daemon for Node {
         )
     }
 
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
+    fn metrics(&self) -> &daemon::Metrics {
+        &self.metrics.process
     }
 
     async fn reload(
@@ -289,12 +234,12 @@ impl cli::Daemon for Node {
         current: &OriginConfig,
         next: &OriginConfig,
         log: &LogControl,
-    ) -> Result<Vec<&'static str>, String> {
+    ) -> Result<(), ReloadError> {
         Node::reload(self, current, next, log).await
     }
 
     fn unready(&self) {
-        self.ready.store(false, Ordering::Release);
+        self.lifecycle.unready();
     }
 
     async fn shutdown(self, grace: Duration) {

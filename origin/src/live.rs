@@ -9,9 +9,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use conf::{SrtConfig, TranscodeConfig};
 
-use crate::cli::LogControl;
-use crate::tls::{Certificates, Identity};
 use crate::transcode::{self, TranscodeSettings};
+use daemon::cli::{LogControl, ReloadError};
+use daemon::tls::{Certificates, Identity};
 
 /// The parts of a configuration [`Live`] applies.
 pub struct Settings<'a> {
@@ -37,7 +37,7 @@ impl Live {
         current: &Settings<'_>,
         next: &Settings<'_>,
         log: &LogControl,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReloadError> {
         // Prepare: probe a changed ladder (it opens real encoders), read the certificate, parse
         // the log filter.
         let ladder = match (&self.transcode, next.transcode) {
@@ -45,18 +45,20 @@ impl Live {
                 let config = config.clone();
                 let probed = tokio::task::spawn_blocking(move || transcode::probe(&config))
                     .await
-                    .map_err(|e| format!("transcode probe: {e}"))?
-                    .map_err(|e| format!("transcode: {e}"))?;
+                    .map_err(|e| ReloadError::Setting {
+                        key: "transcode",
+                        reason: format!("probe: {e}"),
+                    })?
+                    .map_err(|e| ReloadError::Setting {
+                        key: "transcode",
+                        reason: e.to_string(),
+                    })?;
                 Some(probed)
             }
             _ => None,
         };
         let certificate = match next.certificate {
-            Some((cert, key)) => Some(
-                Identity::load(cert, key)
-                    .and_then(|id| id.certified())
-                    .map_err(|e| e.to_string())?,
-            ),
+            Some((cert, key)) => Some(Identity::load(cert, key).and_then(|id| id.certified())?),
             None => None,
         };
         let level = log.prepare(next.log_level)?;

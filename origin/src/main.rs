@@ -1,5 +1,5 @@
 //! `daihuo-origin`: SRT ingest, packaging and the origin API for edges.
 
 fn main() -> std::process::ExitCode {
-    origin::cli::main::<origin::Node>()
+    daemon::cli::main::<origin::Node>()
 }

@@ -1,18 +1,22 @@
-//! Prometheus metrics of the origin side (`daihuo_` prefix). The edge registers its own
-//! families in the same [`Registry`], so one `/metrics` answers for a single box.
+//! Prometheus metrics of the media side (`daihuo_` prefix): ingest, SRT, the ladder,
+//! packaging and viewer events. They live in the process's registry
+//! ([`daemon::metrics::Metrics`], which holds connections, limits, reloads, the scale hint),
+//! and the edge registers its own families there too, so one `/metrics` answers for a box.
 
+use daemon::metrics::{counter, counter_vec, gauge_vec};
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 
 /// Every value of the `backend` label of `daihuo_encoder_backend`.
 const BACKENDS: [&str; 4] = ["nvenc", "nvenc-ffmpeg", "x264", "copy"];
 
-/// Handles to the origin's metric families. Cloning is cheap (the families are shared).
+/// Handles to the media families, and to the process's registry they are in. Cloning is
+/// cheap (the families are shared).
 #[derive(Clone)]
 pub struct Metrics {
-    pub registry: Registry,
+    /// The process's registry and its own families (connections, limits, reloads).
+    pub process: daemon::Metrics,
     /// Streams being published right now.
     pub streams_live: IntGauge,
     /// Transport-stream bytes received from publishers.
@@ -41,43 +45,22 @@ pub struct Metrics {
     /// `daihuo_part_publish_seconds`: from the arrival of a part's newest frame at ingest to
     /// the part being in the playlist (transcoding included).
     pub part_publish: Histogram,
-    /// `daihuo_connections{transport="tcp|quic"}`: client connections open now.
-    pub connections: IntGaugeVec,
-    /// `daihuo_listener_limited_total{action}`: what the listener limits did to clients
-    /// (`quic_retry`, `per_ip`, `send_timeout`, `idle_timeout`).
-    pub limited: IntCounterVec,
-    /// `daihuo_reloads_total{result="ok|error"}`.
-    pub reloads: IntCounterVec,
-    /// `daihuo_config_info{fingerprint}` = 1 for the configuration running now.
-    pub config_info: IntGaugeVec,
     /// `daihuo_events_total{type, result}`: viewer events by type and what became of them
     /// (edge: `accepted`, `refused`, `limited`; origin: `received`, `duplicate`).
     pub events: IntCounterVec,
-    /// `daihuo_scale_hint`: 1 scale out, -1 scale in, 0 hold (see [`crate::scale`]).
-    pub scale_hint: IntGauge,
-    /// `daihuo_cpu_utilization_ratio`: this process's CPU use over the last interval, as a
-    /// share of all cores.
-    pub cpu: Gauge,
-}
-
-fn counter(name: &str, help: &str) -> IntCounter {
-    IntCounter::new(name, help).expect("static metric definition")
-}
-
-fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
-}
-
-fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
 impl Metrics {
-    /// Creates the families in a fresh registry.
+    /// Creates the media families in a fresh process registry.
     pub fn new() -> Self {
+        Self::in_registry(&daemon::Metrics::new())
+    }
+
+    /// Creates the media families in `process`'s registry.
+    pub fn in_registry(process: &daemon::Metrics) -> Self {
         let stream = &["stream"];
         let m = Self {
-            registry: Registry::new(),
+            process: process.clone(),
             streams_live: IntGauge::new("daihuo_streams_live", "Streams being published now.")
                 .expect("static metric definition"),
             ingest_bytes: counter(
@@ -145,61 +128,13 @@ impl Metrics {
                 ]),
             )
             .expect("static metric definition"),
-            connections: gauge_vec(
-                "daihuo_connections",
-                "Client connections open now, by transport (tcp: HTTP/1.1 and HTTP/2, quic: HTTP/3).",
-                &["transport"],
-            ),
-            limited: counter_vec(
-                "daihuo_listener_limited_total",
-                "Listener limits applied: quic_retry (a QUIC client sent a Retry under load), \
-                 per_ip (a connection over the per-address cap closed), send_timeout (a client \
-                 that stopped reading cut off), idle_timeout (an HTTP/2 connection with no \
-                 traffic closed).",
-                &["action"],
-            ),
-            reloads: counter_vec(
-                "daihuo_reloads_total",
-                "Configuration reloads (SIGHUP) by result; an error changed nothing.",
-                &["result"],
-            ),
-            config_info: gauge_vec(
-                "daihuo_config_info",
-                "1 for the fingerprint of the configuration running now.",
-                &["fingerprint"],
-            ),
             events: counter_vec(
                 "daihuo_events_total",
                 "Viewer events by type and outcome (edge: accepted, refused, limited; origin: \
                  received, duplicate).",
                 &["type", "result"],
             ),
-            scale_hint: IntGauge::new(
-                "daihuo_scale_hint",
-                "1: add capacity, -1: capacity can go, 0: hold ([scale] thresholds).",
-            )
-            .expect("static metric definition"),
-            cpu: Gauge::new(
-                "daihuo_cpu_utilization_ratio",
-                "This process's CPU use over the last few seconds, as a share of all cores.",
-            )
-            .expect("static metric definition"),
         };
-        for result in ["ok", "error"] {
-            m.reloads.with_label_values(&[result]);
-        }
-        for transport in ["tcp", "quic"] {
-            m.connections.with_label_values(&[transport]);
-        }
-        for action in ["quic_retry", "per_ip", "send_timeout", "idle_timeout"] {
-            m.limited.with_label_values(&[action]);
-        }
-        let build = gauge_vec(
-            "daihuo_build_info",
-            "Build information; the value is always 1.",
-            &["version"],
-        );
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let families: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.streams_live.clone()),
             Box::new(m.ingest_bytes.clone()),
@@ -215,20 +150,9 @@ impl Metrics {
             Box::new(m.encoder_backend.clone()),
             Box::new(m.encoder_frames.clone()),
             Box::new(m.part_publish.clone()),
-            Box::new(m.connections.clone()),
-            Box::new(m.limited.clone()),
-            Box::new(m.reloads.clone()),
-            Box::new(m.config_info.clone()),
             Box::new(m.events.clone()),
-            Box::new(m.scale_hint.clone()),
-            Box::new(m.cpu.clone()),
-            Box::new(build),
         ];
-        for family in families {
-            m.registry
-                .register(family)
-                .expect("families are registered once in a fresh registry");
-        }
+        m.process.register(families);
         m
     }
 
@@ -246,27 +170,9 @@ impl Metrics {
         let _ = self.srt_rtt.remove_label_values(&[stream]);
     }
 
-    /// Counts a reload by its result.
-    pub fn reload(&self, ok: bool) {
-        self.reloads
-            .with_label_values(&[if ok { "ok" } else { "error" }])
-            .inc();
-    }
-
-    /// Records the fingerprint of the configuration running now.
-    pub fn set_config(&self, fingerprint: &str) {
-        self.config_info.reset();
-        self.config_info.with_label_values(&[fingerprint]).set(1);
-    }
-
-    /// Registers families made elsewhere (the edge's) in this registry, so one `/metrics`
-    /// answers for the box. A name registered twice is logged, not fatal.
+    /// Registers families made elsewhere (the edge's) in the process's registry.
     pub fn register(&self, families: Vec<Box<dyn prometheus::core::Collector>>) {
-        for family in families {
-            if let Err(e) = self.registry.register(family) {
-                tracing::warn!("metrics: {e}");
-            }
-        }
+        self.process.register(families);
     }
 
     /// Records which backend encodes `rendition` of `stream` now (replacing any other).
@@ -294,14 +200,9 @@ impl Metrics {
             .remove_label_values(&[stream, rendition]);
     }
 
-    /// The registry in Prometheus text format.
+    /// The process's registry in Prometheus text format.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let families = self.registry.gather();
-        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
-            tracing::warn!("metrics encoding failed: {e}");
-        }
-        out
+        self.process.render()
     }
 }
 

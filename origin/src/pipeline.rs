@@ -288,7 +288,7 @@ impl Pipeline {
                 }
             }
         }
-        let rendition = hwaccel::passthrough_name(&config);
+        let rendition = codec::hls::passthrough_name(&config);
         self.set_rendition(&rendition, config);
         if self.renditions.contains_key(&rendition) {
             self.sources.insert(pid, Source::Direct { rendition, kind });

@@ -14,10 +14,13 @@
 //! `/`, `%` or NUL into anything downstream. The path is matched raw (not percent-decoded):
 //! an encoded character in a name is simply an invalid name.
 
+use codec::hls::query::{BlockingRequest, QueryError};
+
 use crate::store::{init_name, Object};
 use crate::streamid::{valid_name, APP};
 
-/// A parsed playback path.
+/// A parsed playback request: parsed once where it enters ([`parse_request`]), then read by
+/// authorization, routing and the answer alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Multivariant {
@@ -26,6 +29,8 @@ pub enum Route {
     MediaPlaylist {
         room: String,
         rendition: String,
+        /// What the LL-HLS query asked for (`_HLS_msn`, `_HLS_part`, `_HLS_skip`).
+        blocking: BlockingRequest,
     },
     Object {
         room: String,
@@ -37,7 +42,7 @@ pub enum Route {
     },
 }
 
-/// Why a path is not a playback path. Always a 404 to the client.
+/// Why a request is not a playback request: a 404, except a bad LL-HLS query (400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     #[error("path is not under /live/")]
@@ -46,6 +51,8 @@ pub enum RouteError {
     BadName,
     #[error("unknown file {0:?}")]
     UnknownFile(String),
+    #[error(transparent)]
+    Query(#[from] QueryError),
 }
 
 impl Route {
@@ -61,11 +68,13 @@ impl Route {
 }
 
 impl std::fmt::Display for Route {
-    /// The route's path: what [`parse`] reads back into the same route.
+    /// The route's path (without the LL-HLS query): what [`parse`] reads back.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Route::Multivariant { room } => write!(f, "/{APP}/{room}/index.m3u8"),
-            Route::MediaPlaylist { room, rendition } => {
+            Route::MediaPlaylist {
+                room, rendition, ..
+            } => {
                 write!(f, "/{APP}/{room}/{rendition}/index.m3u8")
             }
             Route::Object {
@@ -86,7 +95,21 @@ impl std::fmt::Display for Route {
     }
 }
 
-/// Parses a request path (without the query string).
+/// Parses a request's path and, for a media playlist, its LL-HLS query.
+pub fn parse_request(path: &str, query: &str) -> Result<Route, RouteError> {
+    match parse(path)? {
+        Route::MediaPlaylist {
+            room, rendition, ..
+        } => Ok(Route::MediaPlaylist {
+            room,
+            rendition,
+            blocking: codec::hls::query::parse(query)?,
+        }),
+        route => Ok(route),
+    }
+}
+
+/// Parses a request path (without the query string; a media playlist gets no blocking).
 pub fn parse(path: &str) -> Result<Route, RouteError> {
     let rest = path
         .strip_prefix('/')
@@ -114,7 +137,11 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
             }
             let rendition = rendition.to_string();
             if file == "index.m3u8" {
-                return Ok(Route::MediaPlaylist { room, rendition });
+                return Ok(Route::MediaPlaylist {
+                    room,
+                    rendition,
+                    blocking: BlockingRequest::default(),
+                });
             }
             let object = object(file).ok_or_else(|| RouteError::UnknownFile(file.to_string()))?;
             Ok(Route::Object {
@@ -203,9 +230,30 @@ mod tests {
             parse("/live/demo/720p/index.m3u8"),
             Ok(Route::MediaPlaylist {
                 room: "demo".into(),
-                rendition: "720p".into()
+                rendition: "720p".into(),
+                blocking: BlockingRequest::default(),
             })
         );
+        // The LL-HLS query is parsed with the path, once; a bad one is refused then.
+        assert_eq!(
+            parse_request(
+                "/live/demo/720p/index.m3u8",
+                "_HLS_msn=7&_HLS_part=2&token=x"
+            ),
+            Ok(Route::MediaPlaylist {
+                room: "demo".into(),
+                rendition: "720p".into(),
+                blocking: BlockingRequest {
+                    msn: Some(7),
+                    part: Some(2),
+                    skip: Default::default(),
+                },
+            })
+        );
+        assert!(matches!(
+            parse_request("/live/demo/720p/index.m3u8", "_HLS_part=2"),
+            Err(RouteError::Query(_))
+        ));
         assert_eq!(obj("/live/demo/720p/init.mp4"), Object::Init { id: None });
         assert_eq!(
             obj("/live/demo/720p/init-00000000000000ff.mp4"),

@@ -13,15 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use codec::hls::multivariant::{self, AudioRendition, Variant};
+use codec::hls::multivariant;
 use codec::hls::playlist::{Blocking, MediaPlaylist, PlaylistOptions, RenditionReport};
 use codec::hls::query::BlockingRequest;
 use codec::hls::segmenter::{Part, SegmenterOutput};
 use codec::hls::FirstMsn;
 use codec::TrackConfig;
 use tokio::sync::watch;
-
-use crate::error::ApiError;
 
 /// Packaging settings shared by every stream of a store.
 #[derive(Debug, Clone)]
@@ -39,6 +37,31 @@ impl StoreOptions {
     pub fn block_timeout(&self) -> Duration {
         self.segment_target * 3
     }
+}
+
+/// Why the store could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The room has no stream here (never published, or forgotten after its linger time).
+    #[error("no stream {0}")]
+    NoStream(String),
+    #[error("no rendition {0}")]
+    NoRendition(String),
+    /// The object is not there: not yet within reach, or already out of the window.
+    #[error("no {0}")]
+    NoObject(String),
+    /// A blocking request asked further ahead than RFC 8216bis allows.
+    #[error("_HLS_msn/_HLS_part is too far ahead of the playlist")]
+    TooFarAhead,
+    /// A blocking request waited three target durations in vain.
+    #[error("not available within three target durations")]
+    Timeout,
+    /// The room is being published already.
+    #[error("room {0} is already live")]
+    Live(String),
+    /// The stream was forgotten while a request waited on it.
+    #[error("stream is gone")]
+    Gone,
 }
 
 /// Which object of a rendition.
@@ -144,7 +167,7 @@ impl Store {
     /// Segment numbers come from the stream's timeline (see [`codec::hls::segmenter`]), so
     /// origins fed the same ingest number the same media alike; a room published again never
     /// goes below the numbers it used before.
-    pub fn publish(self: &Arc<Self>, room: &str) -> Result<Publication, ApiError> {
+    pub fn publish(self: &Arc<Self>, room: &str) -> Result<Publication, StoreError> {
         let mut streams = lock(&self.streams);
         let stream = streams
             .entry(room.to_string())
@@ -164,7 +187,7 @@ impl Store {
         let generation = {
             let mut state = lock(&stream.state);
             if state.live {
-                return Err(ApiError::Conflict(format!("room {room} is already live")));
+                return Err(StoreError::Live(room.to_string()));
             }
             state.live = true;
             state.generation += 1;
@@ -180,11 +203,11 @@ impl Store {
         })
     }
 
-    fn stream(&self, room: &str) -> Result<Arc<Stream>, ApiError> {
+    fn stream(&self, room: &str) -> Result<Arc<Stream>, StoreError> {
         lock(&self.streams)
             .get(room)
             .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("no stream {room}")))
+            .ok_or_else(|| StoreError::NoStream(room.to_string()))
     }
 
     /// How many rooms are being published right now.
@@ -198,11 +221,13 @@ impl Store {
     /// The multivariant playlist of `room`. Waits (up to the block timeout) for a stream that
     /// is live but has not produced its first part yet, or whose video frame rates are not
     /// measured yet (a few frames more).
-    pub async fn multivariant(&self, room: &str) -> Result<String, ApiError> {
+    pub async fn multivariant(&self, room: &str) -> Result<String, StoreError> {
         let stream = self.stream(room)?;
         let has_media = |r: &Rendition| r.playlist.is_ended() || r.playlist.last_part().is_some();
         let rate_known = |r: &Rendition| {
-            r.frame_rate.is_some() || r.playlist.is_ended() || hwaccel::is_shared_audio(&r.config)
+            r.frame_rate.is_some()
+                || r.playlist.is_ended()
+                || codec::hls::is_shared_audio(&r.config)
         };
         let complete = stream
             .wait(self.options.block_timeout(), |s| {
@@ -220,7 +245,7 @@ impl Store {
             .await;
         match complete {
             // A rung that never came (shed before its first frame): serve what has media.
-            Err(ApiError::Unavailable(_)) => {
+            Err(StoreError::Timeout) => {
                 let s = lock(&stream.state);
                 if s.renditions.values().any(has_media) {
                     Ok(s.multivariant(self.options.part_target))
@@ -238,7 +263,7 @@ impl Store {
         room: &str,
         rendition: &str,
         request: &BlockingRequest,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, StoreError> {
         let stream = self.stream(room)?;
         stream
             .wait_result(self.options.block_timeout(), |s| {
@@ -252,9 +277,7 @@ impl Store {
                         Ok(Some(r.playlist.render(request.skip, &s.reports(rendition))))
                     }
                     Blocking::Wait => Ok(None),
-                    Blocking::TooFar => Err(ApiError::BadRequest(
-                        "_HLS_msn/_HLS_part is too far ahead of the playlist".into(),
-                    )),
+                    Blocking::TooFar => Err(StoreError::TooFarAhead),
                 }
             })
             .await
@@ -267,7 +290,7 @@ impl Store {
         room: &str,
         rendition: &str,
         object: Object,
-    ) -> Result<Bytes, ApiError> {
+    ) -> Result<Bytes, StoreError> {
         let stream = self.stream(room)?;
         stream
             .wait_result(self.options.block_timeout(), |s| {
@@ -285,15 +308,15 @@ impl Stream {
         &self,
         timeout: Duration,
         mut check: impl FnMut(&StreamState) -> Option<T>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, StoreError> {
         self.wait_result(timeout, |s| Ok(check(s))).await
     }
 
     async fn wait_result<T>(
         &self,
         timeout: Duration,
-        mut check: impl FnMut(&StreamState) -> Result<Option<T>, ApiError>,
-    ) -> Result<T, ApiError> {
+        mut check: impl FnMut(&StreamState) -> Result<Option<T>, StoreError>,
+    ) -> Result<T, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut changes = self.changed.subscribe();
         loop {
@@ -305,12 +328,8 @@ impl Stream {
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(ApiError::NotFound("stream is gone".into())),
-                Err(_) => {
-                    return Err(ApiError::Unavailable(
-                        "not available within three target durations".into(),
-                    ))
-                }
+                Ok(Err(_)) => return Err(StoreError::Gone),
+                Err(_) => return Err(StoreError::Timeout),
             }
         }
     }
@@ -321,10 +340,10 @@ impl Stream {
 }
 
 impl StreamState {
-    fn rendition(&self, name: &str) -> Result<&Rendition, ApiError> {
+    fn rendition(&self, name: &str) -> Result<&Rendition, StoreError> {
         self.renditions
             .get(name)
-            .ok_or_else(|| ApiError::NotFound(format!("no rendition {name}")))
+            .ok_or_else(|| StoreError::NoRendition(name.to_string()))
     }
 
     fn reports(&self, except: &str) -> Vec<RenditionReport> {
@@ -342,89 +361,52 @@ impl StreamState {
             .collect()
     }
 
+    /// The multivariant playlist of the live renditions (all of them once all ended): video
+    /// in the ladder's order (players start with the first variant listed), never the order
+    /// in which the rungs' encoders happened to answer, renditions outside the ladder
+    /// (passthrough) after it by name; each with its measured bandwidth, else the rung's
+    /// configured one, else an estimate from its parts so far.
     fn multivariant(&self, part_target: Duration) -> String {
         let all_ended = self.renditions.values().all(|r| r.playlist.is_ended());
-        let live = |r: &&Rendition| all_ended || !r.playlist.is_ended();
-        let audio = self
+        let mut live: Vec<(&String, &Rendition)> = self
             .renditions
             .iter()
-            .filter(|(_, r)| live(r))
-            .find(|(_, r)| hwaccel::is_shared_audio(&r.config));
-        let audio_codec = audio.map(|(_, r)| r.config.codec_string());
-        let audio_bps = audio.map(|(_, r)| r.bandwidth(part_target).0).unwrap_or(0);
-        let mut video: Vec<(&String, &Rendition)> = self
-            .renditions
-            .iter()
-            .filter(|(_, r)| live(r) && !hwaccel::is_shared_audio(&r.config))
+            .filter(|(_, r)| all_ended || !r.playlist.is_ended())
             .collect();
-        // The ladder's order (players start with the first variant listed), never the order
-        // in which the rungs' encoders happened to answer; renditions outside the ladder
-        // (passthrough) after it, by name.
-        video.sort_by_key(|(name, _)| {
+        live.sort_by_key(|(name, _)| {
             let planned = self.expected.iter().position(|p| &p.name == *name);
             (planned.unwrap_or(usize::MAX), name.as_str())
         });
-        let variants: Vec<Variant> = video
+        let renditions: Vec<multivariant::Rendition> = live
             .into_iter()
             .map(|(name, r)| {
                 let planned = self.expected.iter().find(|p| &p.name == name);
-                let (peak, average) = match (r.measured(), planned) {
+                let (peak_bps, average_bps) = match (r.measured(), planned) {
                     (Some(measured), _) => measured,
                     (None, Some(p)) => (p.peak_bps, Some(p.average_bps)),
                     (None, None) => r.bandwidth(part_target),
                 };
-                let mut codecs = r.config.codec_string();
-                if let Some(a) = &audio_codec {
-                    codecs = format!("{codecs},{a}");
-                }
-                let resolution = match r.config {
-                    TrackConfig::H264 { width, height, .. } => Some((width, height)),
-                    TrackConfig::Aac { .. } => None,
-                };
-                Variant {
-                    uri: format!("{name}/index.m3u8"),
-                    bandwidth: peak + audio_bps,
-                    average_bandwidth: average.map(|a| a + audio_bps),
-                    codecs,
-                    resolution,
+                multivariant::Rendition {
+                    name,
+                    config: &r.config,
+                    peak_bps,
+                    average_bps,
                     frame_rate: r.frame_rate,
                 }
             })
             .collect();
-        match (variants.is_empty(), audio) {
-            // Audio-only stream: its one variant is the audio playlist itself.
-            (true, Some((name, r))) => {
-                let (peak, average) = r.bandwidth(part_target);
-                let only = Variant {
-                    uri: format!("{name}/index.m3u8"),
-                    bandwidth: peak,
-                    average_bandwidth: average,
-                    codecs: r.config.codec_string(),
-                    resolution: None,
-                    frame_rate: None,
-                };
-                multivariant::render(&[only], None)
-            }
-            _ => {
-                let group = audio.map(|(name, _)| AudioRendition {
-                    uri: format!("{name}/index.m3u8"),
-                    name: name.clone(),
-                    group_id: "audio".to_string(),
-                });
-                multivariant::render(&variants, group.as_ref())
-            }
-        }
+        multivariant::compose(&renditions)
     }
 }
 
 impl Rendition {
-    fn object(&self, object: Object) -> Result<Option<Bytes>, ApiError> {
+    fn object(&self, object: Object) -> Result<Option<Bytes>, StoreError> {
         let next = self.playlist.last_part();
         match object {
             Object::Init { id: None } => Ok(self.inits.last().map(|(_, b)| b.clone())),
             Object::Init { id: Some(id) } => match self.inits.iter().find(|(i, _)| *i == id) {
                 Some((_, b)) => Ok(Some(b.clone())),
-                None => Err(ApiError::NotFound(format!("no {}", init_name(id)))),
+                None => Err(StoreError::NoObject(init_name(id))),
             },
             Object::Part { msn, index } => {
                 if let Some(b) = self.parts.get(&(msn, index)) {
@@ -439,7 +421,7 @@ impl Rendition {
                 if hinted && !self.playlist.is_ended() {
                     Ok(None)
                 } else {
-                    Err(ApiError::NotFound(format!("no part {msn}.{index}")))
+                    Err(StoreError::NoObject(format!("part {msn}.{index}")))
                 }
             }
             Object::Segment { msn } => {
@@ -453,7 +435,7 @@ impl Rendition {
                 if building && !self.playlist.is_ended() {
                     Ok(None)
                 } else {
-                    Err(ApiError::NotFound(format!("no segment {msn}")))
+                    Err(StoreError::NoObject(format!("segment {msn}")))
                 }
             }
         }

@@ -46,10 +46,11 @@ fn streamid_corpus() {
 
 #[test]
 fn route_corpus() {
-    for (name, path) in seeds("route") {
-        let result = origin::route::parse(&path);
+    for (name, request) in seeds("route") {
+        let (path, query) = request.split_once('?').unwrap_or((&request, ""));
+        let result = origin::route::parse_request(path, query);
         match name.as_str() {
-            "multivariant" | "media" | "part" | "segment" | "init" => {
+            "multivariant" | "media" | "media_blocking" | "part" | "segment" | "init" => {
                 assert!(result.is_ok(), "{name}: {result:?}")
             }
             _ => assert!(result.is_err(), "{name}: {result:?}"),

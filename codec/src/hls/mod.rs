@@ -16,7 +16,24 @@ pub mod playlist;
 pub mod query;
 pub mod segmenter;
 
-pub use multivariant::{AudioRendition, Variant};
+pub use multivariant::{AudioRendition, Rendition, Variant};
+
+use crate::{TrackConfig, TrackKind};
+
+/// The name of the rendition that serves a track untouched: `1080p`, `720p`... for video
+/// (from the picture height), `audio` for audio. Part of the playback URL contract.
+pub fn passthrough_name(config: &TrackConfig) -> String {
+    match config {
+        TrackConfig::H264 { height, .. } => format!("{height}p"),
+        TrackConfig::Aac { .. } => "audio".to_string(),
+    }
+}
+
+/// Whether a track is served as the audio rendition every variant shares (else it is a
+/// variant of its own).
+pub fn is_shared_audio(config: &TrackConfig) -> bool {
+    config.kind() == TrackKind::Audio
+}
 pub use playlist::{Blocking, MediaPlaylist, PlaylistOptions, RenditionReport};
 pub use query::{BlockingRequest, QueryError, SkipRequest};
 pub use segmenter::{FirstMsn, Part, Segmenter, SegmenterOptions, SegmenterOutput};

@@ -1,11 +1,82 @@
 //! The multivariant playlist (`/live/ROOM/index.m3u8`): one `EXT-X-STREAM-INF` per video rung
 //! and, optionally, one audio rendition group every variant refers to.
 //!
-//! Only text: which rungs exist and their bandwidths are the caller's (the ladder's) business.
+//! [`compose`] turns a stream's renditions into that text: video renditions become variants
+//! in the order given (the ladder's: players start with the first), the audio rendition the
+//! group every variant names, each variant's bandwidth and codecs including the audio's. A
+//! stream of audio alone is its own variant. Which renditions exist and how their bandwidths
+//! were measured or planned is the caller's business; [`render`] writes given variants.
 
 use std::fmt::Write as _;
 
 use super::quoted;
+use crate::{TrackConfig, TrackKind};
+
+/// One rendition of a stream, for [`compose`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendition<'a> {
+    /// Its name: the directory of its media playlist (`720p`, `audio`).
+    pub name: &'a str,
+    pub config: &'a TrackConfig,
+    /// Bits per second: peak (`BANDWIDTH`) and average (`AVERAGE-BANDWIDTH`), when known.
+    pub peak_bps: u64,
+    pub average_bps: Option<u64>,
+    /// Frames per second (video).
+    pub frame_rate: Option<f64>,
+}
+
+/// The multivariant playlist of `renditions`, video variants in the order given.
+pub fn compose(renditions: &[Rendition<'_>]) -> String {
+    let audio = renditions
+        .iter()
+        .find(|r| r.config.kind() == TrackKind::Audio);
+    let audio_bps = audio.map_or(0, |a| a.peak_bps);
+    let audio_average = audio.and_then(|a| a.average_bps).unwrap_or(audio_bps);
+    let variants: Vec<Variant> = renditions
+        .iter()
+        .filter(|r| r.config.kind() == TrackKind::Video)
+        .map(|r| {
+            let mut codecs = r.config.codec_string();
+            if let Some(a) = audio {
+                codecs = format!("{codecs},{}", a.config.codec_string());
+            }
+            let resolution = match r.config {
+                TrackConfig::H264 { width, height, .. } => Some((*width, *height)),
+                TrackConfig::Aac { .. } => None,
+            };
+            Variant {
+                uri: format!("{}/index.m3u8", r.name),
+                bandwidth: r.peak_bps + audio_bps,
+                average_bandwidth: r.average_bps.map(|a| a + audio_average),
+                codecs,
+                resolution,
+                frame_rate: r.frame_rate,
+            }
+        })
+        .collect();
+    match (variants.is_empty(), audio) {
+        // Audio alone: its one variant is the audio playlist itself.
+        (true, Some(a)) => {
+            let only = Variant {
+                uri: format!("{}/index.m3u8", a.name),
+                bandwidth: a.peak_bps,
+                average_bandwidth: a.average_bps,
+                codecs: a.config.codec_string(),
+                resolution: None,
+                frame_rate: None,
+            };
+            render(&[only], None)
+        }
+        _ => {
+            let group = audio.map(|a| AudioRendition {
+                uri: format!("{}/index.m3u8", a.name),
+                name: a.name.to_string(),
+                group_id: "audio".to_string(),
+            });
+            render(&variants, group.as_ref())
+        }
+    }
+}
 
 /// One video variant (ladder rung).
 #[derive(Clone, Debug, PartialEq)]

@@ -99,3 +99,27 @@ fn ffmpeg_plays_the_rendition() {
     assert_eq!(errors, "", "decode errors");
     assert_eq!(frames, 150);
 }
+
+#[test]
+fn passthrough_names_follow_picture_height() {
+    use crate::TrackConfig;
+    let v = TrackConfig::H264 {
+        sps: bytes::Bytes::new(),
+        pps: bytes::Bytes::new(),
+        width: 1280,
+        height: 720,
+        profile: 100,
+        constraints: 0,
+        level: 31,
+    };
+    assert_eq!(super::passthrough_name(&v), "720p");
+    let a = TrackConfig::Aac {
+        asc: bytes::Bytes::new(),
+        object_type: 2,
+        sample_rate: 48_000,
+        channels: 2,
+    };
+    assert_eq!(super::passthrough_name(&a), "audio");
+    assert!(super::is_shared_audio(&a));
+    assert!(!super::is_shared_audio(&v));
+}

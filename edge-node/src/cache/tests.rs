@@ -29,7 +29,7 @@ async fn concurrent_misses_make_one_fetch() {
         let calls = calls.clone();
         waiters.push(tokio::spawn(async move {
             cache
-                .get(key(1), async move {
+                .get::<_, ApiError>(key(1), async move {
                     calls.fetch_add(1, Ordering::SeqCst);
                     // The part completes a little later; every asker waits for this one fetch.
                     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -72,7 +72,9 @@ async fn failures_are_not_cached() {
         .await;
     assert_eq!(err.unwrap_err().status(), 503);
     let ok = cache
-        .get(key(2), async { Ok(Bytes::from_static(b"x")) })
+        .get(key(2), async {
+            Ok::<_, ApiError>(Bytes::from_static(b"x"))
+        })
         .await;
     assert_eq!(ok.expect("second fetch runs"), "x");
 }
@@ -82,7 +84,9 @@ async fn memory_is_bounded_by_bytes() {
     let cache = cache(1 << 20);
     for msn in 0..100 {
         let part = Bytes::from(vec![0u8; 64 * 1024]);
-        let _ = cache.get(key(msn), async move { Ok(part) }).await;
+        let _ = cache
+            .get(key(msn), async move { Ok::<_, ApiError>(part) })
+            .await;
     }
     cache.tick().await;
     assert!(
@@ -101,17 +105,21 @@ async fn a_forgotten_room_is_fetched_again() {
     };
     for k in [key(1), other.clone()] {
         cache
-            .get(k, async { Ok(Bytes::from_static(b"old")) })
+            .get(k, async { Ok::<_, ApiError>(Bytes::from_static(b"old")) })
             .await
             .expect("cached");
     }
     cache.forget_room("demo");
     let demo = cache
-        .get(key(1), async { Ok(Bytes::from_static(b"new")) })
+        .get(key(1), async {
+            Ok::<_, ApiError>(Bytes::from_static(b"new"))
+        })
         .await;
     assert_eq!(demo.expect("fetched"), "new");
     let kept = cache
-        .get(other, async { Ok(Bytes::from_static(b"new")) })
+        .get(other, async {
+            Ok::<_, ApiError>(Bytes::from_static(b"new"))
+        })
         .await;
     assert_eq!(kept.expect("cached"), "old");
 }
@@ -121,7 +129,9 @@ async fn a_resize_keeps_what_fits_and_bounds_the_rest() {
     let cache = cache(1 << 20);
     for msn in 0..8 {
         cache
-            .get(key(msn), async { Ok(Bytes::from(vec![0u8; 100_000])) })
+            .get(key(msn), async {
+                Ok::<_, ApiError>(Bytes::from(vec![0u8; 100_000]))
+            })
             .await
             .expect("cached");
     }

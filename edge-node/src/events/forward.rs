@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use origin::events::{Intake, Record};
-use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::spool::Spool;
@@ -34,7 +33,7 @@ pub enum Target {
 
 /// Forwards until `shutdown`, then until the spool is empty (the drain's grace period bounds
 /// that).
-pub async fn run(spool: Arc<Spool>, target: Target, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(spool: Arc<Spool>, target: Target, mut shutdown: daemon::Drain) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let reader = spool.clone();
@@ -50,13 +49,13 @@ pub async fn run(spool: Arc<Spool>, target: Target, mut shutdown: watch::Receive
             }
         };
         if batch.is_empty() {
-            if *shutdown.borrow() {
+            if shutdown.is_draining() {
                 return;
             }
             tokio::select! {
                 _ = spool.written.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = origin::serve::stopped(&mut shutdown) => {}
+                _ = shutdown.stopped() => {}
             }
             continue;
         }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use origin::events::{Event, Kind, Record};
-use tokio::sync::watch;
 use tracing::warn;
 
 use super::spool::Spool;
@@ -71,13 +70,13 @@ impl Likes {
         self: Arc<Self>,
         spool: Arc<Spool>,
         window: Duration,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: daemon::Drain,
     ) {
         let mut tick = tokio::time::interval(window);
         loop {
             let stopping = tokio::select! {
                 _ = tick.tick() => false,
-                _ = origin::serve::stopped(&mut shutdown) => true,
+                _ = shutdown.stopped() => true,
             };
             let records = self.take();
             if !records.is_empty() {

@@ -25,7 +25,6 @@ use conf::EventsConfig;
 use origin::events::{model, Kind, Record};
 use origin::ApiError;
 use prometheus::IntCounterVec;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use likes::Likes;
@@ -77,7 +76,7 @@ impl Events {
         target: forward::Target,
         metrics: &origin::Metrics,
         tasks: &mut JoinSet<()>,
-        shutdown: &watch::Receiver<bool>,
+        shutdown: &daemon::Drain,
     ) -> Result<Arc<Self>, SpoolError> {
         let spool = Spool::open(&config.state_dir.join("spool.redb"))?;
         let likes = Likes::new();

@@ -16,24 +16,38 @@ const QUEUE: usize = 4096;
 const GROUP: usize = 1024;
 
 /// Why the spool failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool {path}: {message}")]
-    Store { path: String, message: String },
+    /// The spool file could not be opened or created.
+    #[error("spool {path}: {source}")]
+    Open {
+        path: String,
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store refused a read or a write (a full disk, an I/O error).
+    #[error("spool: {0}")]
+    Store(Arc<redb::Error>),
+    /// The spool was closed (the edge is stopping).
     #[error("spool writer stopped")]
     Stopped,
 }
 
-fn store(path: &Path) -> impl Fn(String) -> SpoolError + '_ {
-    move |message| SpoolError::Store {
+/// A store error, shared by every writer of a group commit.
+fn store(e: impl Into<redb::Error>) -> SpoolError {
+    SpoolError::Store(Arc::new(e.into()))
+}
+
+/// An error opening the spool at `path`.
+fn opening(path: &Path) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> SpoolError + '_ {
+    move |source| SpoolError::Open {
         path: path.display().to_string(),
-        message,
+        source: Arc::from(source),
     }
 }
 
 struct Write {
     items: Vec<Vec<u8>>,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), SpoolError>>,
 }
 
 /// The spool; shared. [`Spool::close`] releases the file (redb locks it while open).
@@ -49,22 +63,20 @@ impl Spool {
     /// Opens (or creates) the spool file and starts its writer thread.
     pub fn open(path: &Path) -> Result<Arc<Self>, SpoolError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| store(path)(e.to_string()))?;
+            std::fs::create_dir_all(dir).map_err(|e| opening(path)(e.into()))?;
         }
-        let db = Database::create(path).map_err(|e| store(path)(e.to_string()))?;
+        let db = Database::create(path).map_err(|e| opening(path)(e.into()))?;
         // Create the table so readers never meet a missing one.
-        let txn = db.begin_write().map_err(|e| store(path)(e.to_string()))?;
+        let txn = db.begin_write().map_err(|e| opening(path)(e.into()))?;
         let next = {
-            let table = txn
-                .open_table(TABLE)
-                .map_err(|e| store(path)(e.to_string()))?;
+            let table = txn.open_table(TABLE).map_err(|e| opening(path)(e.into()))?;
             let last = table
                 .last()
-                .map_err(|e| store(path)(e.to_string()))?
+                .map_err(|e| opening(path)(e.into()))?
                 .map(|(k, _)| k.value());
             last.map_or(0, |k| k + 1)
         };
-        txn.commit().map_err(|e| store(path)(e.to_string()))?;
+        txn.commit().map_err(|e| opening(path)(e.into()))?;
         let db = Arc::new(db);
         let (writes, rx) = mpsc::channel(QUEUE);
         let written = Arc::new(Notify::new());
@@ -72,7 +84,7 @@ impl Spool {
         let thread = std::thread::Builder::new()
             .name("spool-writer".into())
             .spawn(move || writer(writer_db, rx, next, writer_wake))
-            .map_err(|e| store(path)(e.to_string()))?;
+            .map_err(|e| opening(path)(e.into()))?;
         Ok(Arc::new(Self {
             db: std::sync::RwLock::new(Some(db)),
             writes: std::sync::Mutex::new(Some(writes)),
@@ -92,12 +104,12 @@ impl Spool {
         drop(self.db.write().unwrap_or_else(|e| e.into_inner()).take());
     }
 
-    fn database(&self) -> Result<Arc<Database>, String> {
+    fn database(&self) -> Result<Arc<Database>, SpoolError> {
         self.db
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or_else(|| "spool closed".to_string())
+            .ok_or(SpoolError::Stopped)
     }
 
     /// Stores `items` durably; returns once committed.
@@ -113,43 +125,38 @@ impl Spool {
             .send(Write { items, done })
             .await
             .map_err(|_| SpoolError::Stopped)?;
-        wait.await
-            .map_err(|_| SpoolError::Stopped)?
-            .map_err(|message| SpoolError::Store {
-                path: "spool".into(),
-                message,
-            })
+        wait.await.map_err(|_| SpoolError::Stopped)?
     }
 
     /// Up to `n` oldest items with their keys. Blocking.
-    pub fn oldest(&self, n: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {
-        let txn = self.database()?.begin_read().map_err(|e| e.to_string())?;
-        let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+    pub fn oldest(&self, n: usize) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
+        let txn = self.database()?.begin_read().map_err(store)?;
+        let table = txn.open_table(TABLE).map_err(store)?;
         let mut out = Vec::new();
-        for item in table.iter().map_err(|e| e.to_string())?.take(n) {
-            let (k, v) = item.map_err(|e| e.to_string())?;
+        for item in table.iter().map_err(store)?.take(n) {
+            let (k, v) = item.map_err(store)?;
             out.push((k.value(), v.value().to_vec()));
         }
         Ok(out)
     }
 
     /// Deletes acknowledged items. Blocking.
-    pub fn remove(&self, keys: &[u64]) -> Result<(), String> {
-        let txn = self.database()?.begin_write().map_err(|e| e.to_string())?;
+    pub fn remove(&self, keys: &[u64]) -> Result<(), SpoolError> {
+        let txn = self.database()?.begin_write().map_err(store)?;
         {
-            let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+            let mut table = txn.open_table(TABLE).map_err(store)?;
             for k in keys {
-                table.remove(k).map_err(|e| e.to_string())?;
+                table.remove(k).map_err(store)?;
             }
         }
-        txn.commit().map_err(|e| e.to_string())
+        txn.commit().map_err(store)
     }
 
     /// Items waiting. Blocking.
-    pub fn waiting(&self) -> Result<u64, String> {
-        let txn = self.database()?.begin_read().map_err(|e| e.to_string())?;
-        let table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
-        table.len().map_err(|e| e.to_string())
+    pub fn waiting(&self) -> Result<u64, SpoolError> {
+        let txn = self.database()?.begin_read().map_err(store)?;
+        let table = txn.open_table(TABLE).map_err(store)?;
+        table.len().map_err(store)
     }
 }
 
@@ -164,20 +171,18 @@ fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, mut next: u64, wake:
             }
         }
         let start = next;
-        let result = (|| -> Result<(), String> {
-            let txn = db.begin_write().map_err(|e| e.to_string())?;
+        let result = (|| -> Result<(), SpoolError> {
+            let txn = db.begin_write().map_err(store)?;
             {
-                let mut table = txn.open_table(TABLE).map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(TABLE).map_err(store)?;
                 for w in &group {
                     for item in &w.items {
-                        table
-                            .insert(next, item.as_slice())
-                            .map_err(|e| e.to_string())?;
+                        table.insert(next, item.as_slice()).map_err(store)?;
                         next += 1;
                     }
                 }
             }
-            txn.commit().map_err(|e| e.to_string())
+            txn.commit().map_err(store)
         })();
         if result.is_err() {
             next = start;

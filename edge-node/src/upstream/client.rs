@@ -93,15 +93,15 @@ impl Connector {
         roots: rustls::RootCertStore,
         h3: bool,
         connect_timeout: Duration,
-    ) -> Result<Self, origin::TlsError> {
-        let tcp = origin::tls::client_config(roots.clone(), b"h2")?;
+    ) -> Result<Self, daemon::TlsError> {
+        let tcp = daemon::tls::client_config(roots.clone(), b"h2")?;
         let quic = if h3 {
-            let tls = origin::tls::client_config(roots, b"h3")?;
+            let tls = daemon::tls::client_config(roots, b"h3")?;
             let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-                .map_err(|e| origin::TlsError::Quic(e.to_string()))?;
+                .map_err(|e| daemon::TlsError::Quic(e.to_string()))?;
             let bind = SocketAddr::from(([0, 0, 0, 0], 0));
             let mut endpoint = quinn::Endpoint::client(bind)
-                .map_err(|e| origin::TlsError::Quic(format!("client endpoint: {e}")))?;
+                .map_err(|e| daemon::TlsError::Quic(format!("client endpoint: {e}")))?;
             endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
             Some(endpoint)
         } else {

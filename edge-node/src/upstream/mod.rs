@@ -16,6 +16,7 @@
 //! path for this room from whichever origin can".
 
 mod client;
+mod error;
 pub mod rendezvous;
 
 use std::collections::HashMap;
@@ -26,12 +27,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use conf::{OriginPeer, UpstreamConfig, UpstreamProtocol};
 use http::StatusCode;
-use origin::ApiError;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGaugeVec, Opts};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 pub use client::{Conn, Connector, TransportError};
+pub use error::{Source, UpstreamError};
 
 /// Most rooms remembered with the origin serving them; past this the memory is reset (it only
 /// decides stickiness, never correctness).
@@ -145,9 +146,9 @@ impl Upstream {
         config: &UpstreamConfig,
         block_timeout: Duration,
         metrics: &origin::Metrics,
-    ) -> Result<Arc<Self>, origin::TlsError> {
+    ) -> Result<Arc<Self>, daemon::TlsError> {
         let roots = match &config.ca {
-            Some(ca) => origin::tls::load_roots(ca)?,
+            Some(ca) => daemon::tls::load_roots(ca)?,
             None => rustls::RootCertStore::empty(),
         };
         let connector = Connector::new(
@@ -233,12 +234,12 @@ impl Upstream {
     }
 
     /// GETs `path` (with its query) for `room` from the origin serving it, failing over to the
-    /// next one up in the room's ranking. 200 gives the body; 4xx and 503 are the origin's
-    /// answer; no origin up (or none answering) is a 503.
-    pub async fn get(&self, room: &str, path: &str) -> Result<Bytes, ApiError> {
+    /// next one up in the room's ranking when one fails (transport error, 5xx). 200 gives the
+    /// body; 4xx and 503 are the origin's answer, passed on.
+    pub async fn get(&self, room: &str, path: &str) -> Result<Bytes, UpstreamError> {
         let candidates = self.candidates(room);
         if candidates.is_empty() {
-            return Err(ApiError::Unavailable("no origin is reachable".into()));
+            return Err(UpstreamError::NoOrigin);
         }
         let mut not_found = None;
         let mut failure = None;
@@ -251,10 +252,10 @@ impl Upstream {
                 // Another origin may have the stream (a cold standby took over).
                 Ok((StatusCode::NOT_FOUND, body)) => not_found = Some(body),
                 Ok((status, body)) if status.is_client_error() => {
-                    return Err(answer(status, &body));
+                    return Err(refused(status, &body));
                 }
                 Ok((StatusCode::SERVICE_UNAVAILABLE, body)) => {
-                    return Err(answer(StatusCode::SERVICE_UNAVAILABLE, &body));
+                    return Err(refused(StatusCode::SERVICE_UNAVAILABLE, &body));
                 }
                 Ok((status, _)) => {
                     self.mark(&origin, false, &format!("answered {status}"));
@@ -271,12 +272,10 @@ impl Upstream {
         // is down, a backup may just not have the stream yet (cold standby).
         let primary_down = self.ranked(room).first().is_some_and(|o| !o.is_up());
         match (not_found, failure) {
-            (Some(_), _) if primary_down => Err(ApiError::Unavailable(format!(
-                "the stream's primary origin is down and no other origin has {room} yet"
-            ))),
-            (Some(body), _) => Err(answer(StatusCode::NOT_FOUND, &body)),
-            (None, Some(why)) => Err(ApiError::Unavailable(format!("no origin answered ({why})"))),
-            (None, None) => Err(ApiError::Unavailable("no origin is reachable".into())),
+            (Some(_), _) if primary_down => Err(UpstreamError::PrimaryDown(room.to_string())),
+            (Some(body), _) => Err(refused(StatusCode::NOT_FOUND, &body)),
+            (None, Some(why)) => Err(UpstreamError::Failed(why)),
+            (None, None) => Err(UpstreamError::NoOrigin),
         }
     }
 
@@ -410,7 +409,7 @@ impl Upstream {
     }
 
     /// Probes every origin now and every `probe_interval` until `shutdown`.
-    pub async fn run_probes(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run_probes(self: Arc<Self>, mut shutdown: daemon::Drain) {
         loop {
             let origins = self.origins();
             let probes = origins.iter().map(|o| async {
@@ -424,7 +423,7 @@ impl Upstream {
             futures::future::join_all(probes).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.probe_interval) => {}
-                _ = origin::serve::stopped(&mut shutdown) => return,
+                _ = shutdown.stopped() => return,
             }
         }
     }
@@ -434,7 +433,7 @@ impl Upstream {
 /// would and asks `/healthz`. One line per origin, with the reason when it failed.
 pub async fn check_origins(config: &UpstreamConfig) -> Vec<(String, Result<String, String>)> {
     let roots = match &config.ca {
-        Some(ca) => match origin::tls::load_roots(ca) {
+        Some(ca) => match daemon::tls::load_roots(ca) {
             Ok(roots) => roots,
             Err(e) => return vec![("upstream.ca".into(), Err(e.to_string()))],
         },
@@ -479,15 +478,11 @@ pub async fn check_origins(config: &UpstreamConfig) -> Vec<(String, Result<Strin
     out
 }
 
-/// The error an origin's non-200 answer stands for (its body is the reason).
-fn answer(status: StatusCode, body: &Bytes) -> ApiError {
-    let why = String::from_utf8_lossy(body).trim().to_string();
-    match status {
-        StatusCode::NOT_FOUND => ApiError::NotFound(why),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::CONFLICT => ApiError::Conflict(why),
-        s if s.is_client_error() => ApiError::BadRequest(why),
-        _ => ApiError::Unavailable(why),
+/// An origin's refusal (its body is the reason).
+fn refused(status: StatusCode, body: &Bytes) -> UpstreamError {
+    UpstreamError::Refused {
+        status,
+        reason: String::from_utf8_lossy(body).trim().to_string(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `kafka` sink: every journal line published to a Kafka topic, keyed by the event id,
 //! by an idempotent producer (`enable.idempotence=true`, `acks=all`; rdkafka with its bundled
-//! librdkafka).
+//! librdkafka, built only with the crate's `kafka` feature: on for `daihuo-origin`, off for
+//! an edge unless asked for).
 //!
 //! The journal stays the deduplication window and the durable record: a publisher follows it
 //! from the offset saved in `state_dir/kafka-TOPIC.offset` (written after every delivered
@@ -14,13 +15,40 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "kafka")]
 use rdkafka::config::ClientConfig;
+#[cfg(feature = "kafka")]
 use rdkafka::producer::{FutureProducer, FutureRecord};
+#[cfg(feature = "kafka")]
 use rdkafka::util::Timeout;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{Intake, READ_LIMIT};
+
+/// Why a sink could not be set up or take events.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// `events.sink = "kafka"` in a build without the `kafka` feature.
+    #[error(
+        "events.sink = \"kafka\", but this build has no Kafka sink (build with the `kafka` \
+         feature: `cargo build -p edge-node --features kafka`)"
+    )]
+    NotBuilt,
+    /// The producer could not be made (a bad broker list, say).
+    #[cfg(feature = "kafka")]
+    #[error("kafka producer: {0}")]
+    Producer(rdkafka::error::KafkaError),
+    /// The bus did not acknowledge a message (within its timeout); retried.
+    #[cfg(feature = "kafka")]
+    #[error("kafka: {0}")]
+    Delivery(rdkafka::error::KafkaError),
+    /// The saved position could not be written.
+    #[error("{path}: {source}")]
+    Offset {
+        path: String,
+        source: std::io::Error,
+    },
+}
 
 /// A place events go once the journal has them.
 pub trait Sink: Send + Sync + 'static {
@@ -30,20 +58,22 @@ pub trait Sink: Send + Sync + 'static {
         &self,
         lines: &[String],
         ids: &[String],
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// Names the sink in logs and in the offset file.
     fn name(&self) -> String;
 }
 
 /// Publishes to one Kafka topic.
+#[cfg(feature = "kafka")]
 pub struct Kafka {
     producer: FutureProducer,
     topic: String,
 }
 
+#[cfg(feature = "kafka")]
 impl Kafka {
     /// A producer for `brokers` (comma-separated `host:port`) and `topic`.
-    pub fn new(brokers: &str, topic: &str) -> Result<Self, String> {
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -51,7 +81,7 @@ impl Kafka {
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
             .create()
-            .map_err(|e| format!("kafka producer: {e}"))?;
+            .map_err(SinkError::Producer)?;
         Ok(Self {
             producer,
             topic: topic.to_string(),
@@ -59,8 +89,9 @@ impl Kafka {
     }
 }
 
+#[cfg(feature = "kafka")]
 impl Sink for Kafka {
-    async fn publish(&self, lines: &[String], ids: &[String]) -> Result<(), String> {
+    async fn publish(&self, lines: &[String], ids: &[String]) -> Result<(), SinkError> {
         let sends = lines.iter().zip(ids).map(|(line, id)| {
             self.producer.send(
                 FutureRecord::to(&self.topic).key(id).payload(line),
@@ -68,7 +99,7 @@ impl Sink for Kafka {
             )
         });
         for result in futures::future::join_all(sends).await {
-            result.map_err(|(e, _)| format!("kafka: {e}"))?;
+            result.map_err(|(e, _)| SinkError::Delivery(e))?;
         }
         Ok(())
     }
@@ -84,7 +115,7 @@ pub async fn follow<S: Sink>(
     intake: Arc<Intake>,
     sink: S,
     state_dir: PathBuf,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: daemon::Drain,
 ) {
     let file = state_dir.join(format!("{}.offset", sink.name()));
     let mut next = read_offset(&file);
@@ -94,7 +125,7 @@ pub async fn follow<S: Sink>(
     loop {
         tokio::select! {
             _ = written.wait_for(|w| *w > next) => {}
-            _ = crate::serve::stopped(&mut shutdown) => return,
+            _ = shutdown.stopped() => return,
         }
         let journal = intake.journal().clone();
         let lines = match tokio::task::spawn_blocking(move || {
@@ -147,12 +178,15 @@ fn read_offset(file: &Path) -> u64 {
 }
 
 /// Replaces the offset file atomically (write, fsync, rename).
-fn write_offset(file: &Path, next: u64) -> Result<(), String> {
+fn write_offset(file: &Path, next: u64) -> Result<(), SinkError> {
     use std::io::Write;
     let tmp = file.with_extension("offset.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    writeln!(f, "{next}").map_err(|e| format!("{}: {e}", tmp.display()))?;
-    f.sync_data()
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
+    let at = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| SinkError::Offset { path, source }
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(at(&tmp))?;
+    writeln!(f, "{next}").map_err(at(&tmp))?;
+    f.sync_data().map_err(at(&tmp))?;
+    std::fs::rename(&tmp, file).map_err(at(file))
 }

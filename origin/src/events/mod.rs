@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use daemon::serve::text;
+use http::{Response, StatusCode};
 use prometheus::IntCounterVec;
 
 use crate::error::ApiError;
@@ -28,10 +30,11 @@ pub fn start_sink(
     config: &conf::EventsConfig,
     intake: &Arc<Intake>,
     tasks: &mut tokio::task::JoinSet<()>,
-    shutdown: &tokio::sync::watch::Receiver<bool>,
-) -> Result<(), String> {
+    shutdown: &daemon::Drain,
+) -> Result<(), kafka::SinkError> {
     match config.sink {
         conf::Sink::Journal => Ok(()),
+        #[cfg(feature = "kafka")]
         conf::Sink::Kafka => {
             let sink = kafka::Kafka::new(&config.kafka_brokers, &config.kafka_topic)?;
             tasks.spawn(kafka::follow(
@@ -41,6 +44,11 @@ pub fn start_sink(
                 shutdown.clone(),
             ));
             Ok(())
+        }
+        #[cfg(not(feature = "kafka"))]
+        conf::Sink::Kafka => {
+            let _ = (intake, tasks, shutdown);
+            Err(kafka::SinkError::NotBuilt)
         }
     }
 }
@@ -145,5 +153,51 @@ impl Intake {
             .await
             .map_err(|e| ApiError::Unavailable(format!("journal: {e}")))?
             .map_err(|e| ApiError::Unavailable(e.to_string()))
+    }
+}
+
+/// The journal on the admin listener (`GET /events?after=OFFSET`), for business services.
+pub fn admin_paths(intake: Arc<Intake>) -> daemon::admin::Extension {
+    Arc::new(move |req: http::Request<Bytes>| {
+        let intake = intake.clone();
+        Box::pin(async move {
+            (req.uri().path() == "/events").then_some(())?;
+            Some(journal(&intake, req.uri().query().unwrap_or("")).await)
+        })
+    })
+}
+
+/// `GET /events?after=OFFSET`: journal lines after OFFSET (all without it), one JSON object a
+/// line; waits for new ones when there are none yet (long poll), then answers, maybe empty.
+async fn journal(events: &Intake, query: &str) -> Response<Bytes> {
+    let mut after = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("after", v)) => match v.parse::<u64>() {
+                Ok(n) => after = Some(n),
+                Err(_) => return text(StatusCode::BAD_REQUEST, "after must be an offset\n"),
+            },
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {pair:?}\n"),
+                )
+            }
+        }
+    }
+    match events.read(after).await {
+        Ok(lines) => {
+            let mut body = lines.join("\n");
+            if !body.is_empty() {
+                body.push('\n');
+            }
+            let mut res = text(StatusCode::OK, body);
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-ndjson"),
+            );
+            res
+        }
+        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }

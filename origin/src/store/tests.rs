@@ -10,6 +10,17 @@ use codec::TrackConfig;
 
 use super::*;
 
+/// The HTTP status a store error is answered with.
+trait Status {
+    fn status(&self) -> u16;
+}
+
+impl Status for StoreError {
+    fn status(&self) -> u16 {
+        crate::ApiError::from(self.clone()).status()
+    }
+}
+
 const PART: Duration = Duration::from_millis(500);
 
 fn store() -> Arc<Store> {

@@ -5,8 +5,8 @@
 //! they are parsed by hand rather than pulling an argument-parsing crate into the build.
 //!
 //! Reload is a pipeline: SIGHUP → [`Signal::Reload`] → the file is read, parsed and validated
-//! → the daemon applies what can change live ([`Daemon::reload`]) and names what needs a
-//! restart; an invalid file changes nothing, says why and counts
+//! → the daemon applies what can change live ([`Daemon::reload`]), the configuration names what
+//! needs a restart (`conf::RestartKeys`); an invalid file changes nothing, says why ([`ReloadError`]) and counts
 //! `daihuo_reloads_total{result="error"}`.
 
 use std::future::Future;
@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use conf::{DaemonConfig, LogConfig, LogFormat};
-use tokio::task::JoinSet;
+use conf::{DaemonConfig, LogConfig, LogFormat, RestartKeys};
 use tracing::{error, info, warn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -87,8 +86,11 @@ pub struct LogControl {
 
 impl LogControl {
     /// Parses `level` (a `tracing` filter) for [`LogControl::apply`].
-    pub fn prepare(&self, level: &str) -> Result<EnvFilter, String> {
-        EnvFilter::try_new(level).map_err(|e| format!("log.level {level:?}: {e}"))
+    pub fn prepare(&self, level: &str) -> Result<EnvFilter, ReloadError> {
+        EnvFilter::try_new(level).map_err(|e| ReloadError::LogLevel {
+            level: level.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Uses `filter` from now on, unless `RUST_LOG` set the filter at start.
@@ -173,6 +175,23 @@ impl Signals {
     }
 }
 
+/// Why a reload was refused; the running configuration is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file could not be read, parsed or validated.
+    #[error(transparent)]
+    Config(#[from] conf::ConfError),
+    /// `log.level` is not a valid filter.
+    #[error("log.level {level:?}: {reason}")]
+    LogLevel { level: String, reason: String },
+    /// The configured certificate or key cannot be used.
+    #[error("certificate: {0}")]
+    Certificate(#[from] crate::tls::TlsError),
+    /// A setting the daemon tried before applying (the ladder's encoders) failed.
+    #[error("{key}: {reason}")]
+    Setting { key: &'static str, reason: String },
+}
+
 /// A daemon [`main`] can run: started from a config, reloaded with a new one, drained.
 pub trait Daemon: Sized + Send + Sync + 'static {
     type Config: DaemonConfig;
@@ -188,14 +207,15 @@ pub trait Daemon: Sized + Send + Sync + 'static {
     /// The metrics registry (reload results are counted there).
     fn metrics(&self) -> &Metrics;
 
-    /// Applies what can change live from `next` (replacing `current`); returns the keys that
-    /// changed but need a restart. An error leaves the running configuration as it was.
+    /// Applies what can change live from `next` (replacing `current`). An error leaves the
+    /// running configuration as it was. What needs a restart is the configuration's to say
+    /// (`conf::RestartKeys`).
     fn reload(
         &self,
         current: &Self::Config,
         next: &Self::Config,
         log: &LogControl,
-    ) -> impl Future<Output = Result<Vec<&'static str>, String>> + Send;
+    ) -> impl Future<Output = Result<(), ReloadError>> + Send;
 
     /// Readiness turns false (`/readyz` 503) while everything keeps serving: the start of a
     /// drain, so balancers stop sending new clients before listeners close.
@@ -356,19 +376,13 @@ async fn reload<D: Daemon>(
         metrics.reload(false);
         return None;
     };
-    let next = match D::Config::load(path) {
-        Ok(next) => next,
-        Err(e) => {
-            error!(
-                audit = "reload",
-                "reload refused, configuration unchanged: {e}"
-            );
-            metrics.reload(false);
-            return None;
-        }
+    let result = match D::Config::load(path) {
+        Ok(next) => daemon.reload(current, &next, log).await.map(|()| next),
+        Err(e) => Err(ReloadError::from(e)),
     };
-    match daemon.reload(current, &next, log).await {
-        Ok(restart) => {
+    match result {
+        Ok(next) => {
+            let restart = current.needs_restart(&next);
             if restart.is_empty() {
                 info!(audit = "reload", file = %path.display(), "configuration reloaded");
             } else {
@@ -391,15 +405,6 @@ async fn reload<D: Daemon>(
             metrics.reload(false);
             None
         }
-    }
-}
-
-/// Waits for `tasks` to finish for at most `grace`, then aborts what is left.
-pub async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
-    let all = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, all).await.is_err() {
-        warn!(left = tasks.len(), "grace period over, aborting the rest");
-        tasks.abort_all();
     }
 }
 

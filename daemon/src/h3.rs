@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::drain::Drain;
 use crate::serve::{text, Handler, Peer, PerIp, PerIpCounts, Proto, MAX_BODY};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::debug;
 
@@ -37,11 +37,7 @@ pub fn transport(limits: &crate::serve::Limits) -> quinn::TransportConfig {
 
 /// Accepts QUIC connections until `shutdown` turns true, then closes the endpoint and waits
 /// for connections to finish.
-pub async fn serve<H: Handler>(
-    endpoint: quinn::Endpoint,
-    handler: Arc<H>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, mut shutdown: Drain) {
     let mut connections = JoinSet::new();
     let per_ip = PerIpCounts::default();
     loop {
@@ -50,7 +46,7 @@ pub async fn serve<H: Handler>(
                 Some(i) => i,
                 None => break,
             },
-            _ = crate::serve::stopped(&mut shutdown) => break,
+            _ = shutdown.stopped() => break,
         };
         // Reap finished connections so the set counts those open or handshaking.
         while connections.try_join_next().is_some() {}
@@ -100,7 +96,7 @@ async fn connection<H: Handler>(
     conn: quinn::Connection,
     handler: Arc<H>,
     addr: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Drain,
 ) {
     let mut h3 =
         match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await {
@@ -122,7 +118,7 @@ async fn connection<H: Handler>(
                     break;
                 }
             },
-            _ = crate::serve::stopped(&mut shutdown) => {
+            _ = shutdown.stopped() => {
                 // GOAWAY: take no new requests, let those in flight finish.
                 let _ = h3.shutdown(0).await;
                 break;

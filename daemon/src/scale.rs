@@ -7,9 +7,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::drain::Drain;
 use arc_swap::ArcSwap;
 use conf::ScaleConfig;
-use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
@@ -88,13 +88,13 @@ impl Scale {
     }
 
     /// Samples until `shutdown`.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut shutdown: Drain) {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let mut before = (Instant::now(), cpu_seconds());
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(INTERVAL) => {}
-                _ = crate::serve::stopped(&mut shutdown) => return,
+                _ = shutdown.stopped() => return,
             }
             let now = (Instant::now(), cpu_seconds());
             let cpu = match (before.1, now.1) {

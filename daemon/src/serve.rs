@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::drain::Drain;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{Request, Response, StatusCode};
@@ -22,7 +23,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
@@ -458,20 +458,10 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     res
 }
 
-/// Resolves once `shutdown` turns true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is dropped here, so callers' futures stay `Send`.
-    let _ = shutdown.wait_for(|s| *s).await;
-}
-
 /// Serves one accepted connection (plain or TLS) from client `addr` until it closes or
 /// `shutdown` turns true.
-pub async fn serve_connection<IO, H>(
-    io: IO,
-    handler: Arc<H>,
-    addr: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-) where
+pub async fn serve_connection<IO, H>(io: IO, handler: Arc<H>, addr: SocketAddr, mut shutdown: Drain)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
@@ -536,7 +526,7 @@ pub async fn serve_connection<IO, H>(
                 debug!(peer = %addr, "connection ended: {e}");
             }
         }
-        _ = crate::serve::stopped(&mut shutdown) => {
+        _ = shutdown.stopped() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
@@ -547,7 +537,7 @@ pub async fn serve_connection<IO, H>(
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = tokio::time::sleep(limits.idle_timeout) => {}
-                _ = crate::serve::stopped(&mut shutdown) => {}
+                _ = shutdown.stopped() => {}
             }
         }
     }
@@ -558,11 +548,7 @@ pub async fn serve_connection<IO, H>(
 }
 
 /// Accepts plain-TCP HTTP connections until `shutdown` turns true.
-pub async fn serve_plain<H: Handler>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve_plain<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: Drain) {
     serve_tcp(listener, None, handler, shutdown).await;
 }
 
@@ -572,7 +558,7 @@ pub async fn serve_tls<H: Handler>(
     listener: TcpListener,
     tls: TlsAcceptor,
     handler: Arc<H>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Drain,
 ) {
     serve_tcp(listener, Some(tls), handler, shutdown).await;
 }
@@ -581,7 +567,7 @@ async fn serve_tcp<H: Handler>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Arc<H>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Drain,
 ) {
     let per_ip = PerIpCounts::default();
     loop {
@@ -595,7 +581,7 @@ async fn serve_tcp<H: Handler>(
                     continue;
                 }
             },
-            _ = crate::serve::stopped(&mut shutdown) => return,
+            _ = shutdown.stopped() => return,
         };
         // Read per connection: a reload's limits reach the next one.
         let limits = handler.limits();

@@ -1,11 +1,13 @@
 //! The internal admin listener: `/metrics` (Prometheus text), `/healthz` (the process
 //! answers) and `/readyz` (every listener is bound and the node can serve: for an edge with
-//! origins, at least one origin answers).
+//! origins, at least one origin answers), and the daemon's own paths ([`Extension`]: the
+//! origin's event journal).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 
 use crate::metrics::Metrics;
@@ -14,21 +16,53 @@ use crate::serve::{text, Handler, Peer};
 /// Whether the node can serve, beyond its own listeners (the edge: an origin is reachable).
 pub type ReadyCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// More paths on the admin listener: the answer, or `None` for 404.
+pub type Extension =
+    Arc<dyn Fn(Request<Bytes>) -> BoxFuture<'static, Option<Response<Bytes>>> + Send + Sync>;
+
 /// Answers the admin endpoints.
 pub struct Admin {
-    pub metrics: Metrics,
+    metrics: Metrics,
     /// Set once every listener is bound; cleared when draining.
-    pub ready: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
     /// Checked on every `/readyz` once `ready` is set.
-    pub check: Option<ReadyCheck>,
+    check: Option<ReadyCheck>,
     /// Appended to `/readyz`'s answer (the scale hint).
-    pub scale: Option<Arc<crate::scale::Scale>>,
-    /// The event journal, read with `GET /events?after=OFFSET` (long poll), where this
-    /// process has one.
-    pub events: Option<Arc<crate::events::Intake>>,
+    scale: Option<Arc<crate::scale::Scale>>,
+    /// Paths the daemon adds.
+    extension: Option<Extension>,
 }
 
 impl Admin {
+    /// `/metrics` from `metrics`, `/readyz` from `ready` (see [`crate::Lifecycle::ready_flag`]).
+    pub fn new(metrics: Metrics, ready: Arc<AtomicBool>) -> Self {
+        Self {
+            metrics,
+            ready,
+            check: None,
+            scale: None,
+            extension: None,
+        }
+    }
+
+    /// `/readyz` also asks `check`.
+    pub fn check(mut self, check: ReadyCheck) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// `/readyz` also says the scale hint.
+    pub fn scale(mut self, scale: Arc<crate::scale::Scale>) -> Self {
+        self.scale = Some(scale);
+        self
+    }
+
+    /// Paths besides the three are asked of `extension`.
+    pub fn extension(mut self, extension: Extension) -> Self {
+        self.extension = Some(extension);
+        self
+    }
+
     fn readiness(&self) -> Result<(), String> {
         if !self.ready.load(Ordering::Acquire) {
             return Err("not ready: starting or draining".into());
@@ -49,10 +83,6 @@ impl Handler for Admin {
                 res
             }
             "/healthz" => text(StatusCode::OK, "ok\n"),
-            "/events" => match &self.events {
-                Some(events) => journal(events, req.uri().query().unwrap_or("")).await,
-                None => text(StatusCode::NOT_FOUND, "no event journal here\n"),
-            },
             "/readyz" => {
                 let detail = self
                     .scale
@@ -64,42 +94,13 @@ impl Handler for Admin {
                     Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n{detail}")),
                 }
             }
-            _ => text(StatusCode::NOT_FOUND, "not found\n"),
-        }
-    }
-}
-
-/// `GET /events?after=OFFSET`: journal lines after OFFSET (all without it), one JSON object a
-/// line; waits for new ones when there are none yet (long poll), then answers, maybe empty.
-async fn journal(events: &crate::events::Intake, query: &str) -> Response<Bytes> {
-    let mut after = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("after", v)) => match v.parse::<u64>() {
-                Ok(n) => after = Some(n),
-                Err(_) => return text(StatusCode::BAD_REQUEST, "after must be an offset\n"),
+            _ => match &self.extension {
+                Some(extension) => match extension(req).await {
+                    Some(res) => res,
+                    None => text(StatusCode::NOT_FOUND, "not found\n"),
+                },
+                None => text(StatusCode::NOT_FOUND, "not found\n"),
             },
-            _ => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("unknown parameter {pair:?}\n"),
-                )
-            }
         }
-    }
-    match events.read(after).await {
-        Ok(lines) => {
-            let mut body = lines.join("\n");
-            if !body.is_empty() {
-                body.push('\n');
-            }
-            let mut res = text(StatusCode::OK, body);
-            res.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/x-ndjson"),
-            );
-            res
-        }
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
     }
 }

@@ -1,0 +1,156 @@
+//! The process's Prometheus registry (`daihuo_` prefix) and the families every daihuo
+//! process has: connections, listener limits, reloads, configuration, build, the scale hint
+//! and CPU. The media side (`origin::Metrics`) and the edge register their own families in
+//! the same registry, so one `/metrics` answers for the box.
+
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Every value of the `action` label of `daihuo_listener_limited_total`.
+pub const LIMIT_ACTIONS: [&str; 5] = [
+    "quic_retry",
+    "per_ip",
+    "send_timeout",
+    "idle_timeout",
+    "proxy_protocol",
+];
+
+/// Handles to the process's registry and its own families. Cloning is cheap (shared).
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// `daihuo_connections{transport="tcp|quic"}`: client connections open now.
+    pub connections: IntGaugeVec,
+    /// `daihuo_listener_limited_total{action}`: what the listener limits did to clients.
+    pub limited: IntCounterVec,
+    /// `daihuo_reloads_total{result="ok|error"}`.
+    pub reloads: IntCounterVec,
+    /// `daihuo_config_info{fingerprint}` = 1 for the configuration running now.
+    pub config_info: IntGaugeVec,
+    /// `daihuo_scale_hint`: 1 scale out, -1 scale in, 0 hold (see [`crate::scale`]).
+    pub scale_hint: IntGauge,
+    /// `daihuo_cpu_utilization_ratio`: this process's CPU use over the last interval, as a
+    /// share of all cores.
+    pub cpu: Gauge,
+}
+
+/// A counter of a static definition.
+pub fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("static metric definition")
+}
+
+/// A labelled counter of a static definition.
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+/// A labelled integer gauge of a static definition.
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+impl Metrics {
+    /// A fresh registry with the process's families.
+    pub fn new() -> Self {
+        let m = Self {
+            registry: Registry::new(),
+            connections: gauge_vec(
+                "daihuo_connections",
+                "Client connections open now, by transport (tcp: HTTP/1.1 and HTTP/2, quic: HTTP/3).",
+                &["transport"],
+            ),
+            limited: counter_vec(
+                "daihuo_listener_limited_total",
+                "Listener limits applied: quic_retry (a QUIC client sent a Retry under load), \
+                 per_ip (a connection over the per-address cap closed), send_timeout (a client \
+                 that stopped reading cut off), idle_timeout (an HTTP/2 connection with no \
+                 traffic closed), proxy_protocol (a balancer's connection without a valid \
+                 PROXY header closed).",
+                &["action"],
+            ),
+            reloads: counter_vec(
+                "daihuo_reloads_total",
+                "Configuration reloads (SIGHUP) by result; an error changed nothing.",
+                &["result"],
+            ),
+            config_info: gauge_vec(
+                "daihuo_config_info",
+                "1 for the fingerprint of the configuration running now.",
+                &["fingerprint"],
+            ),
+            scale_hint: IntGauge::new(
+                "daihuo_scale_hint",
+                "1: add capacity, -1: capacity can go, 0: hold ([scale] thresholds).",
+            )
+            .expect("static metric definition"),
+            cpu: Gauge::new(
+                "daihuo_cpu_utilization_ratio",
+                "This process's CPU use over the last few seconds, as a share of all cores.",
+            )
+            .expect("static metric definition"),
+        };
+        for result in ["ok", "error"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        for transport in ["tcp", "quic"] {
+            m.connections.with_label_values(&[transport]);
+        }
+        for action in LIMIT_ACTIONS {
+            m.limited.with_label_values(&[action]);
+        }
+        let build = gauge_vec(
+            "daihuo_build_info",
+            "Build information; the value is always 1.",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.register(vec![
+            Box::new(m.connections.clone()),
+            Box::new(m.limited.clone()),
+            Box::new(m.reloads.clone()),
+            Box::new(m.config_info.clone()),
+            Box::new(m.scale_hint.clone()),
+            Box::new(m.cpu.clone()),
+            Box::new(build),
+        ]);
+        m
+    }
+
+    /// Counts a reload by its result.
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// Records the fingerprint of the configuration running now.
+    pub fn set_config(&self, fingerprint: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[fingerprint]).set(1);
+    }
+
+    /// Registers families made elsewhere (the media side's, the edge's) in this registry, so
+    /// one `/metrics` answers for the process. A name registered twice is logged, not fatal.
+    pub fn register(&self, families: Vec<Box<dyn prometheus::core::Collector>>) {
+        for family in families {
+            if let Err(e) = self.registry.register(family) {
+                tracing::warn!("metrics: {e}");
+            }
+        }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let families = self.registry.gather();
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+            tracing::warn!("metrics encoding failed: {e}");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
