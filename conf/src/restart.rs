@@ -17,6 +17,18 @@ fn changed(keys: &[(&'static str, bool)]) -> Vec<&'static str> {
         .collect()
 }
 
+/// The SRT listener's socket settings (both daemons have one).
+fn srt(c: &crate::SrtConfig, n: &crate::SrtConfig) -> [(&'static str, bool); 3] {
+    [
+        ("srt.listen", c.listen != n.listen),
+        ("srt.latency_ms", c.latency_ms != n.latency_ms),
+        (
+            "srt.udp_recv_buffer_bytes",
+            c.udp_recv_buffer_bytes != n.udp_recv_buffer_bytes,
+        ),
+    ]
+}
+
 impl RestartKeys for EdgeConfig {
     fn needs_restart(&self, next: &Self) -> Vec<&'static str> {
         let (c, n) = (self, next);
@@ -26,13 +38,8 @@ impl RestartKeys for EdgeConfig {
             origins: Vec::new(),
             ..u.clone()
         };
-        changed(&[
-            ("srt.listen", c.srt.listen != n.srt.listen),
-            ("srt.latency_ms", c.srt.latency_ms != n.srt.latency_ms),
-            (
-                "srt.udp_recv_buffer_bytes",
-                c.srt.udp_recv_buffer_bytes != n.srt.udp_recv_buffer_bytes,
-            ),
+        let mut keys = srt(&c.srt, &n.srt).to_vec();
+        keys.extend([
             ("https.listen", c.https.listen != n.https.listen),
             ("https.enabled", c.https.enabled != n.https.enabled),
             (
@@ -59,20 +66,16 @@ impl RestartKeys for EdgeConfig {
                 "upstream",
                 upstream_rest(&c.upstream) != upstream_rest(&n.upstream),
             ),
-        ])
+        ]);
+        changed(&keys)
     }
 }
 
 impl RestartKeys for OriginConfig {
     fn needs_restart(&self, next: &Self) -> Vec<&'static str> {
         let (c, n) = (self, next);
-        changed(&[
-            ("srt.listen", c.srt.listen != n.srt.listen),
-            ("srt.latency_ms", c.srt.latency_ms != n.srt.latency_ms),
-            (
-                "srt.udp_recv_buffer_bytes",
-                c.srt.udp_recv_buffer_bytes != n.srt.udp_recv_buffer_bytes,
-            ),
+        let mut keys = srt(&c.srt, &n.srt).to_vec();
+        keys.extend([
             ("http.listen", c.http.listen != n.http.listen),
             ("http.http3", c.http.http3 != n.http.http3),
             ("admin.listen", c.admin.listen != n.admin.listen),
@@ -80,7 +83,8 @@ impl RestartKeys for OriginConfig {
             ("log.format", c.log.format != n.log.format),
             ("http.cert", c.http.cert.is_some() && n.http.cert.is_none()),
             ("events.state_dir", c.events.state_dir != n.events.state_dir),
-        ])
+        ]);
+        changed(&keys)
     }
 }
 

@@ -509,19 +509,15 @@ async fn sigterm_turns_readiness_off_first_and_keeps_serving_for_the_drain_delay
 async fn an_origin_that_cannot_be_reached_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .output()
-            .unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd.current_dir(d).output().unwrap();
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    openssl(&[
+    run(Command::new("openssl").args([
         "req",
         "-x509",
         "-newkey",
@@ -539,19 +535,10 @@ async fn an_origin_that_cannot_be_reached_says_why() {
         "/CN=localhost",
         "-addext",
         "subjectAltName=DNS:localhost",
-    ]);
+    ]));
     // The README's recipe (scripts/private-ca.sh): a private CA and a server certificate.
     let recipe = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/private-ca.sh");
-    let out = Command::new("bash")
-        .arg(&recipe)
-        .args([d.join("pki").to_str().unwrap(), "localhost"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(Command::new("bash").arg(&recipe).args(["pki", "localhost"]));
 
     let bad = daihuo::daemons::OriginSpec::new("origin-bad");
     let good = daihuo::daemons::OriginSpec::new("origin-good");
