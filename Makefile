@@ -37,16 +37,21 @@ test-deps:
 bench-deps:
 	@scripts/install-deps.sh bench
 
-# Lints, then every unit, property, corpus and end-to-end test of the workspace.
+# Lints (with the NVENC-direct backend, which compiles without CUDA thanks to the SDK crate's
+# ci-check feature), then every unit, property, corpus and end-to-end test of the workspace.
+# The workspace test build builds both daemons' binaries too (edge-node's and origin's own
+# integration tests need them), so the end-to-end tests take those as they are
+# (DAIHUO_PREBUILT_BINARIES) instead of building them again with other features. Four test
+# threads on two cores: end-to-end tests mostly wait on real-time media (they pass with both
+# cores busy; a test measures in parts or events, not seconds).
 test: test-deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features hwaccel/nvenc -- -D warnings
 	# Licenses, duplicate versions, sources, and advisories when their database is reachable.
 	@scripts/deny.sh
-	# The NVENC-direct backend compiles without CUDA (the SDK crate's ci-check feature).
-	$(CARGO) check -p hwaccel --features nvenc
 	@mkdir -p target
-	$(CARGO) test --workspace --lib --bins --tests 2>&1 | tee target/test.log
+	DAIHUO_PREBUILT_BINARIES=1 $(CARGO) test --workspace --lib --bins --tests -- --test-threads 4 \
+		2>&1 | tee target/test.log
 	# The vendored srt-protocol's own unit tests (outside the workspace).
 	@scripts/test-vendored.sh 2>&1 | tee -a target/test.log
 	@scripts/test-summary.sh target/test.log
@@ -57,7 +62,7 @@ fmt:
 	$(CARGO) fmt --all
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features hwaccel/nvenc -- -D warnings
 
 deny:
 	@scripts/deny.sh

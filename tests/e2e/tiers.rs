@@ -9,6 +9,7 @@
 // Tests panic on purpose when the system under test misbehaves.
 #![allow(clippy::unwrap_used)]
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use daihuo::daemons::{certificate, metric, OriginSpec};
@@ -61,10 +62,17 @@ struct Played {
     tfdt: u64,
 }
 
-/// Plays `rendition` of `demo` like an LL-HLS client for `seconds`: a blocking reload for the
-/// part its last playlist hinted at, then every part listed since, in order. Returns the
-/// parts, asserting on the way that EXT-X-MEDIA-SEQUENCE never goes backwards.
-async fn play(h3: &H3Client, rendition: &str, until: Instant) -> (Vec<Played>, usize) {
+/// Plays `rendition` of `demo` like an LL-HLS client until `stop` is set (or `until`, a
+/// generous deadline): a blocking reload for the part its last playlist hinted at, then every
+/// part listed since, in order, counting them into `progress`. Returns the parts and the
+/// playlist errors, asserting on the way that EXT-X-MEDIA-SEQUENCE never goes backwards.
+async fn play(
+    h3: &H3Client,
+    rendition: &str,
+    until: Instant,
+    progress: &AtomicUsize,
+    stop: &AtomicBool,
+) -> (Vec<Played>, usize) {
     let base = format!("/live/demo/{rendition}");
     let first = h3.get(&format!("{base}/index.m3u8")).await.unwrap();
     assert_eq!(first.status, 200);
@@ -73,7 +81,7 @@ async fn play(h3: &H3Client, rendition: &str, until: Instant) -> (Vec<Played>, u
     let mut sequence = media_sequence(&first).unwrap();
     let mut played: Vec<Played> = Vec::new();
     let mut errors = 0;
-    while Instant::now() < until {
+    while Instant::now() < until && !stop.load(Ordering::Acquire) {
         let (m, p) = next;
         let reply = h3
             .get(&format!("{base}/index.m3u8?_HLS_msn={m}&_HLS_part={p}"))
@@ -115,6 +123,7 @@ async fn play(h3: &H3Client, rendition: &str, until: Instant) -> (Vec<Played>, u
                 index,
                 tfdt: tfdt(&part.body),
             });
+            progress.store(played.len(), Ordering::Release);
         }
         next = hint;
     }
@@ -191,25 +200,32 @@ impl Tiers {
         }
     }
 
-    /// Plays the video rendition for `seconds`, killing the primary origin `kill_after` in.
-    /// Returns the parts played, the playlist errors and when the kill happened.
+    /// Plays the video rendition, killing the primary origin once `before` parts played, and
+    /// playing on until `after` more did. Counted in parts, not seconds, so a loaded machine
+    /// slows the test down instead of failing it; 120 s bound the whole. Returns the parts
+    /// played, the playlist errors and when the kill happened.
     async fn play_through_kill(
         &mut self,
-        kill_after: u64,
-        seconds: u64,
+        before: usize,
+        after: usize,
     ) -> (Vec<Played>, usize, Instant) {
-        let started = Instant::now();
-        let player = play(
-            &self.h3,
-            &self.video,
-            started + Duration::from_secs(seconds),
-        );
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let (progress, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+        let player = play(&self.h3, &self.video, deadline, &progress, &stop);
         let primary = self.procs[self.primary].take();
-        let killer = async move {
-            tokio::time::sleep_until((started + Duration::from_secs(kill_after)).into()).await;
+        let reached = async |n: usize| {
+            while progress.load(Ordering::Acquire) < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let killer = async {
+            reached(before).await;
             // SIGKILL to the origin's process group: no goodbye on any socket.
             drop(primary);
-            Instant::now()
+            let killed = Instant::now();
+            reached(progress.load(Ordering::Acquire) + after).await;
+            stop.store(true, Ordering::Release);
+            killed
         };
         let ((played, errors), killed) = tokio::join!(player, killer);
         (played, errors, killed)
@@ -367,8 +383,8 @@ async fn primary_origin_killed_mid_stream() {
     assert_eq!(metric(&edge.metrics, playlist_fetches) - before, 1.0);
     drop(clients);
 
-    // Play, kill the primary 5 s in, play 10 s more.
-    let (played, errors, killed) = t.play_through_kill(5, 15).await;
+    // Play, kill the primary once 5 parts played, play 30 parts more.
+    let (played, errors, killed) = t.play_through_kill(5, 30).await;
     let edge = &t.edge;
 
     let before_kill = played.iter().filter(|p| p.at < killed).count();
@@ -483,7 +499,7 @@ async fn cold_standby_relay_moves_to_the_next_origin() {
     let status = to_backup.get("/live/demo/index.m3u8").await.unwrap().status;
     assert_eq!(status, 404, "the backup has the stream before any failure");
 
-    let (played, errors, killed) = t.play_through_kill(4, 16).await;
+    let (played, errors, killed) = t.play_through_kill(4, 30).await;
 
     // The relay moved to the backup, which packages from then on; the client goes on.
     let status = to_backup.get("/live/demo/index.m3u8").await.unwrap().status;

@@ -49,7 +49,10 @@ pub fn origin_binary() -> PathBuf {
 
 /// The binary `name` of package `package` from this build, brought up to date once per test
 /// process (a narrower `cargo test` than `--workspace` neither builds nor refreshes it, and a
-/// stale binary would test old code).
+/// stale binary would test old code). `make test` sets `DAIHUO_PREBUILT_BINARIES`: its
+/// `cargo test --workspace` has just built both binaries (for edge-node's and origin's own
+/// integration tests), and building them again here, with the features of a plain
+/// `cargo build`, would recompile the stack in the middle of the run.
 pub fn binary(package: &str, name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("test executable path");
@@ -60,7 +63,8 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
         .expect("target profile directory");
     let bin = profile_dir.join(name);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
+    let prebuilt = std::env::var_os("DAIHUO_PREBUILT_BINARIES").is_some() && bin.is_file();
+    if !prebuilt && !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         // The edge with the Kafka sink, as a workspace build has it (origin's default
         // features), so this build finds everything already compiled.
