@@ -200,8 +200,9 @@ impl Tiers {
         }
     }
 
-    /// Plays the video rendition, killing the primary origin once `before` parts played, and
-    /// playing on until `after` more did. Counted in parts, not seconds, so a loaded machine
+    /// Plays the video rendition, killing the origin serving the room (its primary, unless
+    /// the backup answered first at the start: hot standby feeds both, and a room stays where
+    /// it is served) once `before` parts played, and playing on until `after` more did. Counted in parts, not seconds, so a loaded machine
     /// slows the test down instead of failing it; 120 s bound the whole. Returns the parts
     /// played, the playlist errors and when the kill happened.
     async fn play_through_kill(
@@ -212,7 +213,16 @@ impl Tiers {
         let deadline = Instant::now() + Duration::from_secs(120);
         let (progress, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
         let player = play(&self.h3, &self.video, deadline, &progress, &stop);
-        let primary = self.procs[self.primary].take();
+        let upstream = self.edge.upstream.clone().expect("tier mode");
+        let serving = |procs: &mut Vec<Option<Child>>| {
+            let name = upstream.serving("demo");
+            let index = self
+                .specs
+                .iter()
+                .position(|s| Some(&s.name) == name.as_ref());
+            procs[index.unwrap_or(self.primary)].take()
+        };
+        let procs = &mut self.procs;
         let reached = async |n: usize| {
             while progress.load(Ordering::Acquire) < n && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -221,7 +231,7 @@ impl Tiers {
         let killer = async {
             reached(before).await;
             // SIGKILL to the origin's process group: no goodbye on any socket.
-            drop(primary);
+            drop(serving(procs));
             let killed = Instant::now();
             reached(progress.load(Ordering::Acquire) + after).await;
             stop.store(true, Ordering::Release);

@@ -279,6 +279,11 @@ impl Upstream {
         }
     }
 
+    /// The name of the origin serving `room` now, if one is.
+    pub fn serving(&self, room: &str) -> Option<String> {
+        lock(&self.serving).get(room).cloned()
+    }
+
     /// The origins to try for `room`, in order: the one serving it (if up), then the others
     /// up, by rank.
     fn candidates(&self, room: &str) -> Vec<Arc<Origin>> {
