@@ -199,13 +199,20 @@ fn net(s: &str) -> Option<ipnet::IpNet> {
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlaybackConfig {
-    /// Require a signed token for everything under `/live/ROOM/`: `?token=v1.EXPIRY.HEX` on
-    /// the first request (the answer sets it as a cookie scoped to the room, so players'
-    /// relative part and segment requests carry it) or the `daihuo_token` cookie. HEX is
+    /// Require a signed token for everything under `/live/ROOM/`: `?token=v1.EXPIRY.HEX` or
+    /// the `daihuo_token` cookie. A playlist asked for with `?token=` carries it on every URI
+    /// it lists, for players that send no cookies (a cross-origin hls.js), and its answer
+    /// also sets the cookie, scoped to the room, for those that do. HEX is
     /// HMAC-SHA256(secret, "play:/live/ROOM/:EXPIRY"). Expired or tampered tokens get 403.
     pub signed: bool,
     /// Signing secrets (32+ characters); any verifies, so keys rotate by overlap on reload.
     pub secrets: Vec<String>,
+    /// Web origins (`https://shop.example`, scheme, host and port as a browser writes them)
+    /// whose pages may call the edge with credentials (cookies): their requests get
+    /// `Access-Control-Allow-Origin: ORIGIN` and `Access-Control-Allow-Credentials: true`.
+    /// Every other origin gets `*`, which is enough for players that send no cookies (the
+    /// playback token then travels in the query, see `signed`).
+    pub cors_origins: Vec<String>,
 }
 
 impl PlaybackConfig {
@@ -224,7 +231,29 @@ impl PlaybackConfig {
                 "secrets are at least 32 characters",
             );
         }
+        for (i, o) in self.cors_origins.iter().enumerate() {
+            e.check(
+                is_web_origin(o),
+                &format!("playback.cors_origins[{i}]"),
+                "an origin is `https://HOST` or `http://HOST`, with an optional `:PORT` and \
+                 nothing after it (no path, no trailing slash)",
+            );
+        }
     }
+}
+
+/// Whether `s` is a serialized web origin: `http(s)://HOST[:PORT]`, no path, no credentials.
+fn is_web_origin(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
 }
 
 /// `daihuo-origin` configuration.
@@ -347,7 +376,8 @@ impl ScaleConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SrtConfig {
-    /// UDP address the SRT listener binds. Default `0.0.0.0:9000`.
+    /// UDP address the SRT listener binds. Default `[::]:9000`: IPv6 and IPv4 encoders on one
+    /// socket (`0.0.0.0:9000` for IPv4 only).
     pub listen: SocketAddr,
     /// Receiver latency in milliseconds (SRT `latency`): how long lost packets may be
     /// retransmitted before they are given up. Default 120.
@@ -408,7 +438,7 @@ pub enum PublishAuth {
 impl Default for SrtConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 9000)),
             latency_ms: 120,
             passphrase: None,
             max_streams: 64,
@@ -428,7 +458,8 @@ impl Default for SrtConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpsConfig {
-    /// TCP address. Default `0.0.0.0:8443`.
+    /// TCP address. Default `[::]:8443`: IPv6 and IPv4 on one socket (`0.0.0.0:8443` for
+    /// IPv4 only; a specific IPv6 address binds IPv6 only).
     pub listen: SocketAddr,
     /// PEM certificate chain. When neither `cert` nor `key` is set, a self-signed certificate
     /// for `localhost` is generated at start.
@@ -442,7 +473,7 @@ pub struct HttpsConfig {
 impl Default for HttpsConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8443)),
             cert: None,
             key: None,
             enabled: true,
@@ -454,7 +485,8 @@ impl Default for HttpsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http3Config {
-    /// UDP address. Default `0.0.0.0:8443` (same port number as HTTPS, as `Alt-Svc` advertises).
+    /// UDP address. Default `[::]:8443`, dual-stack like `https.listen` (same port number as
+    /// HTTPS, as `Alt-Svc` advertises).
     pub listen: SocketAddr,
     /// Whether to serve HTTP/3. Default true.
     pub enabled: bool,
@@ -463,7 +495,7 @@ pub struct Http3Config {
 impl Default for Http3Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8443)),
             enabled: true,
         }
     }
@@ -492,7 +524,8 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OriginHttpConfig {
-    /// Address, TCP for HTTPS and UDP for HTTP/3. Default `0.0.0.0:8081`.
+    /// Address, TCP for HTTPS and UDP for HTTP/3. Default `[::]:8081`: IPv6 and IPv4 on one
+    /// socket (`0.0.0.0:8081` for IPv4 only).
     pub listen: SocketAddr,
     /// PEM certificate chain edges verify (their `upstream.ca`). When neither `cert` nor
     /// `key` is set, a self-signed certificate for `localhost` is generated at start.
@@ -506,7 +539,7 @@ pub struct OriginHttpConfig {
 impl Default for OriginHttpConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8081)),
             cert: None,
             key: None,
             http3: true,

@@ -7,6 +7,10 @@ fn empty_file_is_a_working_single_box() {
     assert_eq!(c.https.listen.port(), 8443);
     assert_eq!(c.http3.listen.port(), 8443);
     assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+    // Viewers' listeners are dual-stack by default.
+    assert_eq!(c.https.listen.to_string(), "[::]:8443");
+    assert_eq!(c.http3.listen.to_string(), "[::]:8443");
+    assert_eq!(c.srt.listen.to_string(), "[::]:9000");
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9100");
     assert_eq!(c.hls.segment_target_ms, 2000);
     OriginConfig::from_toml("").expect("origin defaults are valid");
@@ -242,4 +246,18 @@ fn hook_urls() {
     ] {
         assert!(hook_url(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn cors_origins_are_web_origins() {
+    let ok = "[playback]\ncors_origins = [\"https://shop.example\", \"http://localhost:3000\", \"https://[2001:db8::1]:8443\"]\n";
+    EdgeConfig::from_toml(ok).expect("valid origins");
+    let bad = "[playback]\ncors_origins = [\"https://shop.example/\", \"shop.example\", \"https://a.example/path\", \"*\"]\n";
+    let err = EdgeConfig::from_toml(bad).unwrap_err();
+    let keys: Vec<&str> = err.field_errors().iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [0, 1, 2, 3].map(|i| format!("playback.cors_origins[{i}]")),
+        "{err}"
+    );
 }

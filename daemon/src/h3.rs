@@ -13,10 +13,11 @@ use http::{Request, Response};
 use tokio::task::JoinSet;
 use tracing::debug;
 
-/// Binds a QUIC endpoint on `addr` (UDP) serving `server`. The socket is bound first so a
-/// failure is the plain `io::Error` of the address, like the TCP listeners'.
+/// Binds a QUIC endpoint on `addr` (UDP; `[::]` is dual-stack, see [`crate::net`]) serving
+/// `server`. The socket is bound first so a failure is the plain `io::Error` of the address,
+/// like the TCP listeners'.
 pub fn bind(addr: SocketAddr, server: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(addr)?;
+    let socket = crate::net::udp_socket(addr, |_| Ok(()))?;
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(server),
@@ -55,7 +56,7 @@ pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, mut s
         // and cannot spend a victim's share. A validated one (it echoed our Retry token) is
         // served, or refused when its address is over the cap.
         let limits = handler.limits();
-        let addr = incoming.remote_address();
+        let addr = crate::net::canonical(incoming.remote_address());
         let share = PerIp::take(
             &per_ip,
             handler.clients().limit_key(addr.ip()),
@@ -171,6 +172,7 @@ async fn connection<H: Handler>(
                         addr,
                         limit_key: clients.limit_key(addr.ip()),
                         proto: Proto::Http3,
+                        tls: true,
                     };
                     // Boxed, as in `serve::serve_connection`: the finished handler future must
                     // not stay in the task that streams a long body.

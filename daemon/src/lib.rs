@@ -6,7 +6,7 @@
 //! a daemon's `start` builds a [`Lifecycle`] (readiness, [`Drain`], tasks, the admin
 //! listener). Listeners: [`serve`] (HTTP/1.1 and HTTP/2 on hyper, plain or TLS, with
 //! [`serve::Limits`] and deadlines) and [`h3`] (HTTP/3 on quinn) adapt requests into one
-//! [`serve::Handler`]; [`clients`] says who a client is behind balancers and proxies;
+//! [`serve::Handler`]; [`net`] binds them (dual-stack by default); [`clients`] says who a client is behind balancers and proxies;
 //! [`tls`] holds the served certificate (reloadable) and trust for clients; [`admin`] serves
 //! `/metrics`, `/healthz`, `/readyz`; [`metrics`] is the process's registry; [`scale`] the
 //! scale hint; [`notify`] talks to systemd.
@@ -18,6 +18,7 @@ pub mod drain;
 pub mod h3;
 pub mod lifecycle;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod scale;
 pub mod serve;

@@ -61,6 +61,8 @@ pub struct Peer {
     /// What per-client limits count the client by (an IPv6 client's prefix).
     pub limit_key: std::net::IpAddr,
     pub proto: Proto,
+    /// Whether the connection is TLS (HTTPS or HTTP/3): where `Alt-Svc` can offer HTTP/3.
+    pub tls: bool,
 }
 
 /// Answers requests. One implementation per listener role (viewer router, origin API, admin).
@@ -458,10 +460,15 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
     res
 }
 
-/// Serves one accepted connection (plain or TLS) from client `addr` until it closes or
+/// Serves one accepted connection (plain or `tls`) from client `addr` until it closes or
 /// `shutdown` turns true.
-pub async fn serve_connection<IO, H>(io: IO, handler: Arc<H>, addr: SocketAddr, mut shutdown: Drain)
-where
+pub async fn serve_connection<IO, H>(
+    io: IO,
+    handler: Arc<H>,
+    addr: SocketAddr,
+    tls: bool,
+    mut shutdown: Drain,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
@@ -490,6 +497,7 @@ where
                         addr,
                         limit_key,
                         proto,
+                        tls,
                     };
                     // Boxed: the handler's future is large (every route's state) and is done
                     // once the response head exists, while hyper's task for the stream lives
@@ -573,7 +581,7 @@ async fn serve_tcp<H: Handler>(
     loop {
         let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(x) => x,
+                Ok((stream, addr)) => (stream, crate::net::canonical(addr)),
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     debug!("accept failed: {e}");
@@ -633,11 +641,11 @@ async fn serve_tcp<H: Handler>(
             };
             let _open = (Open::new(handler.connections("tcp")), share);
             let Some(tls) = tls else {
-                serve_connection(stream, handler, client, shutdown).await;
+                serve_connection(stream, handler, client, false, shutdown).await;
                 return;
             };
             match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
-                Ok(Ok(stream)) => serve_connection(stream, handler, client, shutdown).await,
+                Ok(Ok(stream)) => serve_connection(stream, handler, client, true, shutdown).await,
                 Ok(Err(e)) => debug!(peer = %client, "tls handshake failed: {e}"),
                 Err(_) => debug!(peer = %client, "tls handshake timed out"),
             }

@@ -13,6 +13,7 @@
 //! The edge never transcodes.
 
 pub mod cache;
+pub mod cors;
 pub mod events;
 pub mod feed;
 pub mod pull;
@@ -130,15 +131,14 @@ impl Listeners {
         let bind = origin::StartError::bind;
         let tcp = async |enabled: bool, what, addr| -> Result<_, StartError> {
             Ok(match enabled {
-                true => Some(TcpListener::bind(addr).await.map_err(bind(what, addr))?),
+                true => Some(daemon::net::tcp_listener(addr).map_err(bind(what, addr))?),
                 false => None,
             })
         };
         let ingest = Ingest::bind(&config.srt)
             .await
             .map_err(bind("srt", config.srt.listen))?;
-        let admin = TcpListener::bind(config.admin.listen)
-            .await
+        let admin = daemon::net::tcp_listener(config.admin.listen)
             .map_err(bind("admin", config.admin.listen))?;
         let https = tcp(config.https.enabled, "https", config.https.listen).await?;
         let http = tcp(config.http.enabled, "http", config.http.listen).await?;

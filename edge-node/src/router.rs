@@ -106,7 +106,7 @@ impl Router {
     }
 
     /// `GET /live/ROOM/events`: server-sent events until the viewer leaves.
-    fn live_feed(&self, room: &str, peer: &Peer) -> Response<Bytes> {
+    fn live_feed(&self, room: &str) -> Response<Bytes> {
         let mut res = Response::new(Bytes::from_static(b": daihuo live feed\n\n"));
         res.extensions_mut()
             .insert(daemon::serve::Streamed::new(self.feed.subscribe(room)));
@@ -116,13 +116,6 @@ impl Router {
             HeaderValue::from_static("text/event-stream"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        self.requests
-            .with_label_values(&[peer.proto.label(), "200"])
-            .inc();
         res
     }
 
@@ -189,12 +182,8 @@ impl Router {
 
 impl Router {
     /// With signed playback on: the token of this request (query `token=` or the cookie),
-    /// checked for the room of its `route`; `Ok(Some(cookie))` when the answer should set it.
-    fn authorize(
-        &self,
-        req: &Request<Bytes>,
-        route: &Route,
-    ) -> Result<Option<HeaderValue>, ApiError> {
+    /// checked for the room of its `route`; `Ok(Some(grant))` when it came in the query.
+    fn authorize(&self, req: &Request<Bytes>, route: &Route) -> Result<Option<Grant>, ApiError> {
         let playback = self.playback.load();
         if !playback.signed {
             return Ok(None);
@@ -228,7 +217,29 @@ impl Router {
             "{TOKEN_COOKIE}={token}; Path={prefix}; Max-Age={}; HttpOnly; Secure; SameSite=None",
             expiry.saturating_sub(now)
         );
-        Ok(HeaderValue::from_str(&cookie).ok())
+        Ok(HeaderValue::from_str(&cookie).ok().map(|cookie| Grant {
+            query: format!("token={token}"),
+            cookie,
+        }))
+    }
+}
+
+/// A playback token that came in a request's query (and was checked).
+struct Grant {
+    /// `token=...`, for every URI of a playlist answer.
+    query: String,
+    /// The cookie that carries it for players that send cookies.
+    cookie: HeaderValue,
+}
+
+impl Grant {
+    /// `playlist` with the token on every URI it lists, so a player that sends no cookies
+    /// carries it on every request.
+    fn carry(&self, playlist: Bytes) -> Bytes {
+        match std::str::from_utf8(&playlist) {
+            Ok(text) => Bytes::from(codec::hls::query::carry(text, &self.query)),
+            Err(_) => playlist,
+        }
     }
 }
 
@@ -237,22 +248,11 @@ impl Handler for Router {
     /// (authorization, the route, the answer) reads that route. A request that is not a
     /// playback request is answered without looking at tokens.
     async fn handle(&self, req: Request<Bytes>, peer: Peer) -> Response<Bytes> {
-        let route = match api::route_request(&req) {
-            Ok(route) => route,
-            Err(e) => return self.finish(api::respond(Err(e)), &peer),
+        let res = match *req.method() {
+            http::Method::OPTIONS => crate::cors::preflight(&req),
+            _ => self.respond(&req, &peer).await,
         };
-        let cookie = match self.authorize(&req, &route) {
-            Ok(cookie) => cookie,
-            Err(e) => return self.finish(api::respond(Err(e)), &peer),
-        };
-        let mut res = match (&route, req.method()) {
-            (Route::Events { room }, &http::Method::GET) => return self.live_feed(room, &peer),
-            _ => api::respond(self.answer(&req, &route, &peer).await),
-        };
-        if let Some(cookie) = cookie {
-            res.headers_mut().insert(header::SET_COOKIE, cookie);
-        }
-        self.finish(res, &peer)
+        self.finish(res, &req, &peer)
     }
 
     fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
@@ -273,9 +273,43 @@ impl Handler for Router {
 }
 
 impl Router {
-    /// Every answer but the live feed's: `Alt-Svc`, counted.
-    fn finish(&self, mut res: Response<Bytes>, peer: &Peer) -> Response<Bytes> {
-        if let Some(alt) = &self.alt_svc {
+    async fn respond(&self, req: &Request<Bytes>, peer: &Peer) -> Response<Bytes> {
+        let route = match api::route_request(req) {
+            Ok(route) => route,
+            Err(e) => return api::respond(Err(e)),
+        };
+        let grant = match self.authorize(req, &route) {
+            Ok(grant) => grant,
+            Err(e) => return api::respond(Err(e)),
+        };
+        if let (Route::Events { room }, &http::Method::GET) = (&route, req.method()) {
+            return self.live_feed(room);
+        }
+        let answer = match (self.answer(req, &route, peer).await, &grant) {
+            (Ok((playlist, Kind::Playlist)), Some(grant)) => {
+                Ok((grant.carry(playlist), Kind::Playlist))
+            }
+            (answer, _) => answer,
+        };
+        let mut res = api::respond(answer);
+        if let Some(grant) = grant {
+            res.headers_mut().insert(header::SET_COOKIE, grant.cookie);
+        }
+        res
+    }
+
+    /// Every answer: cross-origin headers, `Alt-Svc` where HTTP/3 can be offered (over TLS),
+    /// counted.
+    fn finish(
+        &self,
+        mut res: Response<Bytes>,
+        req: &Request<Bytes>,
+        peer: &Peer,
+    ) -> Response<Bytes> {
+        let playback = self.playback.load();
+        let origin = req.headers().get(header::ORIGIN);
+        crate::cors::allow(&mut res, origin, &playback.cors_origins);
+        if let (Some(alt), true) = (&self.alt_svc, peer.tls) {
             res.headers_mut().insert(header::ALT_SVC, alt.clone());
         }
         self.requests

@@ -85,6 +85,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             limit_key: [127, 0, 0, 1].into(),
             proto,
+            tls: true,
         }
     }
 

@@ -17,7 +17,6 @@ use conf::SrtConfig;
 use daemon::drain::{self, Drain, Trigger};
 use futures::StreamExt;
 use prometheus::IntCounter;
-use socket2::{Domain, Protocol, Socket, Type};
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::Passphrase;
@@ -287,12 +286,11 @@ async fn listen(
     addr: SocketAddr,
     config: &SrtConfig,
 ) -> std::io::Result<(SrtListener, SrtIncoming, SocketAddr, usize)> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_recv_buffer_size(config.udp_recv_buffer_bytes)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    let recv_buffer = socket.recv_buffer_size()?;
-    let socket = UdpSocket::from_std(socket.into())?;
+    let socket = daemon::net::udp_socket(addr, |s| {
+        s.set_recv_buffer_size(config.udp_recv_buffer_bytes)
+    })?;
+    let recv_buffer = socket2::SockRef::from(&socket).recv_buffer_size()?;
+    let socket = UdpSocket::from_std(socket)?;
     let local_addr = socket.local_addr()?;
     // Linux reports twice the size it granted: less than twice the ask means rmem_max capped it.
     let asked = config.udp_recv_buffer_bytes;
@@ -463,7 +461,7 @@ struct Accept<D> {
 
 impl<D: Destination> Accept<D> {
     async fn handle(self, request: ConnectionRequest) {
-        let peer = request.remote();
+        let peer = daemon::net::canonical(request.remote());
         let id = request.stream_id().map(|s| s.to_string());
         let publish = match streamid::parse(id.as_deref()) {
             Ok(p) => p,
@@ -632,7 +630,7 @@ impl<D: Destination> Accept<D> {
         reason: ServerRejectReason,
         why: String,
     ) {
-        let peer = request.remote();
+        let peer = daemon::net::canonical(request.remote());
         warn!(audit, %peer, stream = room, "publish refused: {why}");
         self.metrics.publish_refused.inc();
         let _ = request.reject(RejectReason::Server(reason)).await;

@@ -43,7 +43,6 @@ use daemon::cli::{LogControl, ReloadError};
 use daemon::tls::Certificates;
 use daemon::{h3, serve, Lifecycle, TlsError};
 use live::Live;
-use tokio::net::TcpListener;
 
 /// How long an ended stream keeps answering (with `EXT-X-ENDLIST`) before it is forgotten.
 pub const LINGER: Duration = Duration::from_secs(60);
@@ -109,11 +108,9 @@ impl Node {
         let ingest = Ingest::bind(&config.srt)
             .await
             .map_err(bind("srt", config.srt.listen))?;
-        let http = TcpListener::bind(config.http.listen)
-            .await
+        let http = daemon::net::tcp_listener(config.http.listen)
             .map_err(bind("http", config.http.listen))?;
-        let admin = TcpListener::bind(config.admin.listen)
-            .await
+        let admin = daemon::net::tcp_listener(config.admin.listen)
             .map_err(bind("admin", config.admin.listen))?;
         let http_addr = http
             .local_addr()

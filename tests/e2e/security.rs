@@ -34,6 +34,11 @@ fn get(url: &str, cookie: Option<&str>) -> (u16, String) {
     (status, text)
 }
 
+/// `uri` without its query (the playback token a playlist put there).
+fn without_token(uri: &str) -> &str {
+    uri.split('?').next().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_playback_valid_expired_tampered_and_wrong_prefix() {
     require_ffmpeg();
@@ -79,8 +84,35 @@ async fn signed_playback_valid_expired_tampered_and_wrong_prefix() {
         .next_back()
         .unwrap()
         .to_string();
-    assert_eq!(get(&format!("{base}/180p/{part}"), Some(&cookie)).0, 200);
+    assert_eq!(
+        get(
+            &format!("{base}/180p/{}", without_token(&part)),
+            Some(&cookie)
+        )
+        .0,
+        200
+    );
     assert_eq!(get(&format!("{base}/180p/init.mp4"), Some(&cookie)).0, 200);
+    // A player that sends no cookies (a cross-origin hls.js) follows the URIs as listed: the
+    // playlist asked for with ?token= carries it on every one.
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let uris: Vec<&str> = body
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .chain(
+            body.split("URI=\"")
+                .skip(1)
+                .filter_map(|s| s.split('"').next()),
+        )
+        .collect();
+    assert!(uris.len() >= 3, "map, a part and the hint at least: {body}");
+    for uri in &uris {
+        assert!(uri.ends_with(&format!("token={token}")), "{uri} in\n{body}");
+    }
+    let map = body.split("#EXT-X-MAP:URI=\"").nth(1).unwrap();
+    for uri in [&part, map.split('"').next().unwrap()] {
+        assert_eq!(get(&format!("{base}/180p/{uri}"), None).0, 200, "{uri}");
+    }
     // Refused: no token, expired, tampered, another room's token.
     let expired = origin::auth::play_token(SECRET, "/live/demo/", now - 1);
     let tampered = token.replace(
@@ -98,7 +130,11 @@ async fn signed_playback_valid_expired_tampered_and_wrong_prefix() {
         assert_eq!(status, 403, "{what}: {text}");
     }
     assert_eq!(
-        get(&format!("{base}/180p/{part}"), Some("daihuo_token=v1.1.00")).0,
+        get(
+            &format!("{base}/180p/{}", without_token(&part)),
+            Some("daihuo_token=v1.1.00")
+        )
+        .0,
         403
     );
     edge.shutdown(Duration::from_secs(2)).await;

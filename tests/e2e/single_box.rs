@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use daihuo::peers::{curl, curl_http_version, ffmpeg_push};
+use daihuo::peers::{curl, curl_headers, curl_http_version, ffmpeg_push};
 use daihuo::playlist::{attr, media_sequence, part_numbers, preload_hint, segments, tags};
 use daihuo::{eventually, loopback_config, require_ffmpeg, Child, H3Client};
 use edge_node::Edge;
@@ -214,4 +214,101 @@ fn count_frames(file: &tempfile::NamedTempFile, stream: &str) -> u64 {
     text.trim()
         .parse()
         .unwrap_or_else(|_| panic!("ffprobe said {text:?}"))
+}
+
+/// The default listeners are dual-stack: HTTPS and HTTP/3 on `[::]` answer IPv4 and IPv6
+/// clients (Chromium tries `::1` first for `localhost`). Answers carry the cross-origin
+/// headers a page on another origin needs, preflights are answered, and `Alt-Svc` is sent
+/// only where HTTP/3 can be reached (over TLS, not plain HTTP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_listeners_and_cross_origin_answers() {
+    let mut config = loopback_config();
+    config.https.listen = "[::]:0".parse().unwrap();
+    config.http3.listen = "[::]:0".parse().unwrap();
+    config.playback.cors_origins = vec!["https://shop.example".into()];
+    let edge = Edge::start(&config).await.expect("edge starts");
+    let (https, h3, http) = (
+        edge.addrs.https.unwrap(),
+        edge.addrs.http3.unwrap(),
+        edge.addrs.http.unwrap(),
+    );
+    let path = "/live/nothing/index.m3u8";
+    for host in ["127.0.0.1", "[::1]"] {
+        let addr = format!("{host}:{}", h3.port()).parse().unwrap();
+        let client = H3Client::connect(addr, &edge.certificate())
+            .await
+            .unwrap_or_else(|e| panic!("HTTP/3 over {host}: {e:#}"));
+        let reply = client.get(path).await.unwrap();
+        assert_eq!(reply.status, 404, "HTTP/3 over {host}");
+        assert!(reply.headers.contains_key("alt-svc"), "HTTP/3 over {host}");
+        let url = format!("https://{host}:{}{path}", https.port());
+        let (status, head) = curl_headers(&url, &[]).unwrap();
+        assert_eq!(status, 404, "HTTPS over {host}: {head}");
+        let alt = format!("alt-svc: h3=\":{}\"", h3.port());
+        assert!(head.contains(&alt), "HTTPS over {host}: {head}");
+        assert!(head.contains("access-control-allow-origin: *"), "{head}");
+        assert!(head.contains("timing-allow-origin: *"), "{head}");
+    }
+    let (status, head) = curl_headers(&format!("http://{http}{path}"), &[]).unwrap();
+    assert_eq!(status, 404, "{head}");
+    assert!(
+        !head.contains("alt-svc"),
+        "plain HTTP offers HTTP/3: {head}"
+    );
+
+    // A preflight (a page posting JSON to the events intake, with a header of its own).
+    let events = format!("https://127.0.0.1:{}/live/demo/events", https.port());
+    let preflight = [
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: https://elsewhere.example",
+        "-H",
+        "Access-Control-Request-Method: POST",
+        "-H",
+        "Access-Control-Request-Headers: content-type, x-trace-id",
+    ];
+    let (status, head) = curl_headers(&events, &preflight).unwrap();
+    assert_eq!(status, 204, "{head}");
+    for line in [
+        "access-control-allow-origin: *",
+        "access-control-allow-methods: get, head, post, options",
+        "access-control-allow-headers: content-type, x-trace-id",
+        "access-control-max-age: 600",
+    ] {
+        assert!(head.contains(line), "missing {line:?} in {head}");
+    }
+    // A listed origin is named back, with credentials; another gets the wildcard.
+    let (_, head) = curl_headers(&events, &["-H", "Origin: https://shop.example"]).unwrap();
+    assert!(
+        head.contains("access-control-allow-origin: https://shop.example")
+            && head.contains("access-control-allow-credentials: true")
+            && head.contains("vary: origin"),
+        "{head}"
+    );
+    let (_, head) = curl_headers(&events, &["-H", "Origin: https://evil.example"]).unwrap();
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    assert!(!head.contains("allow-credentials"), "{head}");
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+/// SRT ingest on `[::]` (the default) takes encoders over IPv4 and IPv6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_ingest_is_dual_stack() {
+    require_ffmpeg();
+    let mut config = loopback_config();
+    config.srt.listen = "[::]:0".parse().unwrap();
+    let edge = Edge::start(&config).await.expect("edge starts");
+    let http = edge.addrs.http.unwrap();
+    let port = edge.addrs.srt.port();
+    for (room, host) in [("four", "127.0.0.1"), ("six", "[::1]")] {
+        let srt = format!("srt://{host}:{port}?streamid=#!::r=live/{room},m=publish");
+        let _push = Child::spawn(&mut ffmpeg_push(320, 180, 10, &srt)).expect("spawn ffmpeg");
+        eventually(15, async || {
+            let (status, _) = curl(&format!("http://{http}/live/{room}/index.m3u8")).ok()?;
+            (status == 200).then_some(())
+        })
+        .await;
+    }
+    edge.shutdown(Duration::from_secs(2)).await;
 }

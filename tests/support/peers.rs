@@ -105,6 +105,30 @@ pub fn curl_http_version(url: &str) -> std::io::Result<String> {
     curl_with(url, "%{http_version}").map(|(version, _)| version)
 }
 
+/// The status and the response head (names lower-cased, as HTTP/2 sends them) of curl with
+/// `args` on `url` (HTTP/2 over TLS when `https://`, trusting any certificate); the body is
+/// discarded.
+pub fn curl_headers(url: &str, args: &[&str]) -> std::io::Result<(u16, String)> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-k",
+            "--http2",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+        ])
+        .args(args)
+        .arg(url)
+        .output()?;
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    Ok((status.unwrap_or(0), head))
+}
+
 /// Runs curl on `url`; returns what `--write-out FORMAT` printed (after the body) and the body.
 fn curl_with(url: &str, format: &str) -> std::io::Result<(String, Vec<u8>)> {
     let out = Command::new("curl")

@@ -8,6 +8,37 @@
 
 use std::str::FromStr;
 
+/// `playlist` with `param` (`name=value`, already URL-safe) added to the query of every URI in
+/// it: URI lines and `URI="..."` attributes (maps, parts, preload hints, rendition reports,
+/// `EXT-X-MEDIA`). A player that cannot send cookies then carries a playback token on every
+/// request it derives from this playlist.
+pub fn carry(playlist: &str, param: &str) -> String {
+    let param = super::quoted(param);
+    let with = |uri: &str| {
+        let sep = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{sep}{param}")
+    };
+    let mut out = String::with_capacity(playlist.len() + playlist.len() / 8);
+    for line in playlist.lines() {
+        if line.is_empty() {
+        } else if !line.starts_with('#') {
+            out.push_str(&with(line));
+        } else {
+            let mut rest = line;
+            while let Some(at) = rest.find("URI=\"") {
+                let (head, tail) = rest.split_at(at + 5);
+                let Some(end) = tail.find('"') else { break };
+                out.push_str(head);
+                out.push_str(&with(&tail[..end]));
+                rest = &tail[end..];
+            }
+            out.push_str(rest);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Name of the blocking media sequence number parameter.
 const MSN: &str = "_HLS_msn";
 /// Name of the blocking part index parameter.
@@ -234,5 +265,34 @@ mod tests {
             proptest::prop_assert_eq!(r.msn, Some(msn));
             proptest::prop_assert_eq!(r.part, part);
         }
+    }
+}
+
+#[cfg(test)]
+mod carry_tests {
+    use super::carry;
+
+    #[test]
+    fn every_uri_carries_the_parameter_and_nothing_else_changes() {
+        let playlist = "#EXTM3U\n#EXT-X-MAP:URI=\"init-ab.mp4\"\n\
+            #EXT-X-PART:DURATION=0.33333,URI=\"part7.0.m4s\",INDEPENDENT=YES\n\
+            #EXTINF:2.00000,\nseg7.m4s\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part8.0.m4s\"\n\
+            #EXT-X-RENDITION-REPORT:URI=\"../480p/index.m3u8?x=1\",LAST-MSN=7,LAST-PART=0\n";
+        let out = carry(playlist, "token=v1.9.ab");
+        assert_eq!(
+            out,
+            "#EXTM3U\n#EXT-X-MAP:URI=\"init-ab.mp4?token=v1.9.ab\"\n\
+            #EXT-X-PART:DURATION=0.33333,URI=\"part7.0.m4s?token=v1.9.ab\",INDEPENDENT=YES\n\
+            #EXTINF:2.00000,\nseg7.m4s?token=v1.9.ab\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part8.0.m4s?token=v1.9.ab\"\n\
+            #EXT-X-RENDITION-REPORT:URI=\"../480p/index.m3u8?x=1&token=v1.9.ab\",LAST-MSN=7,LAST-PART=0\n"
+        );
+    }
+
+    #[test]
+    fn a_quote_in_the_parameter_cannot_break_out_of_an_attribute() {
+        let out = carry("#EXT-X-MAP:URI=\"init.mp4\"\n", "token=a\"b\nc");
+        assert_eq!(out, "#EXT-X-MAP:URI=\"init.mp4?token=abc\"\n");
     }
 }

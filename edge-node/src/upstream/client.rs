@@ -99,9 +99,18 @@ impl Connector {
             let tls = daemon::tls::client_config(roots, b"h3")?;
             let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
                 .map_err(|e| daemon::TlsError::Quic(e.to_string()))?;
-            let bind = SocketAddr::from(([0, 0, 0, 0], 0));
-            let mut endpoint = quinn::Endpoint::client(bind)
-                .map_err(|e| daemon::TlsError::Quic(format!("client endpoint: {e}")))?;
+            // Dual-stack, so origins may have IPv4 or IPv6 addresses.
+            let bind = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+            let endpoint = daemon::net::udp_socket(bind, |_| Ok(())).and_then(|socket| {
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    None,
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+            });
+            let mut endpoint =
+                endpoint.map_err(|e| daemon::TlsError::Quic(format!("client endpoint: {e}")))?;
             endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
             Some(endpoint)
         } else {
