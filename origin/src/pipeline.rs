@@ -7,11 +7,16 @@
 //! the shared `audio` rendition. Video either goes through the transcoding ladder (one
 //! rendition per rung, encoded on the ladder's own thread, see [`crate::transcode`]) or, with
 //! transcoding off or unusable for this source, is passed through as `{height}p`.
+//!
+//! The audio rendition is cut where the video is: the first video rendition (the passthrough,
+//! or the ladder's first rung) leads, and each of its part starts is handed to the audio
+//! segmenter (see [`codec::hls::segmenter`]), so a part number covers the same time in every
+//! rendition.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use codec::hls::segmenter::{Segmenter, SegmenterOptions, SegmenterOutput};
+use codec::hls::segmenter::{Cut, Segmenter, SegmenterOptions, SegmenterOutput};
 use codec::ingest::{Demuxer, MediaEvent};
 use codec::{fmp4, Frame, TrackConfig, TrackKind};
 use hwaccel::LadderOutput;
@@ -82,7 +87,17 @@ pub struct Pipeline {
     held: HashMap<String, i64>,
     /// Per video rendition: `daihuo_encoder_frames_total`.
     frames: HashMap<String, prometheus::IntCounter>,
+    /// The video rendition whose cuts the audio rendition follows.
+    leader: Option<String>,
+    /// Its latest cuts (with their timescale), for an audio rendition declared after them.
+    cuts: VecDeque<(Cut, u32)>,
 }
+
+/// Cuts kept for an audio rendition that starts late: a few segments' worth.
+const CUTS_KEPT: usize = 32;
+
+/// The shared audio rendition's name.
+const AUDIO: &str = "audio";
 
 /// Source frames remembered for publish latency while the ladder works on them (a few
 /// seconds at 60 fps; the ladder's queue is far shorter).
@@ -119,6 +134,8 @@ impl Pipeline {
             arrivals: VecDeque::new(),
             held: HashMap::new(),
             frames: HashMap::new(),
+            leader: None,
+            cuts: VecDeque::new(),
         };
         (pipeline, rx)
     }
@@ -262,7 +279,7 @@ impl Pipeline {
                 drop(t);
                 self.renditions
                     .keys()
-                    .filter(|r| r.as_str() != "audio")
+                    .filter(|r| r.as_str() != AUDIO)
                     .cloned()
                     .collect()
             }
@@ -277,6 +294,7 @@ impl Pipeline {
                 let segment_target = self.options.segment_target;
                 match Transcoder::start(self.room(), &config, &self.settings, segment_target, tx) {
                     Ok(t) => {
+                        self.leader = t.rungs().first().map(|r| r.name.clone());
                         self.publication.expect_renditions(t.rungs());
                         self.sources.insert(pid, Source::Ladder(t));
                         return;
@@ -289,6 +307,9 @@ impl Pipeline {
             }
         }
         let rendition = codec::hls::passthrough_name(&config);
+        if kind == TrackKind::Video {
+            self.leader = Some(rendition.clone());
+        }
         self.set_rendition(&rendition, config);
         if self.renditions.contains_key(&rendition) {
             self.sources.insert(pid, Source::Direct { rendition, kind });
@@ -328,10 +349,19 @@ impl Pipeline {
             self.rate.insert(name.to_string(), (0, 0));
         }
         let first_msn = self.publication.set_rendition(name, config.clone(), init);
-        self.renditions.insert(
-            name.to_string(),
-            Segmenter::new(config, self.options, first_msn),
-        );
+        let kind = config.kind();
+        let mut segmenter = Segmenter::new(config, self.options, first_msn);
+        if self.leader.as_deref() == Some(name) {
+            segmenter.lead();
+        } else if kind == TrackKind::Audio {
+            segmenter.follow();
+            // Where the video cut before this rendition existed: its media from then on.
+            for &(cut, timescale) in &self.cuts {
+                let to = segmenter.config().timescale();
+                segmenter.cut_at(cut.rescale(timescale, to), &mut self.outputs);
+            }
+        }
+        self.renditions.insert(name.to_string(), segmenter);
     }
 
     /// When the source frame with `pts` arrived (unix ms), if it is still remembered.
@@ -376,6 +406,8 @@ impl Pipeline {
         }
         segmenter.set_timeline_offset(self.clock.offset(segmenter.config().timescale()));
         segmenter.push(frame, &mut self.outputs);
+        let cuts = segmenter.take_cuts();
+        let timescale = segmenter.config().timescale();
         if let Some(at) = newest_in_part {
             let parts = self
                 .outputs
@@ -388,6 +420,28 @@ impl Pipeline {
             }
         }
         self.publish(rendition);
+        self.cut_audio(cuts, timescale);
+    }
+
+    /// Hands the leader's part starts (`cuts`, in ticks of `timescale`) to the audio segmenter.
+    fn cut_audio(&mut self, cuts: Vec<Cut>, timescale: u32) {
+        if cuts.is_empty() {
+            return;
+        }
+        for &cut in &cuts {
+            if self.cuts.len() == CUTS_KEPT {
+                self.cuts.pop_front();
+            }
+            self.cuts.push_back((cut, timescale));
+        }
+        let Some(audio) = self.renditions.get_mut(AUDIO) else {
+            return;
+        };
+        let to = audio.config().timescale();
+        for cut in cuts {
+            audio.cut_at(cut.rescale(timescale, to), &mut self.outputs);
+        }
+        self.publish(AUDIO);
     }
 
     fn finish_rendition(&mut self, rendition: &str) {
@@ -396,6 +450,8 @@ impl Pipeline {
         if let Some(mut segmenter) = self.renditions.remove(rendition) {
             segmenter.finish(&mut self.outputs);
             self.publish(rendition);
+            let timescale = segmenter.config().timescale();
+            self.cut_audio(segmenter.take_cuts(), timescale);
         }
     }
 

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use daihuo::peers::{curl, curl_headers, curl_http_version, ffmpeg_push};
-use daihuo::playlist::{attr, media_sequence, part_numbers, preload_hint, segments, tags};
+use daihuo::peers::{curl, curl_headers, curl_http_version, ffmpeg_push, ffmpeg_source};
+use daihuo::playlist::{attr, media_sequence, part_numbers, preload_hint, segments, tags, tfdt};
 use daihuo::{eventually, loopback_config, require_ffmpeg, Child, H3Client};
 use edge_node::Edge;
 
@@ -309,6 +309,91 @@ async fn srt_ingest_is_dual_stack() {
             (status == 200).then_some(())
         })
         .await;
+    }
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+/// Audio is cut where video is: part N of the audio rendition covers the time of part N of the
+/// video (to the nearest AAC frame) whatever the encoder's keyframe interval, so a player
+/// loading both finds no hole, and no audio part is a sliver. (Before, audio was cut on its own
+/// at the 2 s slots while video waited for keyframes, and every audio segment ended with a
+/// 64-85 ms part.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_parts_cover_the_time_of_the_video_parts() {
+    require_ffmpeg();
+    let edge = Edge::start(&loopback_config()).await.expect("edge starts");
+    let srt = format!(
+        "srt://{}?streamid=#!::r=live/demo,m=publish&linger=2",
+        edge.addrs.srt
+    );
+    // No B-frames, so a video part's decode time is its presentation time; keyframes every
+    // 1.5 s, so they fall anywhere in the 2 s slots, as real encoders' do.
+    let mut cmd = ffmpeg_source(640, 360, 10, "1M", true);
+    cmd.args([
+        "-bf",
+        "0",
+        "-g",
+        "45",
+        "-keyint_min",
+        "45",
+        "-f",
+        "mpegts",
+        &srt,
+    ]);
+    let mut push = Child::spawn(&mut cmd).expect("spawn ffmpeg");
+    let status = tokio::task::spawn_blocking(move || push.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "ffmpeg push failed: {status}");
+    let h3 = H3Client::connect(edge.addrs.http3.unwrap(), &edge.certificate())
+        .await
+        .unwrap();
+    let video = eventually(10, async || {
+        let body = h3.get("/live/demo/360p/index.m3u8").await.ok()?.body;
+        let text = String::from_utf8(body.to_vec()).ok()?;
+        text.contains("#EXT-X-ENDLIST").then_some(text)
+    })
+    .await;
+    // Every part of every segment in the window, by number: (msn, index) -> start in seconds.
+    let starts = async |rendition: &str, timescale: f64| {
+        let mut starts = std::collections::BTreeMap::new();
+        for seg in segments(&video) {
+            let msn: u64 = seg[3..seg.len() - 4].parse().unwrap();
+            for index in 0.. {
+                let path = format!("/live/demo/{rendition}/part{msn}.{index}.m4s");
+                let reply = h3.get(&path).await.unwrap();
+                if reply.status != 200 {
+                    break;
+                }
+                starts.insert((msn, index), tfdt(&reply.body) as f64 / timescale);
+            }
+        }
+        starts
+    };
+    let (v, a) = (
+        starts("360p", 90_000.0).await,
+        starts("audio", 48_000.0).await,
+    );
+    assert!(v.len() > 15, "{} video parts", v.len());
+    let aac_frame = 1024.0 / 48_000.0;
+    let keys: Vec<_> = v.keys().copied().collect();
+    for pair in keys.windows(2) {
+        let (this, next) = (pair[0], pair[1]);
+        let (Some(a0), Some(a1)) = (a.get(&this), a.get(&next)) else {
+            panic!("audio has no part {this:?} or {next:?}: {:?}", a.keys());
+        };
+        let (v0, v1) = (v[&this], v[&next]);
+        assert!(
+            (a0 - v0).abs() <= aac_frame / 2.0 + 1e-4,
+            "part {this:?} starts at {v0:.4} s in video, {a0:.4} s in audio"
+        );
+        assert!(
+            ((a1 - a0) - (v1 - v0)).abs() <= aac_frame + 1e-4,
+            "part {this:?} lasts {:.4} s in video, {:.4} s in audio",
+            v1 - v0,
+            a1 - a0
+        );
     }
     edge.shutdown(Duration::from_secs(2)).await;
 }

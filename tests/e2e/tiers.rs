@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use daihuo::daemons::{certificate, metric, OriginSpec};
 use daihuo::peers::ffmpeg_push;
 use daihuo::playlist::{
-    attr, media_sequence, newest_part, part_numbers, preload_hint, segments, tags,
+    attr, media_sequence, newest_part, part_numbers, preload_hint, segments, tags, tfdt,
 };
 use daihuo::{eventually, require_ffmpeg, Child, H3Client, LOOPBACK};
 use edge_node::upstream::rendezvous;
@@ -38,20 +38,6 @@ fn edge_config(ca: &std::path::Path, upstream: &str, origins: &[&OriginSpec]) ->
 }
 
 const H3: &str = "protocol = \"h3\"";
-
-/// The `baseMediaDecodeTime` of a fragment (its `tfdt` box).
-fn tfdt(fragment: &[u8]) -> u64 {
-    let at = fragment
-        .windows(4)
-        .position(|w| w == b"tfdt")
-        .expect("fragment has a tfdt");
-    let body = &fragment[at + 4..];
-    if body[0] == 1 {
-        u64::from_be_bytes(body[4..12].try_into().unwrap())
-    } else {
-        u64::from(u32::from_be_bytes(body[4..8].try_into().unwrap()))
-    }
-}
 
 /// A part the client played: when it arrived, its numbers, its decode time.
 #[derive(Debug)]

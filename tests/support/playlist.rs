@@ -69,6 +69,22 @@ pub fn part_numbers(uri: &str) -> Option<(u64, u32)> {
     Some((m.parse().ok()?, k.parse().ok()?))
 }
 
+/// The decode time (`tfdt`) of a part or segment, in its track's timescale.
+pub fn tfdt(fragment: &[u8]) -> u64 {
+    let at = fragment
+        .windows(4)
+        .position(|w| w == b"tfdt")
+        .expect("fragment has a tfdt");
+    let body = &fragment[at + 4..];
+    if body[0] == 1 {
+        u64::from_be_bytes(body[4..12].try_into().expect("a 64-bit tfdt"))
+    } else {
+        u64::from(u32::from_be_bytes(
+            body[4..8].try_into().expect("a 32-bit tfdt"),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,16 @@
 //! offset (the ingest's clock stamp) numbers alike. Each part says where it starts on that
 //! timeline ([`Part::time`]), which is its program date-time.
 //!
+//! Audio follows video: a stream's audio rendition is cut where its video is ([`Segmenter::lead`],
+//! [`Segmenter::follow`]). The video segmenter notes where each of its parts starts on the
+//! timeline (a [`Cut`]); the audio segmenter splits its frames at the AAC frame boundary
+//! nearest each cut and numbers the part as the video part starting there. So every
+//! (segment, part) covers the same time range in every rendition, whatever the encoder's
+//! keyframe interval, and no audio part is a sliver left over at a segment's end: a player
+//! loading part N of each gets the same stretch of time. An audio segmenter that hears of no
+//! cut for [`FOLLOW_WAIT_SEGMENTS`] segment targets (an audio-only stream, a video track that
+//! stopped) cuts on its own from then on.
+//!
 //! Timing is kept in track timescale ticks ([`TrackConfig::timescale`]) and converted to
 //! [`Duration`] (rounded down to the nanosecond) only in the outputs.
 
@@ -37,6 +47,41 @@ use crate::{Frame, TrackConfig, TrackKind};
 const AAC_FRAME_TICKS: u32 = 1024;
 /// Frame duration assumed for a lone video frame (no neighbour to measure against): 1/30 s.
 const FALLBACK_VIDEO_FPS: u32 = 30;
+/// How much media (in segment targets) a following segmenter holds while no cut comes before
+/// it cuts on its own.
+pub const FOLLOW_WAIT_SEGMENTS: u64 = 3;
+
+/// Where the leading rendition starts a part: the part's number and its first frame's
+/// timeline time (pts plus the timeline offset), in the ticks of whoever holds the `Cut`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    pub msn: u64,
+    pub index: u32,
+    pub time: u64,
+}
+
+impl Cut {
+    /// The same cut in ticks of `to` instead of `from` (rounded to the nearest tick).
+    pub fn rescale(self, from: u32, to: u32) -> Self {
+        let time = (u128::from(self.time) * u128::from(to) + u128::from(from) / 2)
+            / u128::from(from.max(1));
+        Self {
+            time: u64::try_from(time).unwrap_or(u64::MAX),
+            ..self
+        }
+    }
+}
+
+/// Whose cutting rules a segmenter follows.
+#[derive(Debug)]
+enum Role {
+    /// Its own: parts by the part target, segments by slot.
+    Own,
+    /// Its own, noting each part's start for followers.
+    Lead(Vec<Cut>),
+    /// The leader's cuts, oldest first, in this track's ticks.
+    Follow(std::collections::VecDeque<Cut>),
+}
 
 /// How long segments and parts should be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +197,7 @@ pub struct Segmenter {
     last_duration: Option<u32>,
     segment: Option<OpenSegment>,
     part: OpenPart,
+    role: Role,
 }
 
 impl Segmenter {
@@ -176,6 +222,36 @@ impl Segmenter {
             last_duration: None,
             segment: None,
             part: OpenPart::default(),
+            role: Role::Own,
+        }
+    }
+
+    /// Notes where each part starts ([`Self::take_cuts`]), for renditions that follow this one.
+    pub fn lead(&mut self) {
+        self.role = Role::Lead(Vec::new());
+    }
+
+    /// Cuts where the leader's parts start ([`Self::cut_at`]) instead of by its own rules,
+    /// until no cut came for [`FOLLOW_WAIT_SEGMENTS`] segment targets of media.
+    pub fn follow(&mut self) {
+        self.role = Role::Follow(std::collections::VecDeque::new());
+    }
+
+    /// The part starts noted since the last call (a leader's; empty otherwise), in this
+    /// track's ticks.
+    pub fn take_cuts(&mut self) -> Vec<Cut> {
+        match &mut self.role {
+            Role::Lead(cuts) => std::mem::take(cuts),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A following segmenter learns where the leader starts a part (`cut.time` in this track's
+    /// ticks); parts it completes are appended to `out`. Ignored by others.
+    pub fn cut_at(&mut self, cut: Cut, out: &mut Vec<SegmenterOutput>) {
+        if let Role::Follow(cuts) = &mut self.role {
+            cuts.push_back(cut);
+            self.apply_cuts(out);
         }
     }
 
@@ -226,7 +302,12 @@ impl Segmenter {
             let duration = self.fallback_duration();
             self.commit(frame, duration, out);
         }
+        if let Role::Follow(cuts) = &mut self.role {
+            cuts.clear();
+        }
         self.close_segment(out);
+        // A follower that never heard of a cut holds media no part will take.
+        self.part = OpenPart::default();
         self.next_dts = None;
         self.last_duration = None;
     }
@@ -241,6 +322,10 @@ impl Segmenter {
 
     /// Append `frame` with its now known `duration` to the open part, cutting first if needed.
     fn commit(&mut self, frame: Frame, duration: u32, out: &mut Vec<SegmenterOutput>) {
+        if matches!(self.role, Role::Follow(_)) {
+            self.commit_following(frame, duration, out);
+            return;
+        }
         let ticks = u64::from(duration);
         if self.starts_segment(&frame) {
             self.close_segment(out);
@@ -264,6 +349,13 @@ impl Segmenter {
         if self.part.samples.is_empty() {
             self.part.start_dts = dts;
             self.part.time = self.timeline(&frame);
+            if let (Role::Lead(cuts), Some(segment)) = (&mut self.role, &self.segment) {
+                cuts.push(Cut {
+                    msn: segment.msn,
+                    index: segment.next_index,
+                    time: self.part.time,
+                });
+            }
         }
         self.part.ticks += ticks;
         self.part.samples.push(Sample {
@@ -279,11 +371,119 @@ impl Segmenter {
         self.last_duration = Some(duration);
     }
 
+    /// [`Self::commit`] for a follower: the frame joins the open part, which is split where
+    /// the leader's cuts say.
+    fn commit_following(&mut self, frame: Frame, duration: u32, out: &mut Vec<SegmenterOutput>) {
+        let ticks = u64::from(duration);
+        let dts = *self.next_dts.get_or_insert(frame.dts);
+        if self.part.samples.is_empty() {
+            self.part.start_dts = dts;
+            self.part.time = self.timeline(&frame);
+        }
+        self.part.ticks += ticks;
+        self.part.samples.push(Sample {
+            duration,
+            cts: frame.cts,
+            keyframe: frame.keyframe,
+            data: frame.data,
+        });
+        self.next_dts = Some(dts.saturating_add(ticks));
+        self.last_duration = Some(duration);
+        self.apply_cuts(out);
+        if self.part.ticks > FOLLOW_WAIT_SEGMENTS * self.segment_ticks {
+            self.stop_following(out);
+        }
+    }
+
+    /// Splits the open part at each known cut the media has reached: the samples before it
+    /// end the current part, the rest start the part the cut names.
+    fn apply_cuts(&mut self, out: &mut Vec<SegmenterOutput>) {
+        loop {
+            let Role::Follow(cuts) = &mut self.role else {
+                return;
+            };
+            let Some(&cut) = cuts.front() else {
+                return;
+            };
+            // Numbers only grow: a cut at or before the open part is stale.
+            let stale = match &self.segment {
+                Some(s) => (cut.msn, cut.index) <= (s.msn, s.next_index),
+                None => cut.msn < self.msn_floor,
+            };
+            if stale {
+                cuts.pop_front();
+                continue;
+            }
+            // The first sample whose middle is past the cut: the AAC frame boundary nearest
+            // the cut is its start. None yet: wait for more media.
+            let mut time = self.part.time;
+            let mut dts = self.part.start_dts;
+            let mut split = None;
+            for (i, s) in self.part.samples.iter().enumerate() {
+                let d = u64::from(s.duration);
+                if 2 * time + d > 2 * cut.time {
+                    split = Some(i);
+                    break;
+                }
+                time += d;
+                dts += d;
+            }
+            let Some(split) = split else {
+                return;
+            };
+            cuts.pop_front();
+            let rest = self.part.samples.split_off(split);
+            let rest_ticks = rest.iter().map(|s| u64::from(s.duration)).sum::<u64>();
+            self.part.ticks -= rest_ticks;
+            match &mut self.segment {
+                // Media before the leader's first part (its first keyframe) is not played.
+                None => self.part = OpenPart::default(),
+                Some(segment) if segment.msn == cut.msn => {
+                    self.flush_part(out);
+                    if let Some(segment) = &mut self.segment {
+                        segment.next_index = cut.index;
+                    }
+                }
+                Some(_) => self.close_segment(out),
+            }
+            if self.segment.is_none() {
+                self.segment = Some(OpenSegment {
+                    msn: cut.msn,
+                    slot: time / self.segment_ticks.max(1),
+                    ticks: 0,
+                    duration: Duration::ZERO,
+                    next_index: cut.index,
+                });
+                self.next_msn = Some(cut.msn.saturating_add(1));
+            }
+            self.part = OpenPart {
+                start_dts: dts,
+                time,
+                ticks: rest_ticks,
+                samples: rest,
+            };
+        }
+    }
+
+    /// No cut came for too long: cut by the own rules from here on. What was held before any
+    /// cut is dropped (media from before the stream's first video part, or an audio-only
+    /// stream's first seconds); an open segment ends with what it holds.
+    fn stop_following(&mut self, out: &mut Vec<SegmenterOutput>) {
+        self.role = Role::Own;
+        match self.segment {
+            None => self.part = OpenPart::default(),
+            Some(_) => self.close_segment(out),
+        }
+    }
+
     /// Cut as early as the next frame allows, so a part goes out without waiting one more
     /// frame: close the segment if `next` will start a new one, or the part if `next` is
     /// expected (at the last sample's duration) not to fit. [`Self::commit`] re-checks with the
     /// real duration.
     fn cut_before(&mut self, next: &Frame, out: &mut Vec<SegmenterOutput>) {
+        if matches!(self.role, Role::Follow(_)) {
+            return;
+        }
         if self.starts_segment(next) {
             self.close_segment(out);
             return;

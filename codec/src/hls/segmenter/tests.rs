@@ -524,3 +524,94 @@ fn a_wall_clock_offset_numbers_segments_by_wall_clock_slot() {
     let from = first.iter().position(|p| p == &late[0]).expect("same part");
     assert_eq!(&first[from..], &late[..]);
 }
+
+/// Video (30 fps, a keyframe every 45 frames: 1.5 s, not a multiple of the segment target)
+/// leads, AAC at 48 kHz follows, interleaved as a muxer would (audio a little ahead): every
+/// audio part has the number of the video part covering the same time, starts within half an
+/// AAC frame of it, and none is a sliver.
+#[test]
+fn audio_follows_the_video_cuts() {
+    let options = SegmenterOptions::default();
+    let first = FirstMsn::Timeline { at_least: 0 };
+    let mut v = Segmenter::new(video(), options, first);
+    let mut a = Segmenter::new(audio(48_000), options, first);
+    v.lead();
+    a.follow();
+    let (mut vout, mut aout) = (Vec::new(), Vec::new());
+    // 10 s of each; audio starts 0.2 s before the first video frame (dropped: before the first
+    // cut), and is pushed 0.1 s ahead of the video it goes with.
+    let video_frames = (0..300u64).map(|i| (i * 3000 + 18_000, i));
+    let mut audio_frames = (0..480u64).map(|i| i * 1024).peekable();
+    for (pts, i) in video_frames {
+        while let Some(&t) = audio_frames.peek() {
+            if t * 90_000 / 48_000 > pts + 9_000 {
+                break;
+            }
+            a.push(frame(t, 0, true, t as u32), &mut aout);
+            audio_frames.next();
+        }
+        v.push(frame(pts, 0, i % 45 == 0, i as u32), &mut vout);
+        for cut in v.take_cuts() {
+            a.cut_at(cut.rescale(90_000, 48_000), &mut aout);
+        }
+    }
+    v.finish(&mut vout);
+    for cut in v.take_cuts() {
+        a.cut_at(cut.rescale(90_000, 48_000), &mut aout);
+    }
+    for t in audio_frames {
+        a.push(frame(t, 0, true, t as u32), &mut aout);
+    }
+    a.finish(&mut aout);
+
+    let (vp, ap) = (parts(&vout), parts(&aout));
+    assert!(vp.len() > 25, "{} video parts", vp.len());
+    // Every video part but the last has its audio twin; the first audio part starts with the
+    // first video part (audio before it was dropped).
+    for (k, video) in vp.iter().enumerate().take(vp.len() - 1) {
+        let audio = ap
+            .iter()
+            .find(|p| (p.msn, p.index) == (video.msn, video.index))
+            .unwrap_or_else(|| panic!("no audio part {}.{}", video.msn, video.index));
+        let (vs, as_) = (video.time as f64 / 90_000.0, audio.time as f64 / 48_000.0);
+        assert!(
+            (vs - as_).abs() <= 512.0 / 48_000.0,
+            "part {k}: video {vs} audio {as_}"
+        );
+        let (vd, ad) = (video.duration.as_secs_f64(), audio.duration.as_secs_f64());
+        assert!(
+            (vd - ad).abs() <= 1024.0 / 48_000.0,
+            "part {k}: {vd} vs {ad}"
+        );
+    }
+    assert_eq!((ap[0].msn, ap[0].index), (vp[0].msn, vp[0].index));
+    // Segments end alike.
+    let ends = |out: &[SegmenterOutput]| -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                SegmenterOutput::SegmentEnd { msn, .. } => Some(*msn),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(ends(&vout), ends(&aout));
+}
+
+/// An audio-only stream: no cut ever comes, so the follower cuts on its own once it has
+/// waited its bound, dropping what it held.
+#[test]
+fn a_follower_without_a_leader_cuts_on_its_own() {
+    let options = SegmenterOptions::default();
+    let mut a = Segmenter::new(audio(48_000), options, FirstMsn::Timeline { at_least: 0 });
+    a.follow();
+    let frames = (0..48_000u64 * 12 / 1024)
+        .map(|i| frame(i * 1024, 0, true, i as u32))
+        .collect();
+    let out = run(&mut a, frames);
+    let p = parts(&out);
+    assert!(p.len() > 10, "{} parts", p.len());
+    let waited = FOLLOW_WAIT_SEGMENTS as f64 * 2.0;
+    let first = p[0].time as f64 / 48_000.0;
+    assert!(first >= waited - 0.1 && first <= waited + 0.1, "{first}");
+    assert!(p.iter().all(|p| p.duration <= options.part_target));
+}
