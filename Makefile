@@ -31,6 +31,7 @@ deps:
 
 test-deps:
 	@scripts/install-deps.sh test
+	@scripts/install-web.sh
 	@scripts/install-cargo-deb.sh
 	@scripts/install-tansu.sh
 

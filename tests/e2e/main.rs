@@ -6,6 +6,7 @@
 //!
 //! Run one scenario with `cargo test -p daihuo --test e2e -- tiers::`.
 
+mod browser;
 mod events;
 mod hardening;
 mod hostile_peers;

@@ -3,6 +3,7 @@
 //! LL-HLS playlist readers. Nothing here mocks the system under test.
 
 pub mod bench;
+pub mod browser;
 pub mod daemons;
 pub mod h3client;
 pub mod peers;
