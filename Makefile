@@ -12,7 +12,9 @@ run: deps build
 
 # Two builds: one would unify features, and daihuo-edge would link the origin's Kafka sink
 # (librdkafka) that only daihuo-origin needs (edge-node's `kafka` feature adds it).
+# The edge embeds hls.js (its room page) from web/node_modules: fetched first, pinned.
 build:
+	@scripts/install-web.sh
 	$(CARGO) build --release -p origin --bin daihuo-origin
 	$(CARGO) build --release -p edge-node --bin daihuo-edge
 

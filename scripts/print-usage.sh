@@ -3,9 +3,9 @@
 cat <<'TXT'
 
 daihuo-edge single box (embedded origin), default ports:
-  SRT ingest   udp 0.0.0.0:9000
-  HTTPS        tcp 0.0.0.0:8443   (self-signed certificate for localhost)
-  HTTP/3       udp 0.0.0.0:8443
+  SRT ingest   udp [::]:9000      (IPv6 and IPv4)
+  HTTPS        tcp [::]:8443      (self-signed certificate for localhost)
+  HTTP/3       udp [::]:8443
   HTTP         tcp 127.0.0.1:8080
   metrics      http://127.0.0.1:9100/metrics  (/healthz, /readyz)
 
@@ -16,6 +16,9 @@ Push a test stream with ffmpeg (keyframe every 2 s = the segment target):
 
 OBS: Settings > Stream > Service "Custom", Server  srt://HOST:9000?streamid=#!::r=live/demo,m=publish
      (leave Stream Key empty); Output > Keyframe Interval 2 s; x264 tune zerolatency.
+
+Watch in a browser (player, live comments, likes, add to cart, latency):
+  http://127.0.0.1:8080/live/demo/        (every live room: http://127.0.0.1:8080/)
 
 Play:
   ffplay -tls_verify 0 https://localhost:8443/live/demo/index.m3u8

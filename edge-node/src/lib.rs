@@ -16,6 +16,7 @@ pub mod cache;
 pub mod cors;
 pub mod events;
 pub mod feed;
+pub mod pages;
 pub mod pull;
 pub mod relay;
 pub mod router;

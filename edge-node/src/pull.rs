@@ -143,6 +143,28 @@ impl Pull {
         }
     }
 
+    /// The rooms live at the origins that are up (each answers `GET /rooms`); one that does
+    /// not answer within a second is left out.
+    pub async fn live_rooms(&self) -> Vec<String> {
+        let origins = self.upstream.origins();
+        let asks = origins
+            .iter()
+            .filter(|o| o.is_up())
+            .map(|o| self.upstream.get_from(o, "/rooms", Duration::from_secs(1)));
+        let mut rooms: Vec<String> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(|r| r.ok())
+            .filter(|(status, _)| status.is_success())
+            .filter_map(|(_, body)| serde_json::from_slice::<Vec<String>>(&body).ok())
+            .flatten()
+            .filter(|room| conf::valid_room(room))
+            .collect();
+        rooms.sort();
+        rooms.dedup();
+        rooms
+    }
+
     /// A multivariant or media playlist; `query` is the viewer's LL-HLS query.
     pub async fn playlist(&self, route: &Route) -> Result<Bytes, UpstreamError> {
         let key = match route {

@@ -119,6 +119,14 @@ impl Router {
         res
     }
 
+    /// The rooms live now (this box's, or the origins').
+    async fn live_rooms(&self) -> Vec<String> {
+        match &self.source {
+            Source::Local(store) => store.live_rooms(),
+            Source::Upstream(pull) => pull.live_rooms().await,
+        }
+    }
+
     /// Housekeeping (viewer expiries).
     pub async fn tick(&self) {
         self.viewers.tick().await;
@@ -173,7 +181,7 @@ impl Router {
                 // (Store and upstream errors become answers here: `ApiError::from`.)
                 Ok((body, Kind::of(*object)))
             }
-            (Route::Events { .. }, _) => Err(ApiError::MethodNotAllowed),
+            (Route::Events { .. } | Route::RoomPage { .. }, _) => Err(ApiError::MethodNotAllowed),
             (_, Source::Local(store)) => api::playlist(store, route).await,
             (_, Source::Upstream(pull)) => Ok((pull.playlist(route).await?, Kind::Playlist)),
         }
@@ -274,7 +282,18 @@ impl Handler for Router {
 
 impl Router {
     async fn respond(&self, req: &Request<Bytes>, peer: &Peer) -> Response<Bytes> {
+        let get = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+        match req.uri().path() {
+            "/" if get => return crate::pages::index(&self.live_rooms().await),
+            path if get && path.starts_with("/assets/") => {
+                if let Some(res) = crate::pages::asset(path) {
+                    return res;
+                }
+            }
+            _ => {}
+        }
         let route = match api::route_request(req) {
+            Ok(Route::RoomPage { room }) if get => return crate::pages::room(&room),
             Ok(route) => route,
             Err(e) => return api::respond(Err(e)),
         };

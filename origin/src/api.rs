@@ -160,6 +160,11 @@ impl Handler for Api {
         if req.uri().path() == "/healthz" {
             return text(StatusCode::OK, "ok\n");
         }
+        if req.uri().path() == "/rooms" {
+            // The live rooms, a JSON array of names: an edge's room list (`/`).
+            let rooms = serde_json::to_vec(&self.store.live_rooms()).unwrap_or_default();
+            return respond(Ok((Bytes::from(rooms), Kind::Json)));
+        }
         if req.uri().path() == "/feed" {
             let from = match req.uri().query().unwrap_or("").strip_prefix("from=") {
                 None => None,

@@ -40,6 +40,10 @@ pub enum Route {
     Events {
         room: String,
     },
+    /// `/live/ROOM/`: the room's page (served by edges).
+    RoomPage {
+        room: String,
+    },
 }
 
 /// Why a request is not a playback request: a 404, except a bad LL-HLS query (400).
@@ -62,7 +66,8 @@ impl Route {
             Route::Multivariant { room }
             | Route::MediaPlaylist { room, .. }
             | Route::Object { room, .. }
-            | Route::Events { room } => room,
+            | Route::Events { room }
+            | Route::RoomPage { room } => room,
         }
     }
 }
@@ -91,6 +96,7 @@ impl std::fmt::Display for Route {
                 }
             }
             Route::Events { room } => write!(f, "/{APP}/{room}/events"),
+            Route::RoomPage { room } => write!(f, "/{APP}/{room}/"),
         }
     }
 }
@@ -131,6 +137,7 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     match (second, third) {
         ("index.m3u8", None) => Ok(Route::Multivariant { room }),
         ("events", None) => Ok(Route::Events { room }),
+        ("", None) => Ok(Route::RoomPage { room }),
         (rendition, Some(file)) => {
             if !valid_name(rendition) {
                 return Err(RouteError::BadName);

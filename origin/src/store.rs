@@ -210,6 +210,17 @@ impl Store {
             .ok_or_else(|| StoreError::NoStream(room.to_string()))
     }
 
+    /// The rooms being published right now, by name.
+    pub fn live_rooms(&self) -> Vec<String> {
+        let mut rooms: Vec<String> = lock(&self.streams)
+            .iter()
+            .filter(|(_, s)| lock(&s.state).live)
+            .map(|(room, _)| room.clone())
+            .collect();
+        rooms.sort();
+        rooms
+    }
+
     /// How many rooms are being published right now.
     pub fn live_count(&self) -> usize {
         lock(&self.streams)

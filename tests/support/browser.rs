@@ -75,6 +75,7 @@ impl Handler for Pages {
 }
 
 /// How a browser reaches the edge.
+#[derive(Debug, Clone, Copy)]
 pub enum Transport {
     /// HTTPS (HTTP/2), the certificate `cert_pem` accepted by its key's pin.
     Https,
@@ -99,10 +100,23 @@ pub async fn play(src: &str, cert_pem: &Path, transport: Transport, seconds: u64
     let (stop, drain) = daemon::drain::channel();
     tokio::spawn(daemon::serve::serve_plain(listener, pages, drain));
     let profile = tempfile::tempdir().expect("browser profile directory");
-    let edge = url_origin(src);
     let page = format!(
         "http://{pages_addr}/player.html?seconds={seconds}&report=http://{pages_addr}/report&src={src}"
     );
+    let mut cmd = chromium(profile.path(), cert_pem, &url_origin(src), transport);
+    cmd.arg(&page);
+    let _browser = Child::spawn(&mut cmd).expect("spawn chromium");
+    let report = tokio::time::timeout(Duration::from_secs(seconds + 60), reports.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no report from the page within {seconds} s + 60 s"))
+        .expect("page server");
+    stop.start();
+    report
+}
+
+/// Headless Chromium with its profile in `profile`, trusting `cert_pem` by its key's pin,
+/// reaching `edge` (`HOST:PORT`) over `transport`; the caller adds the URL to open.
+pub fn chromium(profile: &Path, cert_pem: &Path, edge: &str, transport: Transport) -> Command {
     let mut cmd = Command::new("chromium");
     cmd.args([
         "--headless=new",
@@ -112,7 +126,7 @@ pub async fn play(src: &str, cert_pem: &Path, transport: Transport, seconds: u64
         "--mute-audio",
         "--autoplay-policy=no-user-gesture-required",
     ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(format!("--user-data-dir={}", profile.display()))
     .arg(format!(
         "--ignore-certificate-errors-spki-list={}",
         spki_pin(cert_pem)
@@ -125,18 +139,12 @@ pub async fn play(src: &str, cert_pem: &Path, transport: Transport, seconds: u64
         Transport::Https => cmd.arg("--disable-quic"),
     };
     // Chromium's own complaints (no D-Bus in a container, GPU probing) are not the test's.
-    cmd.arg(&page).stderr(std::process::Stdio::null());
-    let _browser = Child::spawn(&mut cmd).expect("spawn chromium");
-    let report = tokio::time::timeout(Duration::from_secs(seconds + 60), reports.recv())
-        .await
-        .unwrap_or_else(|_| panic!("no report from the page within {seconds} s + 60 s"))
-        .expect("page server");
-    stop.start();
-    report
+    cmd.stderr(std::process::Stdio::null());
+    cmd
 }
 
 /// `localhost:PORT` of an `https://localhost:PORT/...` URL.
-fn url_origin(url: &str) -> String {
+pub fn url_origin(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest).to_string()
 }
