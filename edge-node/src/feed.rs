@@ -1,6 +1,7 @@
 //! The viewers' live feed: `GET /live/ROOM/events` answers server-sent events, a `comment`
 //! event for each comment and a `likes` event with each merged like count, as the origin
-//! journals them (from every edge).
+//! journals them (from every edge), and every few seconds a `viewers` event with how many
+//! watch the room over every edge (see `origin::audience`).
 //!
 //! The edge follows the journal of each origin (`GET /feed?from=N`, a long poll on the
 //! upstream connection; in a single box, the local journal directly) and publishes each line
@@ -89,6 +90,15 @@ impl Feed {
             }
         });
         rx
+    }
+
+    /// Tells `room`'s subscribers how many watch it now (over every edge), if it has any.
+    pub fn viewers(&self, room: &str, count: u64) {
+        if let Some(sender) = self.lock().get(room) {
+            let _ = sender.send(Bytes::from(format!(
+                "event: viewers\ndata: {{\"count\":{count}}}\n\n"
+            )));
+        }
     }
 
     /// Publishes journal lines (`{"offset":..,"room":..,"event":{..}}`) to their rooms: one

@@ -12,6 +12,7 @@
 //!
 //! The edge never transcodes.
 
+pub mod audience;
 pub mod cache;
 pub mod cors;
 pub mod events;
@@ -302,6 +303,11 @@ impl Edge {
         let scale = Scale::new(&config.scale, metrics.process.clone());
         lifecycle.spawn(scale.clone().run(lifecycle.drain()));
         lifecycle.spawn(maintain(cache.clone(), router.clone(), lifecycle.drain()));
+        lifecycle.spawn(audience::report(
+            router.clone(),
+            backend.upstream.clone(),
+            lifecycle.drain(),
+        ));
         let mut admin =
             Admin::new(metrics.process.clone(), lifecycle.ready_flag()).scale(scale.clone());
         if let Some(upstream) = backend.upstream.clone() {

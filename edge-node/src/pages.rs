@@ -1,6 +1,6 @@
 //! The viewer pages: `/` lists the live rooms, `/live/ROOM/` plays a room with hls.js (tuned
 //! for low latency) beside its live comments, a like button with the merged count, an "add to
-//! cart" button and the current latency. hls.js is the npm package pinned in
+//! cart" button, the room's viewer count (over every edge) and the current latency. hls.js is the npm package pinned in
 //! `web/package-lock.json`, embedded at build time (`build.rs`) and served from
 //! `/assets/hls.min.js`, its license at `/assets/hls.js-LICENSE.txt`: nothing is fetched from
 //! elsewhere at run time.

@@ -127,6 +127,18 @@ impl Router {
         }
     }
 
+    /// Viewers per room at this edge.
+    pub fn viewer_counts(&self) -> std::collections::HashMap<String, u64> {
+        self.viewers.counts()
+    }
+
+    /// Pushes rooms' viewer totals on their live feeds.
+    pub fn push_viewers(&self, totals: &std::collections::HashMap<String, u64>) {
+        for (room, count) in totals {
+            self.feed.viewers(room, *count);
+        }
+    }
+
     /// Housekeeping (viewer expiries).
     pub async fn tick(&self) {
         self.viewers.tick().await;

@@ -69,6 +69,15 @@ impl Viewers {
         }
     }
 
+    /// Viewers per stream now (a client once per protocol).
+    pub fn counts(&self) -> std::collections::HashMap<String, u64> {
+        let mut counts = std::collections::HashMap::new();
+        for (key, _) in self.seen.iter() {
+            *counts.entry(key.0.clone()).or_default() += 1;
+        }
+        counts
+    }
+
     /// Delivers pending expiries (moka does its housekeeping lazily).
     pub async fn tick(&self) {
         self.seen.run_pending_tasks().await;

@@ -133,6 +133,8 @@ pub struct Api {
     pub store: Arc<Store>,
     /// Where edges' relayed events go (`POST /events`).
     pub events: Arc<crate::events::Intake>,
+    /// Edges' viewer counts (`POST /viewers`).
+    pub audience: crate::audience::Audience,
     /// `daihuo_connections{transport}`.
     pub connections: prometheus::IntGaugeVec,
     /// `daihuo_listener_limited_total{action}`.
@@ -149,6 +151,7 @@ impl Api {
         Self {
             store,
             events,
+            audience: crate::audience::Audience::default(),
             connections: metrics.process.connections.clone(),
             limited: metrics.process.limited.clone(),
         }
@@ -164,6 +167,17 @@ impl Handler for Api {
             // The live rooms, a JSON array of names: an edge's room list (`/`).
             let rooms = serde_json::to_vec(&self.store.live_rooms()).unwrap_or_default();
             return respond(Ok((Bytes::from(rooms), Kind::Json)));
+        }
+        if req.uri().path() == "/viewers" {
+            if req.method() != Method::POST {
+                return respond(Err(ApiError::MethodNotAllowed));
+            }
+            let now = std::time::Instant::now();
+            let result = match self.audience.report(req.body(), now) {
+                Ok(totals) => Ok((Bytes::from(totals), Kind::Json)),
+                Err(e) => Err(ApiError::BadRequest(e.to_string())),
+            };
+            return respond(result);
         }
         if req.uri().path() == "/feed" {
             let from = match req.uri().query().unwrap_or("").strip_prefix("from=") {

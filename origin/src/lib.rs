@@ -12,6 +12,7 @@
 //! This crate does not cache for viewers or relay ingest: that is the edge.
 
 pub mod api;
+pub mod audience;
 pub mod auth;
 pub mod clock;
 mod error;

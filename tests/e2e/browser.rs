@@ -233,6 +233,16 @@ async fn the_room_page_plays_and_its_controls_work() {
         .await;
     page.wait_for(&format!("/ s$/.test({}.textContent)", by_id("latency")), 10)
         .await;
+    // The page is a viewer: the room's count comes on the feed.
+    page.wait_for(
+        &format!(
+            "!{}.hidden && Number({}.textContent) >= 1",
+            by_id("viewers-box"),
+            by_id("viewers")
+        ),
+        15,
+    )
+    .await;
     // A comment sent from the page comes back on the feed, markup shown as text.
     let comment = "<b>hi</b> from the page";
     page.eval(&format!(
