@@ -21,37 +21,60 @@ use edge_node::Edge;
 
 const SECONDS: u64 = 60;
 
+/// A single-box edge on `[::]:PORT` (HTTPS and HTTP/3, the default shape) with a test
+/// certificate for `localhost`, and ffmpeg pushing a small passthrough stream (640x360: two
+/// cores play, encode and serve at once) to `live/demo` for `seconds`, playing.
+struct Live {
+    edge: Edge,
+    cert: std::path::PathBuf,
+    port: u16,
+    _push: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Live {
+    async fn start(seconds: u32) -> Self {
+        require_ffmpeg();
+        require_chromium();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = certificate(dir.path());
+        let mut config = loopback_config();
+        config.https.cert = Some(cert.clone());
+        config.https.key = Some(key);
+        let port = free_port();
+        config.https.listen = format!("[::]:{port}").parse().unwrap();
+        config.http3.listen = format!("[::]:{port}").parse().unwrap();
+        let edge = Edge::start(&config).await.expect("edge starts");
+        let srt = format!(
+            "srt://{}?streamid=#!::r=live/demo,m=publish",
+            edge.addrs.srt
+        );
+        let push = Child::spawn(&mut ffmpeg_push(640, 360, seconds, &srt)).expect("spawn ffmpeg");
+        let http = edge.addrs.http.unwrap();
+        eventually(20, async || {
+            let (status, _) =
+                daihuo::peers::curl(&format!("http://{http}/live/demo/360p/index.m3u8")).ok()?;
+            (status == 200).then_some(())
+        })
+        .await;
+        Self {
+            edge,
+            cert,
+            port,
+            _push: push,
+            _dir: dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_without_holes_over_https_and_http3() {
-    require_ffmpeg();
-    require_chromium();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = certificate(dir.path());
-    let mut config = loopback_config();
-    config.https.cert = Some(cert.clone());
-    config.https.key = Some(key);
-    let port = free_port();
-    config.https.listen = format!("[::]:{port}").parse().unwrap();
-    config.http3.listen = format!("[::]:{port}").parse().unwrap();
-    let edge = Edge::start(&config).await.expect("edge starts");
-    let srt = format!(
-        "srt://{}?streamid=#!::r=live/demo,m=publish",
-        edge.addrs.srt
-    );
-    // A small passthrough source: two cores play, encode and serve at once.
-    let _push = Child::spawn(&mut ffmpeg_push(640, 360, 2 * SECONDS as u32 + 60, &srt))
-        .expect("spawn ffmpeg");
-    let src = format!("https://localhost:{port}/live/demo/index.m3u8");
-    let http = edge.addrs.http.unwrap();
-    eventually(20, async || {
-        let (status, _) =
-            daihuo::peers::curl(&format!("http://{http}/live/demo/360p/index.m3u8")).ok()?;
-        (status == 200).then_some(())
-    })
-    .await;
+    let live = Live::start(2 * SECONDS as u32 + 60).await;
+    let src = format!("https://localhost:{}/live/demo/index.m3u8", live.port);
+    let cert = &live.cert;
 
     for (transport, protocol) in [(Transport::Https, "h2"), (Transport::Http3, "h3")] {
-        let report = play(&src, &cert, transport, SECONDS).await;
+        let report = play(&src, cert, transport, SECONDS).await;
         let stats: serde_json::Value = serde_json::from_str(&report).unwrap();
         let latency: Vec<f64> = stats["latency"]
             .as_array()
@@ -89,7 +112,7 @@ async fn chromium_plays_without_holes_over_https_and_http3() {
             "requests over {protocol}, seen cross-origin: {report}"
         );
     }
-    edge.shutdown(Duration::from_secs(2)).await;
+    live.edge.shutdown(Duration::from_secs(2)).await;
 }
 
 /// A headless Chromium page driven over the DevTools protocol (a WebSocket to the page).
@@ -194,29 +217,8 @@ impl Page {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_room_page_plays_and_its_controls_work() {
-    require_ffmpeg();
-    require_chromium();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = certificate(dir.path());
-    let mut config = loopback_config();
-    config.https.cert = Some(cert.clone());
-    config.https.key = Some(key);
-    let port = free_port();
-    config.https.listen = format!("[::]:{port}").parse().unwrap();
-    config.http3.listen = format!("[::]:{port}").parse().unwrap();
-    let edge = Edge::start(&config).await.expect("edge starts");
-    let srt = format!(
-        "srt://{}?streamid=#!::r=live/demo,m=publish",
-        edge.addrs.srt
-    );
-    let _push = Child::spawn(&mut ffmpeg_push(640, 360, 120, &srt)).expect("spawn ffmpeg");
-    let http = edge.addrs.http.unwrap();
-    eventually(20, async || {
-        let (status, _) =
-            daihuo::peers::curl(&format!("http://{http}/live/demo/360p/index.m3u8")).ok()?;
-        (status == 200).then_some(())
-    })
-    .await;
+    let live = Live::start(120).await;
+    let (edge, cert, port) = (&live.edge, &live.cert, live.port);
     // The list of live rooms links to the room.
     let (status, index) = daihuo::peers::curl(&format!("https://localhost:{port}/")).unwrap();
     let index = String::from_utf8_lossy(&index);
@@ -227,7 +229,7 @@ async fn the_room_page_plays_and_its_controls_work() {
     );
 
     let url = format!("https://localhost:{port}/live/demo/?sku=sku-42");
-    let mut page = Page::open(&url, &cert, Transport::Http3).await;
+    let mut page = Page::open(&url, cert, Transport::Http3).await;
     let by_id = |id: &str| format!("document.getElementById('{id}')");
     page.wait_for(&format!("{}.currentTime > 2", by_id("video")), 40)
         .await;
@@ -283,5 +285,5 @@ async fn the_room_page_plays_and_its_controls_work() {
         "{journal}"
     );
     drop(page);
-    edge.shutdown(Duration::from_secs(2)).await;
+    live.edge.shutdown(Duration::from_secs(2)).await;
 }

@@ -151,8 +151,6 @@ struct OpenSegment {
     msn: u64,
     /// Timeline slot of the segment's first frame (its pts / segment target).
     slot: u64,
-    /// Ticks of the parts already emitted plus the open part.
-    ticks: u64,
     /// Sum of the emitted parts' [`Part::duration`]s.
     duration: Duration,
     /// Index the open part will get.
@@ -340,7 +338,6 @@ impl Segmenter {
             self.segment = Some(OpenSegment {
                 msn,
                 slot,
-                ticks: 0,
                 duration: Duration::ZERO,
                 next_index: 0,
             });
@@ -357,6 +354,13 @@ impl Segmenter {
                 });
             }
         }
+        self.append(frame, duration, dts);
+    }
+
+    /// Adds `frame` (lasting `duration`, decoded at `dts` on the output timeline) to the open
+    /// part.
+    fn append(&mut self, frame: Frame, duration: u32, dts: u64) {
+        let ticks = u64::from(duration);
         self.part.ticks += ticks;
         self.part.samples.push(Sample {
             duration,
@@ -364,9 +368,6 @@ impl Segmenter {
             keyframe: frame.keyframe,
             data: frame.data,
         });
-        if let Some(segment) = &mut self.segment {
-            segment.ticks += ticks;
-        }
         self.next_dts = Some(dts.saturating_add(ticks));
         self.last_duration = Some(duration);
     }
@@ -374,21 +375,12 @@ impl Segmenter {
     /// [`Self::commit`] for a follower: the frame joins the open part, which is split where
     /// the leader's cuts say.
     fn commit_following(&mut self, frame: Frame, duration: u32, out: &mut Vec<SegmenterOutput>) {
-        let ticks = u64::from(duration);
         let dts = *self.next_dts.get_or_insert(frame.dts);
         if self.part.samples.is_empty() {
             self.part.start_dts = dts;
             self.part.time = self.timeline(&frame);
         }
-        self.part.ticks += ticks;
-        self.part.samples.push(Sample {
-            duration,
-            cts: frame.cts,
-            keyframe: frame.keyframe,
-            data: frame.data,
-        });
-        self.next_dts = Some(dts.saturating_add(ticks));
-        self.last_duration = Some(duration);
+        self.append(frame, duration, dts);
         self.apply_cuts(out);
         if self.part.ticks > FOLLOW_WAIT_SEGMENTS * self.segment_ticks {
             self.stop_following(out);
@@ -450,7 +442,6 @@ impl Segmenter {
                 self.segment = Some(OpenSegment {
                     msn: cut.msn,
                     slot: time / self.segment_ticks.max(1),
-                    ticks: 0,
                     duration: Duration::ZERO,
                     next_index: cut.index,
                 });
