@@ -188,6 +188,19 @@ struct Backend {
 }
 
 impl Backend {
+    /// The viewers' live feed, following this backend's journal (or its origins').
+    fn feed(&self, lifecycle: &mut Lifecycle) -> Arc<feed::Feed> {
+        let feed = feed::Feed::new(lifecycle.drain());
+        match (&self.journal, &self.upstream) {
+            (Some(intake), _) => lifecycle.spawn(feed.clone().follow_local(intake.clone())),
+            (None, Some(upstream)) => {
+                lifecycle.spawn(feed.clone().follow_origins(upstream.clone()))
+            }
+            (None, None) => {}
+        }
+        feed
+    }
+
     /// The origin in-process: ingest packages here, events are journalled here.
     fn single_box(
         config: &EdgeConfig,
@@ -268,6 +281,7 @@ impl Edge {
             true => Backend::single_box(config, listeners.ingest, &metrics, &mut lifecycle)?,
             false => Backend::tiered(config, listeners.ingest, &metrics, &cache, &mut lifecycle)?,
         };
+        let feed = backend.feed(&mut lifecycle);
         let drain = lifecycle.drain();
         let events = events::Events::start(
             &config.events,
@@ -277,14 +291,6 @@ impl Edge {
             &drain,
         )
         .map_err(|e| origin::StartError::Events(e.to_string()))?;
-        let feed = feed::Feed::new(lifecycle.drain());
-        match (&backend.journal, &backend.upstream) {
-            (Some(intake), _) => lifecycle.spawn(feed.clone().follow_local(intake.clone())),
-            (None, Some(upstream)) => {
-                lifecycle.spawn(feed.clone().follow_origins(upstream.clone()))
-            }
-            (None, None) => {}
-        }
         let alt_svc = addrs
             .http3
             .and_then(|a| HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", a.port())).ok());
@@ -302,10 +308,11 @@ impl Edge {
             .serve(&router, &certificates, &mut lifecycle)?;
         let scale = Scale::new(&config.scale, metrics.process.clone());
         lifecycle.spawn(scale.clone().run(lifecycle.drain()));
-        lifecycle.spawn(maintain(cache.clone(), router.clone(), lifecycle.drain()));
-        lifecycle.spawn(audience::report(
+        let upstream = backend.upstream.clone();
+        lifecycle.spawn(maintain(
+            cache.clone(),
             router.clone(),
-            backend.upstream.clone(),
+            upstream,
             lifecycle.drain(),
         ));
         let mut admin =
@@ -380,16 +387,25 @@ impl Edge {
 }
 
 /// Periodic housekeeping: expiries delivered, `daihuo_cache_bytes` and `daihuo_viewers`
-/// current even when no request comes.
-async fn maintain(cache: ObjectCache, router: Arc<Router>, mut shutdown: daemon::Drain) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.stopped() => return,
+/// current even when no request comes; rooms' viewer counts on their feeds.
+async fn maintain(
+    cache: ObjectCache,
+    router: Arc<Router>,
+    upstream: Option<Arc<Upstream>>,
+    mut shutdown: daemon::Drain,
+) {
+    let counts = audience::report(router.clone(), upstream, shutdown.clone());
+    let ticks = async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.stopped() => return,
+            }
+            cache.tick().await;
+            router.tick().await;
         }
-        cache.tick().await;
-        router.tick().await;
-    }
+    };
+    tokio::join!(counts, ticks);
 }
 
 fn live_settings(c: &EdgeConfig) -> origin::live::Settings<'_> {
