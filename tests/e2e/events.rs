@@ -84,7 +84,7 @@ async fn journal(admin: SocketAddr) -> Vec<serde_json::Value> {
 
 /// Subscribes to `room`'s live feed (server-sent events) on `addr`; yields the text as it
 /// arrives.
-async fn sse(addr: SocketAddr, room: &str) -> tokio::sync::mpsc::Receiver<String> {
+async fn sse(addr: SocketAddr, room: &str) -> Sse {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -112,31 +112,49 @@ async fn sse(addr: SocketAddr, room: &str) -> tokio::sync::mpsc::Receiver<String
             }
         }
     });
-    rx
+    Sse {
+        rx,
+        text: String::new(),
+    }
 }
 
-/// Waits for an SSE `event:` of `kind` whose data contains `needle`.
-async fn next_event(
-    rx: &mut tokio::sync::mpsc::Receiver<String>,
-    kind: &str,
-    needle: &str,
-) -> String {
-    let want = format!("event: {kind}\n");
-    tokio::time::timeout(Duration::from_secs(20), async {
-        let mut text = String::new();
-        loop {
-            text.push_str(&rx.recv().await.expect("feed open"));
-            // Every complete message so far, in order.
-            while let Some(end) = text.find("\n\n") {
-                let message: String = text.drain(..end + 2).collect();
-                if message.starts_with(&want) && message.contains(needle) {
-                    return message;
+/// A viewer's live feed as it arrives. One body chunk may hold several messages (a journal
+/// page with two like windows is one chunk): what follows a message found is kept for the
+/// next look.
+struct Sse {
+    rx: tokio::sync::mpsc::Receiver<String>,
+    text: String,
+}
+
+impl Sse {
+    /// Waits for an SSE `event:` of `kind` whose data contains `needle`; messages before it
+    /// are passed over.
+    async fn next_event(&mut self, kind: &str, needle: &str) -> String {
+        let want = format!("event: {kind}\n");
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                // Every complete message so far, in order.
+                while let Some(end) = self.text.find("\n\n") {
+                    let message: String = self.text.drain(..end + 2).collect();
+                    if message.starts_with(&want) && message.contains(needle) {
+                        return message;
+                    }
                 }
+                let chunk = self.rx.recv().await.expect("feed open");
+                self.text.push_str(&chunk);
             }
+        })
+        .await
+        .expect("feed message in time")
+    }
+
+    /// Everything received so far and not yet looked at.
+    fn received(&mut self) -> String {
+        while let Ok(chunk) = self.rx.try_recv() {
+            self.text.push_str(&chunk);
         }
-    })
-    .await
-    .expect("feed message in time")
+        std::mem::take(&mut self.text)
+    }
 }
 
 fn cart(id: &str) -> String {
@@ -267,7 +285,7 @@ async fn likes_merge_per_window_with_an_exact_total() {
     // The viewer saw the merged counts add up to the same total.
     let mut seen = 0;
     while seen < sent {
-        let m = next_event(&mut feed, "likes", "count").await;
+        let m = feed.next_event("likes", "count").await;
         let data: serde_json::Value =
             serde_json::from_str(m.split("data: ").nth(1).unwrap()).unwrap();
         seen += data["count"].as_u64().unwrap();
@@ -304,7 +322,7 @@ async fn comments_and_likes_posted_at_one_edge_reach_viewers_of_another() {
         post(a.http, "demo", body).await;
         tokio::time::timeout(
             Duration::from_millis(500),
-            next_event(&mut feed, "comment", "warm"),
+            feed.next_event("comment", "warm"),
         )
         .await
         .ok()
@@ -313,7 +331,7 @@ async fn comments_and_likes_posted_at_one_edge_reach_viewers_of_another() {
     let sent = Instant::now();
     let body = r#"{"id":"m-1","type":"comment","user":"u7","text":"great price"}"#;
     assert_eq!(post(a.http, "demo", body.into()).await.unwrap().0, 202);
-    let message = next_event(&mut feed, "comment", "great price").await;
+    let message = feed.next_event("comment", "great price").await;
     println!(
         "comment from edge A to a viewer of edge B: {:?}",
         sent.elapsed()
@@ -326,16 +344,15 @@ async fn comments_and_likes_posted_at_one_edge_reach_viewers_of_another() {
     post(a.http, "demo", format!("[{}]", likes.join(","))).await;
     let mut counted = 0;
     while counted < 30 {
-        let m = next_event(&mut feed, "likes", "count").await;
+        let m = feed.next_event("likes", "count").await;
         let data: serde_json::Value =
             serde_json::from_str(m.split("data: ").nth(1).unwrap()).unwrap();
         counted += data["count"].as_u64().unwrap();
     }
     assert_eq!(counted, 30);
     // Another room's viewers got none of it (a keepalive comment at most).
-    while let Ok(text) = other.try_recv() {
-        assert!(!text.contains("event:"), "{text}");
-    }
+    let text = other.received();
+    assert!(!text.contains("event:"), "{text}");
 }
 
 /// An edge process with remote origins.
