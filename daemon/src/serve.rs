@@ -67,6 +67,9 @@ pub struct Peer {
 
 /// Answers requests. One implementation per listener role (viewer router, origin API, admin).
 pub trait Handler: Send + Sync + 'static {
+    /// Answers `req`. A request to upgrade the connection (HTTP/1.1 `Upgrade`, or an HTTP/2
+    /// `CONNECT` with `:protocol`, RFC 8441) keeps hyper's `OnUpgrade` in its extensions: the
+    /// handler answers 101 (or 200 on HTTP/2) and takes the stream with `hyper::upgrade::on`.
     fn handle(
         &self,
         req: Request<Bytes>,
@@ -211,6 +214,10 @@ struct Deadlines<IO> {
     cut: Arc<std::sync::OnceLock<&'static str>>,
     /// Notified when the idle limit passes.
     idle_passed: Arc<tokio::sync::Notify>,
+    /// What the connection holds while it is open (its share of the per-IP cap, its count in
+    /// the connections gauge): here, so that a connection upgraded to a WebSocket, which
+    /// outlives hyper's part, keeps holding it.
+    _held: Box<dyn std::any::Any + Send + Sync>,
 }
 
 /// hyper-util's protocol detection reads up to the length of the HTTP/2 preface.
@@ -234,7 +241,7 @@ struct Idle {
 }
 
 impl<IO> Deadlines<IO> {
-    fn new(io: IO, limits: &Limits) -> Self {
+    fn new(io: IO, limits: &Limits, held: Box<dyn std::any::Any + Send + Sync>) -> Self {
         Self {
             io,
             first: Some(First {
@@ -248,6 +255,7 @@ impl<IO> Deadlines<IO> {
             stalled: None,
             cut: Arc::default(),
             idle_passed: Arc::default(),
+            _held: held,
         }
     }
 
@@ -461,9 +469,11 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {
 }
 
 /// Serves one accepted connection (plain or `tls`) from client `addr` until it closes or
-/// `shutdown` turns true.
-pub async fn serve_connection<IO, H>(
+/// `shutdown` turns true, holding `held` until then (or, upgraded to a WebSocket, until that
+/// closes).
+async fn serve_connection<IO, H>(
     io: IO,
+    held: Box<dyn std::any::Any + Send + Sync>,
     handler: Arc<H>,
     addr: SocketAddr,
     tls: bool,
@@ -473,7 +483,7 @@ pub async fn serve_connection<IO, H>(
     H: Handler,
 {
     let limits = handler.limits();
-    let io = Deadlines::new(io, &limits);
+    let io = Deadlines::new(io, &limits, held);
     let cut = io.cut.clone();
     let idle_passed = io.idle_passed.clone();
     let counter = handler.clone();
@@ -525,8 +535,12 @@ pub async fn serve_connection<IO, H>(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_streams)
+        // WebSockets over HTTP/2 (RFC 8441): a handler answers `CONNECT` with `:protocol`.
+        .enable_connect_protocol()
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    // With upgrades: a handler may take an HTTP/1.1 connection over (a WebSocket, see
+    // [`Handler::handle`]); the connection's future then ends and the upgraded stream lives on.
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -639,13 +653,15 @@ async fn serve_tcp<H: Handler>(
                     (client, share)
                 }
             };
-            let _open = (Open::new(handler.connections("tcp")), share);
+            let held = Box::new((Open::new(handler.connections("tcp")), share));
             let Some(tls) = tls else {
-                serve_connection(stream, handler, client, false, shutdown).await;
+                serve_connection(stream, held, handler, client, false, shutdown).await;
                 return;
             };
             match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
-                Ok(Ok(stream)) => serve_connection(stream, handler, client, true, shutdown).await,
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, held, handler, client, true, shutdown).await;
+                }
                 Ok(Err(e)) => debug!(peer = %client, "tls handshake failed: {e}"),
                 Err(_) => debug!(peer = %client, "tls handshake timed out"),
             }

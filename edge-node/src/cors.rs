@@ -35,6 +35,27 @@ pub fn preflight(req: &Request<Bytes>) -> Response<Bytes> {
     res
 }
 
+/// Whether the page behind `req` may act with the viewer's cookies: no `Origin` (not a page),
+/// the edge's own origin (the host and port the request was sent to), or one listed.
+pub fn own_or_listed_page(req: &Request<Bytes>, listed: &[String]) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if listed.iter().any(|c| c.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    let page_host = origin.split_once("://").map(|(_, h)| h);
+    matches!((host, page_host), (Some(h), Some(p)) if h.eq_ignore_ascii_case(p))
+}
+
 /// Adds the cross-origin headers to `res`, an answer to a request from `origin` (its `Origin`
 /// header), given the origins allowed credentials.
 pub fn allow(res: &mut Response<Bytes>, origin: Option<&HeaderValue>, credentialed: &[String]) {

@@ -21,6 +21,7 @@ pub mod pages;
 pub mod pull;
 pub mod relay;
 pub mod router;
+pub mod socket;
 pub mod upstream;
 pub mod viewers;
 

@@ -119,6 +119,47 @@ impl Router {
         res
     }
 
+    /// `/live/ROOM/ws`: the viewer's WebSocket, once its opening is checked. A page from
+    /// another site may not use the viewer's playback cookie for it (browsers send cookies
+    /// with any page's socket): with signed playback, such a page carries the token in the
+    /// URL or is listed in `cors_origins`.
+    fn socket(
+        &self,
+        req: &Request<Bytes>,
+        room: &str,
+        peer: &Peer,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+        token_in_cookie: bool,
+    ) -> Response<Bytes> {
+        let playback = self.playback.load();
+        if playback.signed
+            && token_in_cookie
+            && !crate::cors::own_or_listed_page(req, &playback.cors_origins)
+        {
+            return api::respond(Err(ApiError::Forbidden(
+                "a page of another site opens this socket with the token in its URL, \
+                 or is listed in playback.cors_origins"
+                    .into(),
+            )));
+        }
+        match crate::socket::handshake(req, upgrade) {
+            Ok((res, upgrade)) => {
+                let session = crate::socket::Session {
+                    room: room.to_string(),
+                    events: self.events.clone(),
+                    feed: self.feed.subscribe(room),
+                    client: peer.limit_key,
+                    open: daemon::serve::Open::new(Some(
+                        self.connections.with_label_values(&["websocket"]),
+                    )),
+                };
+                tokio::spawn(session.run(upgrade));
+                res
+            }
+            Err(refused) => refused.response(),
+        }
+    }
+
     /// The rooms live now (this box's, or the origins').
     async fn live_rooms(&self) -> Vec<String> {
         match &self.source {
@@ -193,7 +234,9 @@ impl Router {
                 // (Store and upstream errors become answers here: `ApiError::from`.)
                 Ok((body, Kind::of(*object)))
             }
-            (Route::Events { .. } | Route::RoomPage { .. }, _) => Err(ApiError::MethodNotAllowed),
+            (Route::Events { .. } | Route::RoomPage { .. } | Route::Socket { .. }, _) => {
+                Err(ApiError::MethodNotAllowed)
+            }
             (_, Source::Local(store)) => api::playlist(store, route).await,
             (_, Source::Upstream(pull)) => Ok((pull.playlist(route).await?, Kind::Playlist)),
         }
@@ -267,10 +310,11 @@ impl Handler for Router {
     /// Parses the request once (path and LL-HLS query, [`api::route_request`]); what follows
     /// (authorization, the route, the answer) reads that route. A request that is not a
     /// playback request is answered without looking at tokens.
-    async fn handle(&self, req: Request<Bytes>, peer: Peer) -> Response<Bytes> {
+    async fn handle(&self, mut req: Request<Bytes>, peer: Peer) -> Response<Bytes> {
+        let upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
         let res = match *req.method() {
             http::Method::OPTIONS => crate::cors::preflight(&req),
-            _ => self.respond(&req, &peer).await,
+            _ => self.respond(&req, &peer, upgrade).await,
         };
         self.finish(res, &req, &peer)
     }
@@ -293,7 +337,12 @@ impl Handler for Router {
 }
 
 impl Router {
-    async fn respond(&self, req: &Request<Bytes>, peer: &Peer) -> Response<Bytes> {
+    async fn respond(
+        &self,
+        req: &Request<Bytes>,
+        peer: &Peer,
+        upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<Bytes> {
         let get = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
         match req.uri().path() {
             "/" if get => return crate::pages::index(&self.live_rooms().await),
@@ -313,8 +362,12 @@ impl Router {
             Ok(grant) => grant,
             Err(e) => return api::respond(Err(e)),
         };
-        if let (Route::Events { room }, &http::Method::GET) = (&route, req.method()) {
-            return self.live_feed(room);
+        match (&route, req.method()) {
+            (Route::Events { room }, &http::Method::GET) => return self.live_feed(room),
+            (Route::Socket { room }, _) => {
+                return self.socket(req, room, peer, upgrade, grant.is_none());
+            }
+            _ => {}
         }
         let answer = match (self.answer(req, &route, peer).await, &grant) {
             (Ok((playlist, Kind::Playlist)), Some(grant)) => {

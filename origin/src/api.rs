@@ -109,7 +109,7 @@ pub async fn playlist(store: &Store, route: &Route) -> Result<(Bytes, Kind), Api
 
 /// Parses the request (path and LL-HLS query) and checks its method: the one parse of a
 /// request, at the entrance, in both tiers. Viewer events take POST (posting) and GET (the
-/// live feed).
+/// live feed); their WebSocket GET or CONNECT.
 pub fn route_request<B>(req: &Request<B>) -> Result<Route, ApiError> {
     let route = route::parse_request(req.uri().path(), req.uri().query().unwrap_or("")).map_err(
         |e| match e {
@@ -119,6 +119,8 @@ pub fn route_request<B>(req: &Request<B>) -> Result<Route, ApiError> {
     )?;
     let allowed = match route {
         Route::Events { .. } => req.method() == Method::POST || req.method() == Method::GET,
+        // HTTP/1.1 upgrades a GET; HTTP/2 opens a WebSocket with CONNECT (RFC 8441).
+        Route::Socket { .. } => req.method() == Method::GET || req.method() == Method::CONNECT,
         _ => req.method() == Method::GET || req.method() == Method::HEAD,
     };
     if !allowed {
@@ -213,7 +215,7 @@ impl Handler for Api {
                     let body = self.store.object(room, rendition, *object).await?;
                     Ok((body, Kind::of(*object)))
                 }
-                Route::Events { .. } => Err(ApiError::NotFound(
+                Route::Events { .. } | Route::Socket { .. } => Err(ApiError::NotFound(
                     "viewers post events to an edge, not to the origin".into(),
                 )),
                 _ => playlist(&self.store, &route).await,

@@ -44,6 +44,10 @@ pub enum Route {
     RoomPage {
         room: String,
     },
+    /// `/live/ROOM/ws`: a viewer's WebSocket for events and the live feed (served by edges).
+    Socket {
+        room: String,
+    },
 }
 
 /// Why a request is not a playback request: a 404, except a bad LL-HLS query (400).
@@ -67,7 +71,8 @@ impl Route {
             | Route::MediaPlaylist { room, .. }
             | Route::Object { room, .. }
             | Route::Events { room }
-            | Route::RoomPage { room } => room,
+            | Route::RoomPage { room }
+            | Route::Socket { room } => room,
         }
     }
 }
@@ -97,6 +102,7 @@ impl std::fmt::Display for Route {
             }
             Route::Events { room } => write!(f, "/{APP}/{room}/events"),
             Route::RoomPage { room } => write!(f, "/{APP}/{room}/"),
+            Route::Socket { room } => write!(f, "/{APP}/{room}/ws"),
         }
     }
 }
@@ -138,6 +144,7 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         ("index.m3u8", None) => Ok(Route::Multivariant { room }),
         ("events", None) => Ok(Route::Events { room }),
         ("", None) => Ok(Route::RoomPage { room }),
+        ("ws", None) => Ok(Route::Socket { room }),
         (rendition, Some(file)) => {
             if !valid_name(rendition) {
                 return Err(RouteError::BadName);
@@ -280,6 +287,11 @@ mod tests {
                 room: "demo".into()
             })
         );
+        let socket = Route::Socket {
+            room: "demo".into(),
+        };
+        assert_eq!(parse("/live/demo/ws"), Ok(socket.clone()));
+        assert_eq!(parse(&socket.to_string()), Ok(socket));
     }
 
     #[test]

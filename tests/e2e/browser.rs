@@ -284,6 +284,20 @@ async fn the_room_page_plays_and_its_controls_work() {
             .any(|l| l.contains("\"cart_add\"") && l.contains("\"sku-42\"")),
         "{journal}"
     );
+    // The browser's own WebSocket: one connection posts a comment and gets it back on the
+    // feed.
+    page.eval(
+        "window.wsLog = []; const ws = new WebSocket(`wss://${location.host}/live/demo/ws`); \
+         ws.onmessage = e => wsLog.push(JSON.parse(e.data)); \
+         ws.onopen = () => ws.send(JSON.stringify({id: 'ws-page-1', type: 'comment', user: 'page', text: 'over a socket'})); true",
+    )
+    .await;
+    page.wait_for(
+        "wsLog.some(m => m.type === 'accepted' && m.accepted === 1) && \
+         wsLog.some(m => m.type === 'comment' && m.text === 'over a socket')",
+        15,
+    )
+    .await;
     drop(page);
     live.edge.shutdown(Duration::from_secs(2)).await;
 }

@@ -19,7 +19,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 /// One HTTP/1.1 request on a fresh connection: (status, body).
-async fn request(addr: SocketAddr, method: &str, path: &str, body: Bytes) -> Option<(u16, String)> {
+pub(crate) async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Bytes,
+) -> Option<(u16, String)> {
     let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -52,7 +57,7 @@ async fn post(addr: SocketAddr, room: &str, body: String) -> Option<(u16, String
 }
 
 /// Every journal line of the daemon whose admin listener is `admin`.
-async fn journal(admin: SocketAddr) -> Vec<serde_json::Value> {
+pub(crate) async fn journal(admin: SocketAddr) -> Vec<serde_json::Value> {
     let mut lines = Vec::new();
     let mut after: Option<u64> = None;
     loop {

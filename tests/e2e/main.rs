@@ -15,5 +15,6 @@ mod operations;
 mod package;
 mod security;
 mod single_box;
+mod socket;
 mod tiers;
 mod transcode;
