@@ -75,6 +75,7 @@ bench: bench-deps
 	$(CARGO) bench -p daihuo --bench ladder
 	$(CARGO) bench -p daihuo --bench edge_load
 	$(CARGO) bench -p daihuo --bench events
+	$(CARGO) bench -p daihuo --bench glass
 
 clean:
 	$(CARGO) clean

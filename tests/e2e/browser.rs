@@ -13,63 +13,18 @@
 
 use std::time::Duration;
 
-use daihuo::browser::{chromium, play, require_chromium, url_origin, Transport};
-use daihuo::daemons::{certificate, free_port};
+use daihuo::browser::{chromium, play, url_origin, Live, Transport};
 use daihuo::peers::ffmpeg_push;
-use daihuo::{eventually, loopback_config, require_ffmpeg, Child};
-use edge_node::Edge;
+use daihuo::{eventually, loopback_config, Child};
 
 const SECONDS: u64 = 60;
 
-/// A single-box edge on `[::]:PORT` (HTTPS and HTTP/3, the default shape) with a test
-/// certificate for `localhost`, and ffmpeg pushing a small passthrough stream (640x360: two
-/// cores play, encode and serve at once) to `live/demo` for `seconds`, playing.
-struct Live {
-    edge: Edge,
-    cert: std::path::PathBuf,
-    port: u16,
-    _push: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Live {
-    async fn start(seconds: u32) -> Self {
-        require_ffmpeg();
-        require_chromium();
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key, _) = certificate(dir.path());
-        let mut config = loopback_config();
-        config.https.cert = Some(cert.clone());
-        config.https.key = Some(key);
-        let port = free_port();
-        config.https.listen = format!("[::]:{port}").parse().unwrap();
-        config.http3.listen = format!("[::]:{port}").parse().unwrap();
-        let edge = Edge::start(&config).await.expect("edge starts");
-        let srt = format!(
-            "srt://{}?streamid=#!::r=live/demo,m=publish",
-            edge.addrs.srt
-        );
-        let push = Child::spawn(&mut ffmpeg_push(640, 360, seconds, &srt)).expect("spawn ffmpeg");
-        let http = edge.addrs.http.unwrap();
-        eventually(20, async || {
-            let (status, _) =
-                daihuo::peers::curl(&format!("http://{http}/live/demo/360p/index.m3u8")).ok()?;
-            (status == 200).then_some(())
-        })
-        .await;
-        Self {
-            edge,
-            cert,
-            port,
-            _push: push,
-            _dir: dir,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_without_holes_over_https_and_http3() {
-    let live = Live::start(2 * SECONDS as u32 + 60).await;
+    let live = Live::start(loopback_config(), |srt| {
+        ffmpeg_push(640, 360, 2 * SECONDS as u32 + 60, srt)
+    })
+    .await;
     let src = format!("https://localhost:{}/live/demo/index.m3u8", live.port);
     let cert = &live.cert;
 
@@ -217,7 +172,7 @@ impl Page {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_room_page_plays_and_its_controls_work() {
-    let live = Live::start(120).await;
+    let live = Live::start(loopback_config(), |srt| ffmpeg_push(640, 360, 120, srt)).await;
     let (edge, cert, port) = (&live.edge, &live.cert, live.port);
     // The list of live rooms links to the room.
     let (status, index) = daihuo::peers::curl(&format!("https://localhost:{port}/")).unwrap();

@@ -74,6 +74,57 @@ impl Handler for Pages {
     }
 }
 
+/// A single-box edge on `[::]:PORT` (HTTPS and HTTP/3, the default shape) with a test
+/// certificate for `localhost`, and a publisher (`push`, given the SRT URL) pushing to
+/// `live/demo`, playing: its first media playlist has a segment.
+pub struct Live {
+    pub edge: edge_node::Edge,
+    pub cert: std::path::PathBuf,
+    pub port: u16,
+    _push: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Live {
+    pub async fn start(mut config: conf::EdgeConfig, push: impl FnOnce(&str) -> Command) -> Self {
+        crate::require_ffmpeg();
+        require_chromium();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (cert, key, _) = crate::daemons::certificate(dir.path());
+        config.https.cert = Some(cert.clone());
+        config.https.key = Some(key);
+        let port = crate::daemons::free_port();
+        config.https.listen = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+        config.http3.listen = config.https.listen;
+        let edge = edge_node::Edge::start(&config).await.expect("edge starts");
+        let srt = format!(
+            "srt://{}?streamid=#!::r=live/demo,m=publish",
+            edge.addrs.srt
+        );
+        let push = Child::spawn(&mut push(&srt)).expect("spawn the publisher");
+        let http = edge.addrs.http.expect("the loopback config has plain HTTP");
+        crate::eventually(30, async || {
+            let (_, multivariant) =
+                crate::peers::curl(&format!("http://{http}/live/demo/index.m3u8")).ok()?;
+            let multivariant = String::from_utf8_lossy(&multivariant).into_owned();
+            let first = multivariant.lines().find(|l| l.ends_with(".m3u8"))?;
+            let (_, media) =
+                crate::peers::curl(&format!("http://{http}/live/demo/{first}")).ok()?;
+            String::from_utf8_lossy(&media)
+                .contains("#EXTINF")
+                .then_some(())
+        })
+        .await;
+        Self {
+            edge,
+            cert,
+            port,
+            _push: push,
+            _dir: dir,
+        }
+    }
+}
+
 /// How a browser reaches the edge.
 #[derive(Debug, Clone, Copy)]
 pub enum Transport {
@@ -86,6 +137,18 @@ pub enum Transport {
 /// Plays `src` (an `https://localhost:PORT/...` playlist of an edge serving `cert_pem`) for
 /// `seconds` in headless Chromium over `transport`; returns the page's report (JSON).
 pub async fn play(src: &str, cert_pem: &Path, transport: Transport, seconds: u64) -> String {
+    play_with(src, cert_pem, transport, seconds, "").await
+}
+
+/// [`play`] with the player page's `options` (query parameters, e.g. `&clock`: read the
+/// capture clock of [`crate::peers::ffmpeg_clock_push`] for glass-to-glass times).
+pub async fn play_with(
+    src: &str,
+    cert_pem: &Path,
+    transport: Transport,
+    seconds: u64,
+    options: &str,
+) -> String {
     require_chromium();
     let (tx, mut reports) = mpsc::unbounded_channel();
     let pages = Arc::new(Pages {
@@ -101,7 +164,7 @@ pub async fn play(src: &str, cert_pem: &Path, transport: Transport, seconds: u64
     tokio::spawn(daemon::serve::serve_plain(listener, pages, drain));
     let profile = tempfile::tempdir().expect("browser profile directory");
     let page = format!(
-        "http://{pages_addr}/player.html?seconds={seconds}&report=http://{pages_addr}/report&src={src}"
+        "http://{pages_addr}/player.html?seconds={seconds}&report=http://{pages_addr}/report{options}&src={src}"
     );
     let mut cmd = chromium(profile.path(), cert_pem, &url_origin(src), transport);
     cmd.arg(&page);

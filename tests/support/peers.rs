@@ -93,6 +93,35 @@ pub fn ffmpeg_push(width: u32, height: u32, seconds: u32, url: &str) -> Command 
     cmd
 }
 
+/// [`ffmpeg_push`] of a picture that carries its capture time: each frame, as it enters the
+/// encoder, gets the wall clock in milliseconds since the epoch written across the top
+/// twentieth of the picture as 42 black/white blocks (bit k in block k of 44), which a player
+/// reads back from the frame it shows (`tests/browser/player.html` with `clock`).
+pub fn ffmpeg_clock_push(width: u32, height: u32, seconds: u32, url: &str) -> Command {
+    let cmd = ffmpeg_push(width, height, seconds, url);
+    let h = (height / 20).max(2);
+    // The frame's timestamp becomes the wall clock (ms) for the boxes' `enable`, then goes
+    // back to counting from zero for the encoder.
+    let mut filter = format!(
+        "settb=1/1000,setpts=RTCTIME/1000,drawbox=x=0:y=0:w={width}:h={h}:color=black:t=fill"
+    );
+    for k in 0..42u32 {
+        let x = k * width / 44;
+        let w = (k + 1) * width / 44 - x;
+        filter.push_str(&format!(
+            ",drawbox=x={x}:y=0:w={w}:h={h}:color=white:t=fill:enable='mod(floor(t*1000/{}),2)'",
+            1u64 << k
+        ));
+    }
+    filter.push_str(",setpts=PTS-STARTPTS");
+    // The filter goes before the output URL ffmpeg_push added last.
+    let args: Vec<_> = cmd.get_args().map(std::ffi::OsStr::to_owned).collect();
+    let (output, head) = args.split_last().expect("ffmpeg_push names an output");
+    let mut clocked = Command::new(cmd.get_program());
+    clocked.args(head).args(["-vf", &filter]).arg(output);
+    clocked
+}
+
 /// GETs `url` with curl (HTTP/2 over TLS when `https://`, trusting any certificate) and
 /// returns (status, body).
 pub fn curl(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
