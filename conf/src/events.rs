@@ -29,6 +29,9 @@ pub struct EventsConfig {
     pub room_per_second: u32,
     /// Burst one room takes above that. Default 40000.
     pub room_burst: u32,
+    /// How long an event's (user, id) is remembered so that a retry of it is written once, in
+    /// hours. Default 24. Kept on disk (`journal/dedup.redb`), whatever the id rate.
+    pub dedup_hours: u64,
     /// Where deduplicated events go besides the journal: `journal` (default: only there, read
     /// with `GET /events`) or `kafka` (also published to `kafka_topic`, keyed by event id).
     pub sink: Sink,
@@ -58,6 +61,7 @@ impl Default for EventsConfig {
             client_burst: 60,
             room_per_second: 20_000,
             room_burst: 40_000,
+            dedup_hours: 24,
             sink: Sink::Journal,
             kafka_brokers: "127.0.0.1:9092".into(),
             kafka_topic: "daihuo-events".into(),
@@ -88,6 +92,11 @@ impl EventsConfig {
             (10..=10_000).contains(&self.like_window_ms),
             "events.like_window_ms",
             format!("{} is outside 10..=10000", self.like_window_ms),
+        );
+        e.check(
+            (1..=24 * 90).contains(&self.dedup_hours),
+            "events.dedup_hours",
+            format!("{} is outside 1..=2160", self.dedup_hours),
         );
         e.check(
             (1..=10_000).contains(&self.max_comment_chars),

@@ -220,7 +220,7 @@ impl Backend {
         });
         lifecycle.spawn(ingest.run(local, metrics.clone(), lifecycle.drain()));
         let events_error = |e: String| origin::StartError::Events(e);
-        let intake = origin::events::Intake::open(&config.events.state_dir, metrics)
+        let intake = origin::events::Intake::open(&config.events, metrics)
             .map_err(|e| events_error(e.to_string()))?;
         let drain = lifecycle.drain();
         origin::events::start_sink(&config.events, &intake, lifecycle.tasks(), &drain)

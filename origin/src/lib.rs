@@ -140,7 +140,7 @@ impl Node {
             settings,
         });
         lifecycle.spawn(ingest.run(local, metrics.clone(), lifecycle.drain()));
-        let events = events::Intake::open(&config.events.state_dir, &metrics)
+        let events = events::Intake::open(&config.events, &metrics)
             .map_err(|e| StartError::Events(e.to_string()))?;
         let drain = lifecycle.drain();
         events::start_sink(&config.events, &events, lifecycle.tasks(), &drain)

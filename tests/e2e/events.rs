@@ -539,3 +539,44 @@ async fn acknowledged_cart_events_survive_killed_edges_and_origin() {
         nothing_lost(seed).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_from_two_users_is_two_events_and_retries_count_once() {
+    let edge = edge_node::Edge::start(&loopback_config()).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    let admin = edge.addrs.admin;
+    let cart = |user: &str| {
+        format!(r#"{{"id":"c-42","type":"cart_add","user":"{user}","sku":"SKU-1","qty":1}}"#)
+    };
+    let likes =
+        r#"[{"id":"lk-1","type":"like","user":"u1"},{"id":"lk-2","type":"like","user":"u1"}]"#;
+    // Each post twice: the viewer retried.
+    for body in [cart("alice"), cart("bob"), likes.to_string()] {
+        for _ in 0..2 {
+            let (status, text) = post(http, "demo", body.clone()).await.unwrap();
+            assert_eq!(status, 202, "{text}");
+        }
+    }
+    // After the like window, a last event to wait for: everything before it is in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    post(http, "demo", cart("zed")).await.unwrap();
+    let lines = eventually(10, async || {
+        let l = journal(admin).await;
+        l.iter().any(|l| l["event"]["user"] == "zed").then_some(l)
+    })
+    .await;
+    let mut carts: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["event"]["id"] == "c-42")
+        .map(|l| l["event"]["user"].as_str().unwrap())
+        .collect();
+    carts.sort_unstable();
+    assert_eq!(carts, ["alice", "bob", "zed"]);
+    let liked: u64 = lines
+        .iter()
+        .filter(|l| l["event"]["type"] == "like")
+        .map(|l| l["event"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(liked, 2, "retried likes count once: {lines:?}");
+    edge.shutdown(Duration::from_secs(2)).await;
+}

@@ -7,8 +7,10 @@
 //!
 //! Under overload a room sheds likes first, then comments; cart and order events are never
 //! shed (only a client posting past its own limit is refused). The origin deduplicates by
-//! event id, so what the spool replays after a crash is written once (see
-//! `origin::events`).
+//! (user, id) within `dedup_hours`, so what the spool replays after a crash, or a viewer
+//! retries, is written once (see `origin::events`). Likes are merged here, before their ids
+//! are lost, so a retried like is recognised here: the last [`LIKE_PAIRS`] (user, id) pairs of
+//! likes within the window, per edge, in memory.
 
 pub mod forward;
 pub mod likes;
@@ -30,6 +32,10 @@ use tokio::task::JoinSet;
 use likes::Likes;
 use limit::Limiter;
 use spool::{Spool, SpoolError};
+
+/// Likes' (user, id) pairs each edge remembers (about 100 bytes each), so that a retried like
+/// counts once.
+pub const LIKE_PAIRS: u64 = 200_000;
 
 /// The reloadable part: text rules and limits.
 struct Rules {
@@ -63,6 +69,8 @@ pub struct Posted {
 pub struct Events {
     spool: Arc<Spool>,
     likes: Arc<Likes>,
+    /// Likes' (user, id) pairs seen lately.
+    liked: moka::future::Cache<(String, String), ()>,
     rules: ArcSwap<Rules>,
     /// `daihuo_events_total{type, result}`.
     counted: IntCounterVec,
@@ -86,9 +94,14 @@ impl Events {
             shutdown.clone(),
         ));
         tasks.spawn(forward::run(spool.clone(), target, shutdown.clone()));
+        let liked = moka::future::Cache::builder()
+            .max_capacity(LIKE_PAIRS)
+            .time_to_live(Duration::from_secs(config.dedup_hours * 3600))
+            .build();
         Ok(Arc::new(Self {
             spool,
             likes,
+            liked,
             rules: ArcSwap::from_pointee(Rules::new(config)),
             counted: metrics.events.clone(),
         }))
@@ -142,8 +155,18 @@ impl Events {
         let mut likes = 0;
         let mut shed = 0;
         let mut durable = Vec::new();
+        let mut retried = 0;
         for e in events {
             let kind = e.kind;
+            if kind == Kind::Like {
+                let pair = (e.user.clone(), e.id.clone());
+                if !self.liked.entry(pair).or_insert(()).await.is_fresh() {
+                    // A retry: acknowledged again, counted once.
+                    retried += 1;
+                    self.counted.with_label_values(&["like", "duplicate"]).inc();
+                    continue;
+                }
+            }
             let taken = match kind {
                 Kind::Like => rules.rooms.take(&room_key, 1, 0.5, false, now),
                 Kind::Comment => rules.rooms.take(&room_key, 1, 0.1, false, now),
@@ -165,7 +188,7 @@ impl Events {
                 durable.push((kind, bytes));
             }
         }
-        let accepted = likes + durable.len();
+        let accepted = likes + durable.len() + retried;
         if accepted == 0 {
             return Err(ApiError::TooManyRequests(
                 "the room is over its rate: likes and comments are shed".into(),

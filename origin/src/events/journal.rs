@@ -1,12 +1,12 @@
 //! The `journal` sink: events as append-only JSON lines in files under the state directory,
 //! each line `{"offset":N,"room":...,"event":{...}}`, fsynced before the append is
-//! acknowledged. It is also the deduplication window: at open every id in the retained files
-//! is indexed, so an event relayed again after any crash (the edge's spool replays what it
-//! did not see acknowledged) is recognised and written once.
+//! acknowledged. An event is written once per (user, id) within the idempotency window
+//! ([`Dedup`], `[events] dedup_hours`): an event relayed again after any crash (the edge's
+//! spool replays what it did not see acknowledged) or retried by its viewer is recognised.
 //!
 //! Readers consume with [`Journal::read`] from an offset (`GET /events?after=N` long-polls on
-//! [`Journal::subscribe`]). Files roll over at [`FILE_BYTES`]; nothing is deleted yet, so the
-//! window is the whole journal (retention is for operators to add).
+//! [`Journal::subscribe`]). Files roll over at [`FILE_BYTES`]; nothing is deleted yet
+//! (retention is for operators to add).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::dedup::{Dedup, DedupError};
 use super::model::Record;
 
 /// A journal file rolls over past this many bytes.
@@ -30,6 +31,8 @@ pub enum JournalError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Dedup(#[from] DedupError),
     #[error("journal {path} line {line}: {why}")]
     Corrupt {
         path: String,
@@ -52,7 +55,9 @@ struct Inner {
     file: File,
     file_bytes: u64,
     next: u64,
-    ids: HashSet<String>,
+    dedup: Dedup,
+    /// Pairs written to the journal that the index failed to take; retried with the next.
+    unrecorded: HashSet<(String, String)>,
 }
 
 /// An append-only, deduplicating event journal.
@@ -81,9 +86,10 @@ fn file_name(first: u64) -> String {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`, indexing every id, and cutting off a last line
-    /// that a crash left half-written.
-    pub fn open(dir: &Path) -> Result<Self, JournalError> {
+    /// Opens (or creates) the journal in `dir` with an idempotency window of `window`,
+    /// indexing the lines the index has not got yet and cutting off a last line that a crash
+    /// left half-written.
+    pub fn open(dir: &Path, window: std::time::Duration) -> Result<Self, JournalError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut files: Vec<u64> = std::fs::read_dir(dir)
             .map_err(io(dir))?
@@ -100,11 +106,22 @@ impl Journal {
         if files.is_empty() {
             files.push(0);
         }
-        let mut ids = HashSet::new();
+        let mut dedup = Dedup::open(&dir.join("dedup.redb"), window)?;
+        let indexed = dedup.indexed_through()?;
+        let mut pairs: Vec<(String, String)> = Vec::new();
         let mut next = files[0];
         let last = files.len() - 1;
         let mut kept_bytes = 0;
-        for (i, first) in files.iter().enumerate() {
+        // Files before the one holding the first line not indexed are not read at all.
+        let skip = files
+            .iter()
+            .rposition(|f| *f <= indexed)
+            .unwrap_or(0)
+            .min(last);
+        if skip > 0 {
+            next = files[skip];
+        }
+        for (i, first) in files.iter().enumerate().skip(skip) {
             let path = dir.join(file_name(*first));
             let file = match File::open(&path) {
                 Ok(f) => f,
@@ -126,9 +143,13 @@ impl Journal {
                 let parsed = serde_json::from_str::<serde_json::Value>(line.trim_end());
                 match (complete, parsed) {
                     (true, Ok(v)) => {
-                        let id = v["event"]["id"].as_str().unwrap_or_default().to_string();
-                        next = v["offset"].as_u64().map_or(next, |o| o + 1);
-                        ids.insert(id);
+                        let offset = v["offset"].as_u64().unwrap_or(next);
+                        if offset >= indexed {
+                            let field =
+                                |k: &str| v["event"][k].as_str().unwrap_or_default().to_string();
+                            pairs.push((field("user"), field("id")));
+                        }
+                        next = offset + 1;
                         good += n as u64;
                     }
                     // A torn last line: the append was never acknowledged; drop it.
@@ -159,6 +180,21 @@ impl Journal {
             .map_err(io(&path))?;
         file.set_len(kept_bytes).map_err(io(&path))?;
         file.seek(SeekFrom::Start(kept_bytes)).map_err(io(&path))?;
+        if indexed > next {
+            tracing::warn!(
+                indexed,
+                next,
+                "the journal ends before what its dedup index has seen: lines were lost"
+            );
+        }
+        if !pairs.is_empty() || indexed != next {
+            let refs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(u, i)| (u.as_str(), i.as_str()))
+                .collect();
+            dedup.record(&refs, next)?;
+            dedup.flush()?;
+        }
         Ok(Self {
             inner: Mutex::new(Inner {
                 dir: dir.to_path_buf(),
@@ -166,22 +202,33 @@ impl Journal {
                 file,
                 file_bytes: kept_bytes,
                 next,
-                ids,
+                dedup,
+                unrecorded: HashSet::new(),
             }),
             written: watch::Sender::new(next),
         })
     }
 
-    /// Appends the records whose ids it has not seen, fsyncs, and only then returns. Blocking:
-    /// call from a blocking thread.
+    /// Appends the records whose (user, id) it has not seen within the window, fsyncs, and
+    /// only then returns. A failed write is cut off again before the error returns, so what
+    /// follows is never behind a torn line. Blocking: call from a blocking thread.
     pub fn append(&self, records: &[Record]) -> Result<Appended, JournalError> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         let mut done = Appended::default();
-        let mut fresh = HashSet::new();
+        let pairs: Vec<(&str, &str)> = records
+            .iter()
+            .map(|r| (r.event.user.as_str(), r.event.id.as_str()))
+            .collect();
+        let seen = inner.dedup.seen(&pairs)?;
+        let mut fresh: HashSet<(&str, &str)> = HashSet::new();
         let mut next = inner.next;
-        for r in records {
-            if inner.ids.contains(&r.event.id) || !fresh.insert(r.event.id.clone()) {
+        for ((r, pair), seen) in records.iter().zip(&pairs).zip(seen) {
+            let unrecorded = !inner.unrecorded.is_empty()
+                && inner
+                    .unrecorded
+                    .contains(&(pair.0.to_string(), pair.1.to_string()));
+            if seen || unrecorded || !fresh.insert(*pair) {
                 done.duplicates += 1;
                 continue;
             }
@@ -204,11 +251,36 @@ impl Journal {
             inner.roll(next - done.accepted as u64)?;
         }
         let path = inner.dir.join(file_name(*inner.files.last().unwrap_or(&0)));
-        inner.file.write_all(&out).map_err(io(&path))?;
-        inner.file.sync_data().map_err(io(&path))?;
+        if let Err(e) = inner
+            .file
+            .write_all(&out)
+            .and_then(|()| inner.file.sync_data())
+        {
+            // Disk full, an I/O error: cut the part that may have been written, so the next
+            // append follows whole lines (the edge retries this batch).
+            let keep = inner.file_bytes;
+            let _ = inner.file.set_len(keep);
+            let _ = inner.file.seek(SeekFrom::Start(keep));
+            return Err(io(&path)(e));
+        }
         inner.file_bytes += out.len() as u64;
         inner.next = next;
-        inner.ids.extend(fresh);
+        let mut written: Vec<(&str, &str)> = fresh.into_iter().collect();
+        let earlier: Vec<(String, String)> = inner.unrecorded.iter().cloned().collect();
+        written.extend(earlier.iter().map(|(u, i)| (u.as_str(), i.as_str())));
+        match inner.dedup.record(&written, next) {
+            Ok(()) => inner.unrecorded.clear(),
+            Err(e) => {
+                // The lines are in the journal (acknowledged); a restart re-indexes them from
+                // it. Until then they are remembered here.
+                tracing::warn!("{e}; kept in memory until it recovers");
+                let keep: Vec<(String, String)> = written
+                    .iter()
+                    .map(|(u, i)| (u.to_string(), i.to_string()))
+                    .collect();
+                inner.unrecorded.extend(keep);
+            }
+        }
         drop(inner);
         self.written.send_replace(next);
         Ok(done)
@@ -272,12 +344,16 @@ mod tests {
     use super::*;
 
     fn record(id: &str) -> Record {
+        by("u", id)
+    }
+
+    fn by(user: &str, id: &str) -> Record {
         Record {
             room: "demo".into(),
             event: Event {
                 id: id.into(),
                 kind: Kind::CartAdd,
-                user: "u".into(),
+                user: user.into(),
                 sku: Some("s".into()),
                 qty: Some(1),
                 text: None,
@@ -289,7 +365,7 @@ mod tests {
     #[test]
     fn duplicates_are_written_once_across_reopens_and_torn_lines_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open(dir.path(), std::time::Duration::from_secs(3600)).unwrap();
         let a = j.append(&[record("a"), record("b"), record("a")]).unwrap();
         assert_eq!((a.accepted, a.duplicates), (2, 1));
         drop(j);
@@ -298,7 +374,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(br#"{"offset":2,"room":"demo","ev"#).unwrap();
         drop(f);
-        let j = Journal::open(dir.path()).unwrap();
+        let j = Journal::open(dir.path(), std::time::Duration::from_secs(3600)).unwrap();
         let again = j.append(&[record("b"), record("c")]).unwrap();
         assert_eq!((again.accepted, again.duplicates), (1, 1));
         let lines = j.read(None, 100).unwrap();
@@ -306,5 +382,26 @@ mod tests {
         assert!(lines[2].starts_with(r#"{"offset":2,"room":"demo","event":{"id":"c""#));
         assert_eq!(j.read(Some(1), 100).unwrap().len(), 1);
         assert_eq!(*j.subscribe().borrow(), 3);
+    }
+
+    #[test]
+    fn the_same_id_from_two_users_is_two_events_and_each_retry_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let j = Journal::open(dir.path(), window).unwrap();
+        let a = j.append(&[by("alice", "c-42"), by("bob", "c-42")]).unwrap();
+        assert_eq!((a.accepted, a.duplicates), (2, 0));
+        let retry = j.append(&[by("bob", "c-42"), by("alice", "c-42")]).unwrap();
+        assert_eq!((retry.accepted, retry.duplicates), (0, 2));
+        drop(j);
+        // A crash before the index's last durable commit: the index is behind the journal and
+        // catches up from it at open.
+        std::fs::remove_file(dir.path().join("dedup.redb")).unwrap();
+        let j = Journal::open(dir.path(), window).unwrap();
+        let again = j
+            .append(&[by("alice", "c-42"), by("carol", "c-42")])
+            .unwrap();
+        assert_eq!((again.accepted, again.duplicates), (1, 1));
+        assert_eq!(j.read(None, 100).unwrap().len(), 3);
     }
 }

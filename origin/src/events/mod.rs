@@ -7,11 +7,11 @@
 //! limits, like merging, the durable spool and the relay) is `edge-node::events`; [`model`]
 //! is shared by both.
 
+pub mod dedup;
 pub mod journal;
 pub mod kafka;
 pub mod model;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,9 +66,13 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Opens the journal under `state_dir/journal`.
-    pub fn open(state_dir: &Path, metrics: &crate::Metrics) -> Result<Arc<Self>, JournalError> {
-        let journal = Arc::new(Journal::open(&state_dir.join("journal"))?);
+    /// Opens the journal under `config.state_dir/journal`, with its idempotency window.
+    pub fn open(
+        config: &conf::EventsConfig,
+        metrics: &crate::Metrics,
+    ) -> Result<Arc<Self>, JournalError> {
+        let window = Duration::from_secs(config.dedup_hours * 3600);
+        let journal = Arc::new(Journal::open(&config.state_dir.join("journal"), window)?);
         Ok(Arc::new(Self {
             journal,
             counted: metrics.events.clone(),
