@@ -29,6 +29,15 @@ pub struct EventsConfig {
     pub room_per_second: u32,
     /// Burst one room takes above that. Default 40000.
     pub room_burst: u32,
+    /// Cart, order (and with `user_token_comments`, comment) events need a viewer token from
+    /// the business's login service in `Authorization: Bearer` (on a WebSocket, also
+    /// `?user_token=` in its URL): `v1.EXPIRY.HEX.USER`, HEX = HMAC-SHA256(secret,
+    /// "viewer:USER:EXPIRY"); each event's `user` must be the token's. Default off. Reloadable.
+    pub user_tokens: bool,
+    /// Viewer token secrets (32+ characters); any verifies, so keys rotate by overlap.
+    pub user_secrets: Vec<String>,
+    /// Comments need a viewer token too. Default off (likes never do).
+    pub user_token_comments: bool,
     /// How long an event's (user, id) is remembered so that a retry of it is written once, in
     /// hours. Default 24. Kept on disk (`journal/dedup.redb`), whatever the id rate.
     pub dedup_hours: u64,
@@ -62,6 +71,9 @@ impl Default for EventsConfig {
             room_per_second: 20_000,
             room_burst: 40_000,
             dedup_hours: 24,
+            user_tokens: false,
+            user_secrets: Vec::new(),
+            user_token_comments: false,
             sink: Sink::Journal,
             kafka_brokers: "127.0.0.1:9092".into(),
             kafka_topic: "daihuo-events".into(),
@@ -93,6 +105,20 @@ impl EventsConfig {
             "events.like_window_ms",
             format!("{} is outside 10..=10000", self.like_window_ms),
         );
+        if self.user_tokens {
+            e.check(
+                !self.user_secrets.is_empty(),
+                "events.user_secrets",
+                "required with events.user_tokens = true",
+            );
+        }
+        for (i, s) in self.user_secrets.iter().enumerate() {
+            e.check(
+                s.len() >= 32,
+                &format!("events.user_secrets[{i}]"),
+                "secrets are at least 32 characters",
+            );
+        }
         e.check(
             (1..=24 * 90).contains(&self.dedup_hours),
             "events.dedup_hours",

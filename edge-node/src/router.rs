@@ -144,7 +144,15 @@ impl Router {
         }
         match crate::socket::handshake(req, upgrade) {
             Ok((res, upgrade)) => {
+                // Browsers cannot set headers on a socket: the URL may carry the token.
+                let token = bearer(req).or_else(|| {
+                    req.uri()
+                        .query()?
+                        .split('&')
+                        .find_map(|p| p.strip_prefix("user_token="))
+                });
                 let session = crate::socket::Session {
+                    bearer: token.map(str::to_string),
                     room: room.to_string(),
                     events: self.events.clone(),
                     feed: self.feed.subscribe(room),
@@ -192,7 +200,10 @@ impl Router {
         peer: &Peer,
     ) -> Result<(Bytes, Kind), ApiError> {
         if let Route::Events { room } = route {
-            let posted = self.events.post(room, req.body(), peer.limit_key).await?;
+            let posted = self
+                .events
+                .post(room, req.body(), peer.limit_key, bearer(req))
+                .await?;
             let body = format!(
                 "{{\"accepted\":{},\"shed\":{}}}\n",
                 posted.accepted, posted.shed
@@ -285,6 +296,13 @@ impl Router {
             cookie,
         }))
     }
+}
+
+/// The token of the request's `Authorization: Bearer`.
+fn bearer(req: &Request<Bytes>) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// A playback token that came in a request's query (and was checked).

@@ -5,7 +5,8 @@
 //! - each text message the viewer sends is what a `POST /live/ROOM/events` body would be (one
 //!   event or an array) and gets one answer, in order: `{"type":"accepted","accepted":N,
 //!   "shed":M}` or `{"type":"error","status":429,"error":"..."}`. It goes through the same
-//!   intake ([`Events::post`]): the same validation, rate limits and spool; the router checks
+//!   intake ([`Events::post`]): the same validation, rate limits, viewer tokens (the socket's
+//!   `Authorization: Bearer`, or `?user_token=` in its URL) and spool; the router checks
 //!   playback tokens before the upgrade as for the POST.
 //! - the feed arrives as `{"type":"comment","id":..,"user":..,"text":..}`,
 //!   `{"type":"likes","count":N}` and `{"type":"viewers","count":N}` messages; a viewer too
@@ -126,6 +127,9 @@ pub struct Session {
     pub feed: mpsc::Receiver<Bytes>,
     /// Who posts, for the rate limits (`Peer::limit_key`).
     pub client: IpAddr,
+    /// The viewer token the socket was opened with (`Authorization: Bearer` or
+    /// `?user_token=`), for events that need one.
+    pub bearer: Option<String>,
     /// Counts the socket in `daihuo_connections{transport="websocket"}` while it is open.
     pub open: daemon::serve::Open,
 }
@@ -191,7 +195,12 @@ impl Session {
 
     /// Posts one message's events; the answer to send back.
     async fn post(&self, body: Bytes) -> String {
-        match self.events.post(&self.room, &body, self.client).await {
+        let bearer = self.bearer.as_deref();
+        match self
+            .events
+            .post(&self.room, &body, self.client, bearer)
+            .await
+        {
             Ok(posted) => serde_json::json!({
                 "type": "accepted", "accepted": posted.accepted, "shed": posted.shed,
             }),

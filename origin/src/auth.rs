@@ -9,6 +9,11 @@
 //! Playback authorization (the edge's `[playback] signed = true`) uses the same shape of
 //! token over a path prefix, the room: `v1.EXPIRY.HEX` with HEX = HMAC-SHA256(secret,
 //! "play:/live/ROOM/:EXPIRY"), valid for every playlist, part and segment under it.
+//!
+//! Viewer tokens (`[events] user_tokens`) say who posts cart, order (and, if asked, comment)
+//! events: `v1.EXPIRY.HEX.USER` with HEX = HMAC-SHA256(secret, "viewer:USER:EXPIRY") under one
+//! of `events.user_secrets`, made by the business's login service. The user id comes last so
+//! that it may hold any character but none of a header's forbidden ones.
 //! Comparisons are constant-time (ring's HMAC verification).
 
 use conf::{PublishAuth, SrtConfig};
@@ -23,7 +28,7 @@ pub enum Denied {
     Missing,
     #[error("wrong stream key or token")]
     Wrong,
-    #[error("publish token expired")]
+    #[error("token expired")]
     Expired,
 }
 
@@ -53,8 +58,44 @@ pub fn check_play(secrets: &[String], prefix: &str, token: &str, now: u64) -> Re
         .and_then(|t| t.split_once('.'))
         .ok_or(Denied::Wrong)?;
     let expiry: u64 = expiry.parse().map_err(|_| Denied::Wrong)?;
+    verify(
+        secrets,
+        &format!("play:{prefix}:{expiry}"),
+        sig,
+        expiry,
+        now,
+    )?;
+    Ok(expiry)
+}
+
+/// A viewer token saying the bearer is `user` until `expiry`.
+pub fn viewer_token(secret: &str, user: &str, expiry: u64) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hmac::sign(&key, format!("viewer:{user}:{expiry}").as_bytes());
+    format!("v1.{expiry}.{}.{user}", hex(tag.as_ref()))
+}
+
+/// Checks a viewer token at `now`; returns the user it names.
+pub fn check_viewer<'t>(secrets: &[String], token: &'t str, now: u64) -> Result<&'t str, Denied> {
+    let (expiry, rest) = token
+        .strip_prefix("v1.")
+        .and_then(|t| t.split_once('.'))
+        .ok_or(Denied::Wrong)?;
+    let (sig, user) = rest.split_once('.').ok_or(Denied::Wrong)?;
+    let expiry: u64 = expiry.parse().map_err(|_| Denied::Wrong)?;
+    verify(
+        secrets,
+        &format!("viewer:{user}:{expiry}"),
+        sig,
+        expiry,
+        now,
+    )?;
+    Ok(user)
+}
+
+/// Whether hex `sig` signs `msg` under one of `secrets`, and `expiry` has not passed.
+fn verify(secrets: &[String], msg: &str, sig: &str, expiry: u64, now: u64) -> Result<(), Denied> {
     let sig = unhex(sig).ok_or(Denied::Wrong)?;
-    let msg = format!("play:{prefix}:{expiry}");
     let valid = secrets.iter().any(|secret| {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
         hmac::verify(&key, msg.as_bytes(), &sig).is_ok()
@@ -62,7 +103,7 @@ pub fn check_play(secrets: &[String], prefix: &str, token: &str, now: u64) -> Re
     match (valid, expiry >= now) {
         (false, _) => Err(Denied::Wrong),
         (true, false) => Err(Denied::Expired),
-        (true, true) => Ok(expiry),
+        (true, true) => Ok(()),
     }
 }
 
@@ -187,6 +228,25 @@ mod tests {
             check_play(&secrets, "/live/demo/", &p, 50),
             Err(Denied::Wrong)
         );
+    }
+
+    #[test]
+    fn viewer_tokens_name_their_user_until_expiry() {
+        let secrets = vec![
+            "old-secret-0123456789abcdef012345".to_string(),
+            SECRET.to_string(),
+        ];
+        let t = viewer_token(SECRET, "user.with.dots", 100);
+        assert_eq!(check_viewer(&secrets, &t, 50), Ok("user.with.dots"));
+        assert_eq!(check_viewer(&secrets, &t, 101), Err(Denied::Expired));
+        // Another user, a longer life, or a playback token: refused.
+        let forged = t.replace("user.with.dots", "someone-else");
+        assert_eq!(check_viewer(&secrets, &forged, 50), Err(Denied::Wrong));
+        let longer = t.replace("v1.100.", "v1.999.");
+        assert_eq!(check_viewer(&secrets, &longer, 50), Err(Denied::Wrong));
+        let play = play_token(SECRET, "/live/demo/", 100);
+        assert_eq!(check_viewer(&secrets, &play, 50), Err(Denied::Wrong));
+        assert_eq!(check_viewer(&secrets, "garbage", 50), Err(Denied::Wrong));
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub enum ApiError {
     /// 404: no such stream, rendition or object (or it left the window).
     #[error("not found: {0}")]
     NotFound(String),
+    /// 401: the request needs a token it did not bring (a viewer token for cart events).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// 403: playback needs a valid signed token for this path.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -34,6 +37,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => 400,
             ApiError::NotFound(_) => 404,
+            ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden(_) => 403,
             ApiError::MethodNotAllowed => 405,
             ApiError::Conflict(_) => 409,

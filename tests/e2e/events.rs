@@ -25,18 +25,31 @@ pub(crate) async fn request(
     path: &str,
     body: Bytes,
 ) -> Option<(u16, String)> {
+    request_with(addr, method, path, body, &[]).await
+}
+
+/// [`request`] with extra `headers`.
+pub(crate) async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Bytes,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
     let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .ok()?;
     tokio::spawn(conn);
-    let req = http::Request::builder()
+    let mut req = http::Request::builder()
         .method(method)
         .uri(path)
         .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(Full::new(body))
-        .ok()?;
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(body)).ok()?;
     let res = tokio::time::timeout(Duration::from_secs(30), send.send_request(req))
         .await
         .ok()?
@@ -578,5 +591,91 @@ async fn the_same_id_from_two_users_is_two_events_and_retries_count_once() {
         .map(|l| l["event"]["count"].as_u64().unwrap())
         .sum();
     assert_eq!(liked, 2, "retried likes count once: {lines:?}");
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_tokens_decide_who_may_post_carts() {
+    const SECRET: &str = "the-business-login-service-secret-0123";
+    let mut config = loopback_config();
+    config.events.user_tokens = true;
+    config.events.user_secrets = vec![SECRET.into()];
+    let edge = edge_node::Edge::start(&config).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let alice = format!(
+        "Bearer {}",
+        origin::auth::viewer_token(SECRET, "alice", now + 600)
+    );
+    let expired = format!(
+        "Bearer {}",
+        origin::auth::viewer_token(SECRET, "alice", now - 1)
+    );
+    let forged = alice.replace("alice", "bob");
+    let cart = |id: &str, user: &str| {
+        format!(r#"{{"id":"{id}","type":"cart_add","user":"{user}","sku":"SKU-1","qty":1}}"#)
+    };
+    let send = async |body: String, auth: Option<String>| {
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        request_with(
+            http,
+            "POST",
+            "/live/demo/events",
+            Bytes::from(body),
+            &headers,
+        )
+        .await
+        .unwrap()
+    };
+    // No token: 401, saying what is needed.
+    let (status, text) = send(cart("t1", "alice"), None).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("viewer token"), "{text}");
+    // Alice's token for alice's cart: taken.
+    let (status, text) = send(cart("t2", "alice"), Some(alice.clone())).await;
+    assert_eq!(status, 202, "{text}");
+    // Alice's token for a cart in bob's name, an expired token, a forged one: 403 with why.
+    for (body, auth, why) in [
+        (
+            cart("t3", "bob"),
+            alice.clone(),
+            "not the viewer token's user",
+        ),
+        (cart("t4", "alice"), expired, "expired"),
+        (cart("t5", "bob"), forged, "wrong"),
+    ] {
+        let (status, text) = send(body, Some(auth)).await;
+        assert_eq!(status, 403, "{text}");
+        assert!(text.contains(why), "{why}: {text}");
+    }
+    // Likes and (by default) comments need none.
+    let like = r#"{"id":"t6","type":"like","user":"anyone"}"#.to_string();
+    assert_eq!(send(like, None).await.0, 202);
+    let comment = r#"{"id":"t7","type":"comment","user":"anyone","text":"hi"}"#.to_string();
+    assert_eq!(send(comment, None).await.0, 202);
+    // Only alice's own cart reached the journal.
+    let admin = edge.addrs.admin;
+    let lines = eventually(10, async || {
+        let l = journal(admin).await;
+        l.iter().any(|l| l["event"]["id"] == "t7").then_some(l)
+    })
+    .await;
+    let carts: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["event"]["type"] == "cart_add")
+        .map(|l| {
+            (
+                l["event"]["id"].as_str().unwrap(),
+                l["event"]["user"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(carts, [("t2", "alice")]);
     edge.shutdown(Duration::from_secs(2)).await;
 }

@@ -282,3 +282,36 @@ async fn signed_playback_guards_the_websocket() {
     );
     edge.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_posts_carts_with_the_viewer_token_of_its_url() {
+    const SECRET: &str = "the-business-login-service-secret-0123";
+    let mut config = loopback_config();
+    config.events.user_tokens = true;
+    config.events.user_secrets = vec![SECRET.into()];
+    let edge = edge_node::Edge::start(&config).await.unwrap();
+    let http = edge.addrs.http.unwrap();
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = origin::auth::viewer_token(SECRET, "alice", expiry);
+    let cart = |user: &str| {
+        format!(r#"{{"id":"ws-{user}","type":"cart_add","user":"{user}","sku":"S","qty":1}}"#)
+    };
+    let (mut with, _) =
+        tokio_tungstenite::connect_async(format!("ws://{http}/live/demo/ws?user_token={token}"))
+            .await
+            .unwrap();
+    send(&mut with, &cart("alice")).await;
+    assert_eq!(next_of(&mut with, "accepted").await["accepted"], 1);
+    send(&mut with, &cart("bob")).await;
+    assert_eq!(next_of(&mut with, "error").await["status"], 403);
+    let (mut without, _) = tokio_tungstenite::connect_async(format!("ws://{http}/live/demo/ws"))
+        .await
+        .unwrap();
+    send(&mut without, &cart("alice")).await;
+    assert_eq!(next_of(&mut without, "error").await["status"], 401);
+    edge.shutdown(Duration::from_secs(2)).await;
+}

@@ -33,6 +33,45 @@ use likes::Likes;
 use limit::Limiter;
 use spool::{Spool, SpoolError};
 
+/// With viewer tokens on: whether every event that needs one (cart and order, and comments if
+/// `comments`) names the user of a valid `bearer` token.
+fn check_users(
+    events: &[origin::events::Event],
+    secrets: &[String],
+    comments: bool,
+    bearer: Option<&str>,
+) -> Result<(), ApiError> {
+    let needs = |k: Kind| match k {
+        Kind::Like => false,
+        Kind::Comment => comments,
+        _ => true,
+    };
+    if !events.iter().any(|e| needs(e.kind)) {
+        return Ok(());
+    }
+    let token = bearer.ok_or_else(|| {
+        ApiError::Unauthorized(
+            "cart and order events need a viewer token (Authorization: Bearer)".into(),
+        )
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let user = origin::auth::check_viewer(secrets, token, now)
+        .map_err(|e| ApiError::Forbidden(format!("viewer token: {e}")))?;
+    match events
+        .iter()
+        .enumerate()
+        .find(|(_, e)| needs(e.kind) && e.user != user)
+    {
+        Some((i, e)) => Err(ApiError::Forbidden(format!(
+            "event {i}: user {:?} is not the viewer token's user",
+            e.user
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Likes' (user, id) pairs each edge remembers (about 100 bytes each), so that a retried like
 /// counts once.
 pub const LIKE_PAIRS: u64 = 200_000;
@@ -44,6 +83,8 @@ struct Rules {
     blocked_words: Vec<String>,
     clients: Limiter<IpAddr>,
     rooms: Limiter<String>,
+    /// With `user_tokens`: the secrets, and whether comments need a token too.
+    user_tokens: Option<(Vec<String>, bool)>,
 }
 
 impl Rules {
@@ -53,6 +94,9 @@ impl Rules {
             blocked_words: c.blocked_words.iter().map(|w| w.to_lowercase()).collect(),
             clients: Limiter::new(c.client_per_second, c.client_burst),
             rooms: Limiter::new(c.room_per_second, c.room_burst),
+            user_tokens: c
+                .user_tokens
+                .then(|| (c.user_secrets.clone(), c.user_token_comments)),
         }
     }
 }
@@ -117,8 +161,15 @@ impl Events {
         self.rules.store(Arc::new(Rules::new(config)));
     }
 
-    /// Takes a viewer's POST body for `room` from `client`.
-    pub async fn post(&self, room: &str, body: &Bytes, client: IpAddr) -> Result<Posted, ApiError> {
+    /// Takes a viewer's POST body for `room` from `client`, who showed `bearer` (the token of
+    /// `Authorization: Bearer`, if any).
+    pub async fn post(
+        &self,
+        room: &str,
+        body: &Bytes,
+        client: IpAddr,
+        bearer: Option<&str>,
+    ) -> Result<Posted, ApiError> {
         let rules = self.rules.load_full();
         let events = model::parse_posted(body, rules.max_comment_chars).map_err(|e| {
             self.counted.with_label_values(&["any", "refused"]).inc();
@@ -150,6 +201,12 @@ impl Events {
             return Err(ApiError::TooManyRequests(
                 "this client posts too fast (events.client_per_second)".into(),
             ));
+        }
+        if let Some((secrets, comments)) = &rules.user_tokens {
+            if let Err(e) = check_users(&events, secrets, *comments, bearer) {
+                self.counted.with_label_values(&["any", "refused"]).inc();
+                return Err(e);
+            }
         }
         let room_key = room.to_string();
         let mut likes = 0;
