@@ -5,10 +5,12 @@
 //! spool replays what it did not see acknowledged) or retried by its viewer is recognised.
 //!
 //! Readers consume with [`Journal::read`] from an offset (`GET /events?after=N` long-polls on
-//! [`Journal::subscribe`]). Files roll over at [`FILE_BYTES`]; nothing is deleted yet
-//! (retention is for operators to add).
+//! [`Journal::subscribe`]); a read seeks to a point at most [`SEEK_EVERY`] lines before its
+//! offset instead of scanning its file, so the feed of a long show stays as fast as at its
+//! start. Files roll over at [`FILE_BYTES`]; nothing is deleted yet (retention is for
+//! operators to add).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use super::model::Record;
 
 /// A journal file rolls over past this many bytes.
 pub const FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// A seek point every this many lines of a file.
+pub const SEEK_EVERY: u64 = 256;
 
 /// Why the journal failed (the intake answers 503 and the edge retries).
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +58,12 @@ struct Inner {
     files: Vec<u64>,
     file: File,
     file_bytes: u64,
+    /// A file rolls over past this many bytes ([`FILE_BYTES`]; tests make it small).
+    roll_at: u64,
     next: u64,
+    /// Per file (by its first offset): (offset, byte position) of every [`SEEK_EVERY`]th line,
+    /// from the file's first. Built as lines are written, or by one scan at a first read.
+    seeks: HashMap<u64, Vec<(u64, u64)>>,
     dedup: Dedup,
     /// Pairs written to the journal that the index failed to take; retried with the next.
     unrecorded: HashSet<(String, String)>,
@@ -109,6 +118,7 @@ impl Journal {
         let mut dedup = Dedup::open(&dir.join("dedup.redb"), window)?;
         let indexed = dedup.indexed_through()?;
         let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut seeks = HashMap::new();
         let mut next = files[0];
         let last = files.len() - 1;
         let mut kept_bytes = 0;
@@ -132,6 +142,7 @@ impl Journal {
             let mut line = String::new();
             let mut good = 0u64;
             let mut number = 0;
+            let mut file_seeks = Vec::new();
             loop {
                 line.clear();
                 let n = reader.read_line(&mut line).map_err(io(&path))?;
@@ -144,6 +155,9 @@ impl Journal {
                 match (complete, parsed) {
                     (true, Ok(v)) => {
                         let offset = v["offset"].as_u64().unwrap_or(next);
+                        if (offset - first) % SEEK_EVERY == 0 {
+                            file_seeks.push((offset, good));
+                        }
                         if offset >= indexed {
                             let field =
                                 |k: &str| v["event"][k].as_str().unwrap_or_default().to_string();
@@ -168,6 +182,7 @@ impl Journal {
             if i == last {
                 kept_bytes = good;
             }
+            seeks.insert(*first, file_seeks);
         }
         let path = dir.join(file_name(files[last]));
         let mut file = OpenOptions::new()
@@ -201,7 +216,9 @@ impl Journal {
                 files,
                 file,
                 file_bytes: kept_bytes,
+                roll_at: FILE_BYTES,
                 next,
+                seeks,
                 dedup,
                 unrecorded: HashSet::new(),
             }),
@@ -222,6 +239,12 @@ impl Journal {
             .collect();
         let seen = inner.dedup.seen(&pairs)?;
         let mut fresh: HashSet<(&str, &str)> = HashSet::new();
+        if inner.file_bytes >= inner.roll_at {
+            let first = inner.next;
+            inner.roll(first)?;
+        }
+        let file_first = *inner.files.last().unwrap_or(&0);
+        let mut new_seeks = Vec::new();
         let mut next = inner.next;
         for ((r, pair), seen) in records.iter().zip(&pairs).zip(seen) {
             let unrecorded = !inner.unrecorded.is_empty()
@@ -237,8 +260,12 @@ impl Journal {
                 room: &r.room,
                 event: &r.event,
             };
+            let at = inner.file_bytes + out.len() as u64;
             // Serializing plain data cannot fail.
             if serde_json::to_writer(&mut out, &line).is_ok() {
+                if (next - file_first) % SEEK_EVERY == 0 {
+                    new_seeks.push((next, at));
+                }
                 out.push(b'\n');
                 next += 1;
                 done.accepted += 1;
@@ -247,10 +274,7 @@ impl Journal {
         if done.accepted == 0 {
             return Ok(done);
         }
-        if inner.file_bytes >= FILE_BYTES {
-            inner.roll(next - done.accepted as u64)?;
-        }
-        let path = inner.dir.join(file_name(*inner.files.last().unwrap_or(&0)));
+        let path = inner.dir.join(file_name(file_first));
         if let Err(e) = inner
             .file
             .write_all(&out)
@@ -265,6 +289,7 @@ impl Journal {
         }
         inner.file_bytes += out.len() as u64;
         inner.next = next;
+        inner.seeks.entry(file_first).or_default().extend(new_seeks);
         let mut written: Vec<(&str, &str)> = fresh.into_iter().collect();
         let earlier: Vec<(String, String)> = inner.unrecorded.iter().cloned().collect();
         written.extend(earlier.iter().map(|(u, i)| (u.as_str(), i.as_str())));
@@ -288,20 +313,32 @@ impl Journal {
 
     /// Up to `limit` lines with offsets after `after` (all when `after` is `None`).
     pub fn read(&self, after: Option<u64>, limit: usize) -> Result<Vec<String>, JournalError> {
-        let (dir, files) = {
-            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            (inner.dir.clone(), inner.files.clone())
-        };
         let from = after.map_or(0, |a| a + 1);
-        // The file holding `from`: the last whose first offset is at most it.
-        let start = files.iter().rposition(|f| *f <= from).unwrap_or(0);
+        let (dir, files, seek) = {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            // The file holding `from`: the last whose first offset is at most it.
+            let start = inner.files.iter().rposition(|f| *f <= from).unwrap_or(0);
+            let files = inner.files[start..].to_vec();
+            let seek = inner.seeks.get(&files[0]).map(|s| {
+                // The last seek point at or before `from`.
+                let i = s.partition_point(|(o, _)| *o <= from);
+                i.checked_sub(1).map_or((files[0], 0), |i| s[i])
+            });
+            (inner.dir.clone(), files, seek)
+        };
+        let seek = match seek {
+            Some(seek) => seek,
+            None => self.index_file(&dir, files[0], from)?,
+        };
         let mut out = Vec::new();
-        for first in &files[start..] {
+        for (n, first) in files.iter().enumerate() {
             let path = dir.join(file_name(*first));
-            let file = File::open(&path).map_err(io(&path))?;
+            let mut file = File::open(&path).map_err(io(&path))?;
+            let (base, pos) = if n == 0 { seek } else { (*first, 0) };
+            file.seek(SeekFrom::Start(pos)).map_err(io(&path))?;
             for (i, line) in BufReader::new(file).lines().enumerate() {
                 let line = line.map_err(io(&path))?;
-                if first + i as u64 >= from && !line.is_empty() {
+                if base + i as u64 >= from && !line.is_empty() {
                     out.push(line);
                     if out.len() == limit {
                         return Ok(out);
@@ -312,6 +349,34 @@ impl Journal {
         // A line being written right now may be torn: readers get whole lines only.
         out.retain(|l| serde_json::from_str::<serde_json::Value>(l).is_ok());
         Ok(out)
+    }
+
+    /// Scans the file starting at offset `first` once for its seek points (a file written
+    /// before this process started and not read at open); the point to start reading `from`.
+    fn index_file(&self, dir: &Path, first: u64, from: u64) -> Result<(u64, u64), JournalError> {
+        let path = dir.join(file_name(first));
+        let file = File::open(&path).map_err(io(&path))?;
+        let mut reader = BufReader::new(file);
+        let mut seeks = Vec::new();
+        let (mut pos, mut offset) = (0u64, first);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(io(&path))?;
+            if n == 0 || !line.ends_with(b"\n") {
+                break;
+            }
+            if (offset - first) % SEEK_EVERY == 0 {
+                seeks.push((offset, pos));
+            }
+            pos += n as u64;
+            offset += 1;
+        }
+        let i = seeks.partition_point(|(o, _)| *o <= from);
+        let start = i.checked_sub(1).map_or((first, 0), |i| seeks[i]);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.seeks.entry(first).or_insert(seeks);
+        Ok(start)
     }
 
     /// The next offset to be written, changing with every append.
@@ -382,6 +447,45 @@ mod tests {
         assert!(lines[2].starts_with(r#"{"offset":2,"room":"demo","event":{"id":"c""#));
         assert_eq!(j.read(Some(1), 100).unwrap().len(), 1);
         assert_eq!(*j.subscribe().borrow(), 3);
+    }
+
+    #[test]
+    fn reads_seek_to_any_offset_in_any_file_before_and_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let total = 3000u64;
+        let check = |j: &Journal| {
+            for from in [0u64, 1, 255, 256, 257, 1000, 2047, 2999] {
+                let after = from.checked_sub(1);
+                let lines = j.read(after, 600).unwrap();
+                let offsets: Vec<u64> = lines
+                    .iter()
+                    .map(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                            .as_u64()
+                            .unwrap()
+                    })
+                    .collect();
+                let want: Vec<u64> = (from..total.min(from + 600)).collect();
+                assert_eq!(offsets, want, "reading from {from}");
+            }
+        };
+        let j = Journal::open(dir.path(), window).unwrap();
+        j.inner.lock().unwrap().roll_at = 16 * 1024;
+        let ids: Vec<String> = (0..total).map(|i| format!("e{i}")).collect();
+        for batch in ids.chunks(7) {
+            let records: Vec<Record> = batch.iter().map(|id| record(id)).collect();
+            j.append(&records).unwrap();
+        }
+        let files = j.inner.lock().unwrap().files.len();
+        assert!(files > 10, "{files} files");
+        check(&j);
+        drop(j);
+        // Reopened: only the last file is scanned at open; the others get their seek points
+        // at their first read.
+        let j = Journal::open(dir.path(), window).unwrap();
+        assert_eq!(j.inner.lock().unwrap().seeks.len(), 1);
+        check(&j);
     }
 
     #[test]
