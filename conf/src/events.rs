@@ -38,6 +38,9 @@ pub struct EventsConfig {
     pub user_secrets: Vec<String>,
     /// Comments need a viewer token too. Default off (likes never do).
     pub user_token_comments: bool,
+    /// Most bytes of events the edge's spool holds while its origins do not take them; past
+    /// it, posts get 503 with `Retry-After` (nothing taken is dropped). Default 1 GiB.
+    pub spool_max_bytes: u64,
     /// How long an event's (user, id) is remembered so that a retry of it is written once, in
     /// hours. Default 24. Kept on disk (`journal/dedup.redb`), whatever the id rate.
     pub dedup_hours: u64,
@@ -71,6 +74,7 @@ impl Default for EventsConfig {
             room_per_second: 20_000,
             room_burst: 40_000,
             dedup_hours: 24,
+            spool_max_bytes: 1 << 30,
             user_tokens: false,
             user_secrets: Vec::new(),
             user_token_comments: false,
@@ -119,6 +123,11 @@ impl EventsConfig {
                 "secrets are at least 32 characters",
             );
         }
+        e.check(
+            self.spool_max_bytes >= 1 << 20,
+            "events.spool_max_bytes",
+            format!("{} is under 1 MiB", self.spool_max_bytes),
+        );
         e.check(
             (1..=24 * 90).contains(&self.dedup_hours),
             "events.dedup_hours",

@@ -382,6 +382,11 @@ struct EdgeProc {
 
 impl EdgeProc {
     fn new(dir: &Path, name: &str, ca: &Path, origin: &OriginSpec) -> Self {
+        Self::with_events(dir, name, ca, origin, "")
+    }
+
+    /// An edge with more `[events]` settings (`key = value` lines).
+    fn with_events(dir: &Path, name: &str, ca: &Path, origin: &OriginSpec, events: &str) -> Self {
         let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
         let srt = at(free_port());
         let http = at(free_port());
@@ -392,7 +397,7 @@ impl EdgeProc {
                 "shutdown_grace_ms = 2000\n[srt]\nlisten = \"{srt}\"\n[https]\nenabled = false\n\
                  [http3]\nenabled = false\n[http]\nlisten = \"{http}\"\n[admin]\nlisten = \"{}\"\n\
                  [events]\nstate_dir = {:?}\nclient_per_second = 1000000\nclient_burst = 1000000\n\
-                 [log]\nlevel = \"warn\"\n\
+                 {events}\n[log]\nlevel = \"warn\"\n\
                  [upstream]\nca = {:?}\nprobe_interval_ms = 200\nconnect_timeout_ms = 500\n{}",
                 at(free_port()),
                 dir.join(format!("{name}-state")).display().to_string(),
@@ -678,4 +683,55 @@ async fn viewer_tokens_decide_who_may_post_carts() {
         .collect();
     assert_eq!(carts, [("t2", "alice")]);
     edge.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_too_large_for_the_origin_is_split_and_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = certificate(dir.path());
+    let origin = OriginSpec::new("origin-a");
+    let _origin = origin.start(dir.path(), &cert, &key);
+    // Comments of up to 10,000 characters at the edge: 150 of them are a batch larger than
+    // the origin takes in one request (1 MiB).
+    let edge = EdgeProc::with_events(
+        dir.path(),
+        "edge-a",
+        &cert,
+        &origin,
+        "max_comment_chars = 10000",
+    );
+    let http = edge.http;
+    // Up once it takes a like (events need no stream, nor the origin yet).
+    let like = r#"{"id":"warm","type":"like","user":"u0"}"#;
+    eventually(30, async || {
+        post(http, "big", like.into()).await.map(|_| ())
+    })
+    .await;
+    let text = "x".repeat(9000);
+    for b in 0..3 {
+        let batch: Vec<String> = (0..50)
+            .map(|i| {
+                format!(r#"{{"id":"big-{b}-{i}","type":"comment","user":"u1","text":"{text}"}}"#)
+            })
+            .collect();
+        let (status, body) = post(http, "big", format!("[{}]", batch.join(",")))
+            .await
+            .unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    let cart = r#"{"id":"small-1","type":"cart_add","user":"u2","sku":"S","qty":1}"#;
+    assert_eq!(post(http, "small", cart.into()).await.unwrap().0, 202);
+    let lines = eventually(30, async || {
+        let l = journal(origin.admin).await;
+        let comments = l.iter().filter(|l| l["event"]["type"] == "comment").count();
+        (comments == 150 && l.iter().any(|l| l["room"] == "small")).then_some(l)
+    })
+    .await;
+    assert!(lines
+        .iter()
+        .any(|l| l["room"] == "small" && l["event"]["id"] == "small-1"));
+    let big = lines
+        .iter()
+        .filter(|l| l["room"] == "big" && l["event"]["type"] == "comment");
+    assert_eq!(big.count(), 150);
 }

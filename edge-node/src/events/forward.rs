@@ -1,19 +1,27 @@
-//! The spool's forwarder: sends the oldest spooled records to the origin in batches over the
-//! persistent upstream connection, and deletes them only once the origin answered 200 (it has
-//! written them durably, once). After a restart it starts with what the spool still holds.
+//! The spool's forwarder: sends the oldest spooled records to their origins in batches over
+//! the persistent upstream connections, and deletes them only once the origin answered 200
+//! (it has written them durably, once). After a restart it starts with what the spool holds.
 //!
 //! Each room's events go to one origin, the first of the room's rendezvous ranking whatever
 //! its health: deduplication happens where the sink is, so a room's events must not be split
-//! between origins. While that origin is down they wait in the spool (never lost, delivered
-//! late); playback fails over, events do not.
+//! between origins. While that origin is down its rooms' events wait in the spool (never
+//! lost, delivered late), and only they: an origin that fails is held back (its own backoff,
+//! up to [`MAX_BACKOFF`]) while the forwarder reads on past its records, so other origins'
+//! rooms keep flowing. A batch an origin refuses as bad (a 4xx other than 408 and 429) is
+//! split until the refused records are alone; each of those goes to the dead-letter file
+//! (`dead-letters.jsonl` beside the spool, one JSON line with the origin's answer) with a
+//! warning, and stops blocking anything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
 use origin::events::{Intake, Record};
+use prometheus::{IntCounter, IntGauge};
 use tracing::{debug, warn};
 
 use super::spool::Spool;
@@ -21,7 +29,10 @@ use crate::upstream::Upstream;
 
 /// Records per upstream batch.
 const BATCH: usize = 500;
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The name of the in-process origin, for holding it back like a remote one.
+const LOCAL: &str = "local";
 
 /// Where spooled records go.
 pub enum Target {
@@ -31,24 +42,88 @@ pub enum Target {
     Remote(Arc<Upstream>),
 }
 
+/// Where refused records go, and their count (`daihuo_events_dead_letters_total`); with the
+/// spool's size (`daihuo_spool_bytes`), which the forwarder keeps up to date.
+pub struct DeadLetters {
+    pub path: PathBuf,
+    pub counted: IntCounter,
+    pub spool_bytes: IntGauge,
+}
+
+/// Origins held back after a failure: until when, and the backoff that follows the next.
+#[derive(Default)]
+struct Held(HashMap<String, (Instant, Duration)>);
+
+impl Held {
+    fn is_held(&self, origin: &str, now: Instant) -> bool {
+        self.0.get(origin).is_some_and(|(until, _)| *until > now)
+    }
+
+    fn failed(&mut self, origin: &str) {
+        let entry = self
+            .0
+            .entry(origin.to_string())
+            .or_insert((Instant::now(), MIN_BACKOFF));
+        *entry = (Instant::now() + entry.1, (entry.1 * 2).min(MAX_BACKOFF));
+    }
+
+    fn delivered(&mut self, origin: &str) {
+        self.0.remove(origin);
+    }
+
+    /// When the first held origin may be tried again.
+    fn next_try(&self) -> Option<Instant> {
+        self.0.values().map(|(until, _)| *until).min()
+    }
+}
+
 /// Forwards until `shutdown`, then until the spool is empty (the drain's grace period bounds
 /// that).
-pub async fn run(spool: Arc<Spool>, target: Target, mut shutdown: daemon::Drain) {
-    let mut backoff = Duration::from_millis(50);
+pub async fn run(
+    spool: Arc<Spool>,
+    target: Target,
+    dead: DeadLetters,
+    mut shutdown: daemon::Drain,
+) {
+    let mut held = Held::default();
+    // A pass reads the spool from its oldest record to its newest, batch after batch.
+    let mut after: Option<u64> = None;
     loop {
+        dead.spool_bytes
+            .set(i64::try_from(spool.bytes()).unwrap_or(i64::MAX));
         let reader = spool.clone();
-        let batch = match tokio::task::spawn_blocking(move || reader.oldest(BATCH)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                warn!("spool read: {e}");
-                Vec::new()
+        let batch =
+            match tokio::task::spawn_blocking(move || reader.oldest_after(after, BATCH)).await {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    warn!("spool read: {e}");
+                    Vec::new()
+                }
+                Err(e) => {
+                    warn!("spool read: {e}");
+                    Vec::new()
+                }
+            };
+        let Some(&(last, _)) = batch.last() else {
+            if after.take().is_some() {
+                // The end of a pass. With origins held back, the next pass starts when the
+                // first may be tried again (or something new arrives).
+                if let Some(at) = held.next_try() {
+                    let wait = tokio::time::sleep_until(at.into());
+                    if shutdown.is_draining() {
+                        // Draining with an origin down: tried until the grace period ends;
+                        // what it does not take stays spooled.
+                        wait.await;
+                    } else {
+                        tokio::select! {
+                            _ = wait => {}
+                            _ = spool.written.notified() => {}
+                            _ = shutdown.stopped() => {}
+                        }
+                    }
+                }
+                continue;
             }
-            Err(e) => {
-                warn!("spool read: {e}");
-                Vec::new()
-            }
-        };
-        if batch.is_empty() {
             if shutdown.is_draining() {
                 return;
             }
@@ -58,7 +133,8 @@ pub async fn run(spool: Arc<Spool>, target: Target, mut shutdown: daemon::Drain)
                 _ = shutdown.stopped() => {}
             }
             continue;
-        }
+        };
+        after = Some(last);
         let mut done = Vec::new();
         let mut records = Vec::new();
         for (key, bytes) in batch {
@@ -71,9 +147,7 @@ pub async fn run(spool: Arc<Spool>, target: Target, mut shutdown: daemon::Drain)
                 }
             }
         }
-        let delivered = deliver(&target, records).await;
-        let failed = delivered.is_err();
-        done.extend(delivered.unwrap_or_else(|keys| keys));
+        done.extend(deliver(&target, records, &mut held, &dead).await);
         if !done.is_empty() {
             let remover = spool.clone();
             match tokio::task::spawn_blocking(move || remover.remove(&done)).await {
@@ -82,89 +156,165 @@ pub async fn run(spool: Arc<Spool>, target: Target, mut shutdown: daemon::Drain)
                 Err(e) => warn!("spool delete: {e}"),
             }
         }
-        if failed {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        } else {
-            backoff = Duration::from_millis(50);
-        }
     }
 }
 
-/// The records of one origin in a batch.
+/// One origin's records of a batch.
 struct Group {
-    origin: Arc<crate::upstream::Origin>,
+    origin: Option<Arc<crate::upstream::Origin>>,
     keys: Vec<u64>,
     records: Vec<Record>,
 }
 
-/// Delivers `records`; `Ok(keys)` when all went, `Err(keys)` with the ones that did.
-async fn deliver(target: &Target, records: Vec<(u64, Record)>) -> Result<Vec<u64>, Vec<u64>> {
-    match target {
-        Target::Local(intake) => {
-            let keys: Vec<u64> = records.iter().map(|(k, _)| *k).collect();
-            match intake
-                .accept(records.into_iter().map(|(_, r)| r).collect())
-                .await
-            {
-                Ok(_) => Ok(keys),
-                Err(e) => {
-                    warn!("event sink: {e}");
-                    Err(Vec::new())
+/// How one origin answered a group.
+enum Answer {
+    Taken,
+    /// Refused as bad: the same records will be refused again.
+    Refused(StatusCode, String),
+    /// Down, overloaded or unreachable: try again later.
+    Later,
+}
+
+/// Delivers what it can of `records` to origins not held back; the keys that may leave the
+/// spool (delivered, or dead-lettered).
+async fn deliver(
+    target: &Target,
+    records: Vec<(u64, Record)>,
+    held: &mut Held,
+    dead: &DeadLetters,
+) -> Vec<u64> {
+    let now = Instant::now();
+    // Group by the room's authority.
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    for (key, record) in records {
+        let (name, origin) = match target {
+            Target::Local(_) => (LOCAL.to_string(), None),
+            Target::Remote(upstream) => {
+                let Some(origin) = upstream.ranked(&record.room).into_iter().next() else {
+                    continue;
+                };
+                (origin.peer.name.clone(), Some(origin))
+            }
+        };
+        if held.is_held(&name, now) {
+            continue;
+        }
+        let group = groups.entry(name).or_insert_with(|| Group {
+            origin,
+            keys: Vec::new(),
+            records: Vec::new(),
+        });
+        group.keys.push(key);
+        group.records.push(record);
+    }
+    let mut leave = Vec::new();
+    for (name, group) in groups {
+        // Refused groups are halved until each refused record is alone.
+        let mut pending = vec![(group.keys, group.records)];
+        while let Some((keys, records)) = pending.pop() {
+            match send(target, group.origin.as_ref(), &records).await {
+                Answer::Taken => {
+                    held.delivered(&name);
+                    leave.extend(keys);
+                }
+                Answer::Refused(status, why) if records.len() > 1 => {
+                    debug!(origin = %name, %status, "batch refused, split: {why}");
+                    let half = records.len() / 2;
+                    let (k1, k2) = keys.split_at(half);
+                    let (r1, r2) = records.split_at(half);
+                    pending.push((k2.to_vec(), r2.to_vec()));
+                    pending.push((k1.to_vec(), r1.to_vec()));
+                }
+                Answer::Refused(status, why) => {
+                    if dead_letter(dead, &name, status, &why, &records[0]) {
+                        leave.extend(keys);
+                    }
+                }
+                Answer::Later => {
+                    held.failed(&name);
+                    break;
                 }
             }
         }
-        Target::Remote(upstream) => {
-            // Group by the room's authority.
-            let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-            let mut unplaced = false;
-            for (key, record) in records {
-                let Some(origin) = upstream.ranked(&record.room).into_iter().next() else {
-                    unplaced = true;
-                    continue;
-                };
-                let group = groups
-                    .entry(origin.peer.name.clone())
-                    .or_insert_with(|| Group {
-                        origin,
-                        keys: Vec::new(),
-                        records: Vec::new(),
-                    });
-                group.keys.push(key);
-                group.records.push(record);
+    }
+    leave
+}
+
+async fn send(
+    target: &Target,
+    origin: Option<&Arc<crate::upstream::Origin>>,
+    records: &[Record],
+) -> Answer {
+    match (target, origin) {
+        (Target::Local(intake), _) => match intake.accept(records.to_vec()).await {
+            Ok(_) => Answer::Taken,
+            Err(e) => {
+                warn!("event sink: {e}");
+                Answer::Later
             }
-            let mut delivered = Vec::new();
-            let mut failed = unplaced;
-            for (
-                name,
-                Group {
-                    origin,
-                    keys,
-                    records,
-                },
-            ) in groups
-            {
-                let body = match serde_json::to_vec(&records) {
-                    Ok(b) => Bytes::from(b),
-                    Err(_) => continue,
-                };
-                match upstream.post(&origin, "/events", body).await {
-                    Ok((StatusCode::OK, _)) => delivered.extend(keys),
-                    Ok((status, body)) => {
-                        failed = true;
-                        warn!(origin = %name, %status, "events refused: {}", String::from_utf8_lossy(&body).trim());
-                    }
-                    Err(e) => {
-                        failed = true;
-                        debug!(origin = %name, "events not delivered yet: {e}");
-                    }
+        },
+        (Target::Remote(upstream), Some(origin)) => {
+            let Ok(body) = serde_json::to_vec(records) else {
+                return Answer::Later;
+            };
+            match upstream.post(origin, "/events", Bytes::from(body)).await {
+                Ok((StatusCode::OK, _)) => Answer::Taken,
+                Ok((status, body))
+                    if status.is_client_error()
+                        && status != StatusCode::REQUEST_TIMEOUT
+                        && status != StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    Answer::Refused(status, String::from_utf8_lossy(&body).trim().to_string())
+                }
+                Ok((status, body)) => {
+                    warn!(origin = %origin.peer.name, %status, "events not taken yet: {}", String::from_utf8_lossy(&body).trim());
+                    Answer::Later
+                }
+                Err(e) => {
+                    debug!(origin = %origin.peer.name, "events not delivered yet: {e}");
+                    Answer::Later
                 }
             }
-            if failed {
-                Err(delivered)
-            } else {
-                Ok(delivered)
-            }
+        }
+        (Target::Remote(_), None) => Answer::Later,
+    }
+}
+
+/// Appends a refused record to the dead-letter file (fsynced) with why; whether it is there.
+fn dead_letter(
+    dead: &DeadLetters,
+    origin: &str,
+    status: StatusCode,
+    why: &str,
+    record: &Record,
+) -> bool {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let line = serde_json::json!({
+        "at": at, "origin": origin, "status": status.as_u16(), "why": why, "record": record,
+    });
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&dead.path)
+        .and_then(|mut f| {
+            writeln!(f, "{line}")?;
+            f.sync_data()
+        });
+    match written {
+        Ok(()) => {
+            dead.counted.inc();
+            warn!(
+                origin, room = %record.room, id = %record.event.id, user = %record.event.user,
+                %status, file = %dead.path.display(),
+                "event refused by its origin, moved to the dead-letter file: {why}"
+            );
+            true
+        }
+        Err(e) => {
+            warn!(file = %dead.path.display(), "dead-letter file: {e}; the record stays spooled");
+            false
         }
     }
 }

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use conf::EventsConfig;
 use origin::events::{model, Kind, Record};
 use origin::ApiError;
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::task::JoinSet;
 
 use likes::Likes;
@@ -131,13 +131,31 @@ impl Events {
         shutdown: &daemon::Drain,
     ) -> Result<Arc<Self>, SpoolError> {
         let spool = Spool::open(&config.state_dir.join("spool.redb"))?;
+        spool.set_max_bytes(config.spool_max_bytes);
         let likes = Likes::new();
         tasks.spawn(likes.clone().run(
             spool.clone(),
             Duration::from_millis(config.like_window_ms),
             shutdown.clone(),
         ));
-        tasks.spawn(forward::run(spool.clone(), target, shutdown.clone()));
+        let dead = forward::DeadLetters {
+            path: config.state_dir.join("dead-letters.jsonl"),
+            counted: IntCounter::new(
+                "daihuo_events_dead_letters_total",
+                "Events their origin refused as bad, moved to the dead-letter file.",
+            )
+            .expect("static metric definition"),
+            spool_bytes: IntGauge::new(
+                "daihuo_spool_bytes",
+                "Bytes of events in the edge's spool, waiting for their origin.",
+            )
+            .expect("static metric definition"),
+        };
+        metrics.register(vec![
+            Box::new(dead.counted.clone()),
+            Box::new(dead.spool_bytes.clone()),
+        ]);
+        tasks.spawn(forward::run(spool.clone(), target, dead, shutdown.clone()));
         let liked = moka::future::Cache::builder()
             .max_capacity(LIKE_PAIRS)
             .time_to_live(Duration::from_secs(config.dedup_hours * 3600))
@@ -159,6 +177,7 @@ impl Events {
     /// New limits, comment length and blocked words (rate buckets start full again).
     pub fn reload(&self, config: &EventsConfig) {
         self.rules.store(Arc::new(Rules::new(config)));
+        self.spool.set_max_bytes(config.spool_max_bytes);
     }
 
     /// Takes a viewer's POST body for `room` from `client`, who showed `bearer` (the token of

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{mpsc, oneshot, Notify};
 
 const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("spool");
@@ -30,6 +32,9 @@ pub enum SpoolError {
     /// The spool was closed (the edge is stopping).
     #[error("spool writer stopped")]
     Stopped,
+    /// Taking more would pass `[events] spool_max_bytes`: the viewer retries later.
+    #[error("the spool is full ({0} bytes waiting for the origin)")]
+    Full(u64),
 }
 
 /// A store error, shared by every writer of a group commit.
@@ -57,6 +62,10 @@ pub struct Spool {
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Woken after every commit (the forwarder sleeps on it).
     pub written: Arc<Notify>,
+    /// Bytes of the records held.
+    bytes: Arc<AtomicU64>,
+    /// Most bytes it takes (`[events] spool_max_bytes`); reloadable.
+    max_bytes: AtomicU64,
 }
 
 impl Spool {
@@ -68,28 +77,36 @@ impl Spool {
         let db = Database::create(path).map_err(|e| opening(path)(e.into()))?;
         // Create the table so readers never meet a missing one.
         let txn = db.begin_write().map_err(|e| opening(path)(e.into()))?;
-        let next = {
+        let (next, held) = {
             let table = txn.open_table(TABLE).map_err(|e| opening(path)(e.into()))?;
             let last = table
                 .last()
                 .map_err(|e| opening(path)(e.into()))?
                 .map(|(k, _)| k.value());
-            last.map_or(0, |k| k + 1)
+            let mut held = 0u64;
+            for item in table.iter().map_err(|e| opening(path)(e.into()))? {
+                let (_, v) = item.map_err(|e| opening(path)(e.into()))?;
+                held += v.value().len() as u64;
+            }
+            (last.map_or(0, |k| k + 1), held)
         };
         txn.commit().map_err(|e| opening(path)(e.into()))?;
         let db = Arc::new(db);
         let (writes, rx) = mpsc::channel(QUEUE);
         let written = Arc::new(Notify::new());
-        let (writer_db, writer_wake) = (db.clone(), written.clone());
+        let bytes = Arc::new(AtomicU64::new(held));
+        let (writer_db, writer_wake, writer_bytes) = (db.clone(), written.clone(), bytes.clone());
         let thread = std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || writer(writer_db, rx, next, writer_wake))
+            .spawn(move || writer(writer_db, rx, next, writer_wake, writer_bytes))
             .map_err(|e| opening(path)(e.into()))?;
         Ok(Arc::new(Self {
             db: std::sync::RwLock::new(Some(db)),
             writes: std::sync::Mutex::new(Some(writes)),
             writer: std::sync::Mutex::new(Some(thread)),
             written,
+            bytes,
+            max_bytes: AtomicU64::new(u64::MAX),
         }))
     }
 
@@ -113,7 +130,22 @@ impl Spool {
     }
 
     /// Stores `items` durably; returns once committed.
+    /// Takes at most `max` bytes of records from now on.
+    pub fn set_max_bytes(&self, max: u64) {
+        self.max_bytes.store(max, Ordering::Relaxed);
+    }
+
+    /// Bytes of the records held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     pub async fn write(&self, items: Vec<Vec<u8>>) -> Result<(), SpoolError> {
+        let size: u64 = items.iter().map(|i| i.len() as u64).sum();
+        let held = self.bytes();
+        if held.saturating_add(size) > self.max_bytes.load(Ordering::Relaxed) {
+            return Err(SpoolError::Full(held));
+        }
         let (done, wait) = oneshot::channel();
         let writes = self
             .writes
@@ -130,10 +162,20 @@ impl Spool {
 
     /// Up to `n` oldest items with their keys. Blocking.
     pub fn oldest(&self, n: usize) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
+        self.oldest_after(None, n)
+    }
+
+    /// Up to `n` of the oldest records whose keys come after `after`.
+    pub fn oldest_after(
+        &self,
+        after: Option<u64>,
+        n: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
         let txn = self.database()?.begin_read().map_err(store)?;
         let table = txn.open_table(TABLE).map_err(store)?;
         let mut out = Vec::new();
-        for item in table.iter().map_err(store)?.take(n) {
+        let from = after.map_or(0, |a| a.saturating_add(1));
+        for item in table.range(from..).map_err(store)?.take(n) {
             let (k, v) = item.map_err(store)?;
             out.push((k.value(), v.value().to_vec()));
         }
@@ -145,11 +187,18 @@ impl Spool {
         let txn = self.database()?.begin_write().map_err(store)?;
         {
             let mut table = txn.open_table(TABLE).map_err(store)?;
+            let mut freed = 0u64;
             for k in keys {
-                table.remove(k).map_err(store)?;
+                if let Some(v) = table.remove(k).map_err(store)? {
+                    freed += v.value().len() as u64;
+                }
             }
+            drop(table);
+            txn.commit().map_err(store)?;
+            self.bytes
+                .fetch_sub(freed.min(self.bytes()), Ordering::Relaxed);
         }
-        txn.commit().map_err(store)
+        Ok(())
     }
 
     /// Items waiting. Blocking.
@@ -161,7 +210,13 @@ impl Spool {
 }
 
 /// Commits queued writes, grouping whatever waits into one transaction.
-fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, mut next: u64, wake: Arc<Notify>) {
+fn writer(
+    db: Arc<Database>,
+    mut rx: mpsc::Receiver<Write>,
+    mut next: u64,
+    wake: Arc<Notify>,
+    bytes: Arc<AtomicU64>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -186,6 +241,13 @@ fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Write>, mut next: u64, wake:
         })();
         if result.is_err() {
             next = start;
+        } else {
+            let size: u64 = group
+                .iter()
+                .flat_map(|w| &w.items)
+                .map(|i| i.len() as u64)
+                .sum();
+            bytes.fetch_add(size, Ordering::Relaxed);
         }
         for w in group {
             let _ = w.done.send(result.clone());
@@ -228,5 +290,29 @@ mod tests {
         assert_eq!(all.len(), 41);
         assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(all.last().unwrap().1, b"next");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_spool_refuses_more_until_records_leave_and_reads_go_on_past_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool.redb")).unwrap();
+        spool.set_max_bytes(10);
+        spool.write(vec![b"12345678".to_vec()]).await.unwrap();
+        assert!(matches!(
+            spool.write(vec![b"12345".to_vec()]).await,
+            Err(SpoolError::Full(8))
+        ));
+        let held = spool.oldest(10).unwrap();
+        spool.remove(&[held[0].0]).unwrap();
+        assert_eq!(spool.bytes(), 0);
+        spool.set_max_bytes(1000);
+        spool
+            .write(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()])
+            .await
+            .unwrap();
+        let all = spool.oldest(10).unwrap();
+        let after_first = spool.oldest_after(Some(all[0].0), 10).unwrap();
+        assert_eq!(after_first, all[1..]);
+        spool.close();
     }
 }
