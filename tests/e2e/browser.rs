@@ -43,10 +43,11 @@ async fn chromium_plays_without_holes_over_https_and_http3() {
             l.get(l.len() / 2).copied().unwrap_or(f64::NAN)
         };
         println!(
-            "browser over {protocol}: hls.js {}, first frame {} ms, {} stalls ({:.0} ms), \
+            "browser over {protocol}: hls.js {}, first frame {} ms ({} start gaps), {} stalls ({:.0} ms), \
              latency median {median:.2} s, requests by protocol {}, errors {}",
             stats["hls"],
             stats["firstFrameMs"],
+            stats["startGaps"],
             stats["stalls"],
             stats["stalledMs"].as_f64().unwrap_or(0.0),
             stats["protocols"],
