@@ -17,7 +17,8 @@
 //!
 //! Run with `cargo bench -p daihuo --bench glass` (or `make bench`); `GLASS_SECONDS` sets
 //! each run's length (default 300), `GLASS_RUNS` picks runs by name (e.g.
-//! `passthrough-h3,ladder-h2`).
+//! `passthrough-h3,ladder-h2`), `GLASS_PART_MS` the part target (default the config's 334),
+//! `GLASS_PLAYER` more player options (e.g. `&hls=%7B%22enableWorker%22%3Afalse%7D`).
 
 use std::time::Duration;
 
@@ -95,10 +96,16 @@ async fn main() {
         {
             continue;
         }
-        let config = match mode {
+        let mut config = match mode {
             "ladder" => ladder(daihuo::loopback_config()),
             _ => daihuo::loopback_config(),
         };
+        if let Some(ms) = std::env::var("GLASS_PART_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            config.hls.part_target_ms = ms;
+        }
         let push_seconds = u32::try_from(seconds + 90).unwrap_or(u32::MAX);
         let live = Live::start(config, |srt| {
             ffmpeg_clock_push(1280, 720, push_seconds, srt)
