@@ -106,6 +106,21 @@ impl Errors {
         }
     }
 
+    /// Signing secrets under `key`: each at least 32 characters, and at least one when
+    /// `required_by` (the setting that needs them) is on.
+    pub(crate) fn secrets(&mut self, key: &str, secrets: &[String], required_by: Option<&str>) {
+        if let Some(setting) = required_by {
+            self.check(!secrets.is_empty(), key, format!("required with {setting}"));
+        }
+        for (i, s) in secrets.iter().enumerate() {
+            self.check(
+                s.len() >= 32,
+                &format!("{key}[{i}]"),
+                "secrets are at least 32 characters",
+            );
+        }
+    }
+
     pub(crate) fn finish(self) -> Result<(), ConfError> {
         if self.0.is_empty() {
             Ok(())

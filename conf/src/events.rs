@@ -109,20 +109,11 @@ impl EventsConfig {
             "events.like_window_ms",
             format!("{} is outside 10..=10000", self.like_window_ms),
         );
-        if self.user_tokens {
-            e.check(
-                !self.user_secrets.is_empty(),
-                "events.user_secrets",
-                "required with events.user_tokens = true",
-            );
-        }
-        for (i, s) in self.user_secrets.iter().enumerate() {
-            e.check(
-                s.len() >= 32,
-                &format!("events.user_secrets[{i}]"),
-                "secrets are at least 32 characters",
-            );
-        }
+        e.secrets(
+            "events.user_secrets",
+            &self.user_secrets,
+            self.user_tokens.then_some("events.user_tokens = true"),
+        );
         e.check(
             self.spool_max_bytes >= 1 << 20,
             "events.spool_max_bytes",

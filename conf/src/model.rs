@@ -217,20 +217,11 @@ pub struct PlaybackConfig {
 
 impl PlaybackConfig {
     fn validate(&self, e: &mut Errors) {
-        if self.signed {
-            e.check(
-                !self.secrets.is_empty(),
-                "playback.secrets",
-                "required with playback.signed = true",
-            );
-        }
-        for (i, s) in self.secrets.iter().enumerate() {
-            e.check(
-                s.len() >= 32,
-                &format!("playback.secrets[{i}]"),
-                "secrets are at least 32 characters",
-            );
-        }
+        e.secrets(
+            "playback.secrets",
+            &self.secrets,
+            self.signed.then_some("playback.signed = true"),
+        );
         for (i, o) in self.cors_origins.iter().enumerate() {
             e.check(
                 is_web_origin(o),

@@ -602,15 +602,11 @@ async fn the_same_id_from_two_users_is_two_events_and_retries_count_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_tokens_decide_who_may_post_carts() {
     const SECRET: &str = "the-business-login-service-secret-0123";
-    let mut config = loopback_config();
-    config.events.user_tokens = true;
-    config.events.user_secrets = vec![SECRET.into()];
-    let edge = edge_node::Edge::start(&config).await.unwrap();
+    let edge = edge_node::Edge::start(&daihuo::user_tokens_config(SECRET))
+        .await
+        .unwrap();
     let http = edge.addrs.http.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = daihuo::unix_now();
     let alice = format!(
         "Bearer {}",
         origin::auth::viewer_token(SECRET, "alice", now + 600)

@@ -227,11 +227,7 @@ async fn signed_playback_guards_the_websocket() {
     config.playback.secrets = vec![SECRET.into()];
     let edge = edge_node::Edge::start(&config).await.unwrap();
     let http = edge.addrs.http.unwrap();
-    let expiry = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
+    let expiry = daihuo::unix_now() + 600;
     let token = origin::auth::play_token(SECRET, "/live/demo/", expiry);
     let open = |extra: Option<(&'static str, String)>, query: &str| {
         let mut req =
@@ -286,16 +282,11 @@ async fn signed_playback_guards_the_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_posts_carts_with_the_viewer_token_of_its_url() {
     const SECRET: &str = "the-business-login-service-secret-0123";
-    let mut config = loopback_config();
-    config.events.user_tokens = true;
-    config.events.user_secrets = vec![SECRET.into()];
-    let edge = edge_node::Edge::start(&config).await.unwrap();
+    let edge = edge_node::Edge::start(&daihuo::user_tokens_config(SECRET))
+        .await
+        .unwrap();
     let http = edge.addrs.http.unwrap();
-    let expiry = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
+    let expiry = daihuo::unix_now() + 600;
     let token = origin::auth::viewer_token(SECRET, "alice", expiry);
     let cart = |user: &str| {
         format!(r#"{{"id":"ws-{user}","type":"cart_add","user":"{user}","sku":"S","qty":1}}"#)

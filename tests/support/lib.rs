@@ -36,6 +36,22 @@ pub fn state_dir() -> std::path::PathBuf {
     dir
 }
 
+/// [`loopback_config`] with viewer tokens required for cart and order events, signed with
+/// `secret`.
+pub fn user_tokens_config(secret: &str) -> conf::EdgeConfig {
+    let mut config = loopback_config();
+    config.events.user_tokens = true;
+    config.events.user_secrets = vec![secret.into()];
+    config
+}
+
+/// Seconds since the Unix epoch, now: what signed tokens' expiries count in.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// [`loopback_config`]'s TOML, for tests that add sections.
 pub const LOOPBACK: &str = r#"
 [srt]
