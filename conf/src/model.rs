@@ -523,6 +523,11 @@ pub struct OriginHttpConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key matching `cert`.
     pub key: Option<PathBuf>,
+    /// PEM file of the CA(s) edges' client certificates must chain to (their `upstream.cert`).
+    /// When set, every connection to this API, HTTPS and HTTP/3, must present such a
+    /// certificate: without one, no events, no feed and no media. Unset (the default): any
+    /// host that reaches the port is served, so keep it off networks other than the edges'.
+    pub client_ca: Option<PathBuf>,
     /// Whether to serve HTTP/3 on the same port (UDP). Default true.
     pub http3: bool,
 }
@@ -533,6 +538,7 @@ impl Default for OriginHttpConfig {
             listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 8081)),
             cert: None,
             key: None,
+            client_ca: None,
             http3: true,
         }
     }
@@ -964,6 +970,13 @@ impl OriginConfig {
         self.scale.validate(&mut e);
         self.events.validate(&mut e);
         check_cert_pair("http", &self.http.cert, &self.http.key, &mut e);
+        if let Some(ca) = &self.http.client_ca {
+            e.check(
+                ca.is_file(),
+                "http.client_ca",
+                format!("{} is not a readable file", ca.display()),
+            );
+        }
         check_distinct(
             &[
                 ("admin.listen", self.admin.listen),
@@ -998,7 +1011,12 @@ fn check_grace(ms: u64, delay_ms: u64, e: &mut Errors) {
 }
 
 /// A certificate and its key come together, and both must be readable files.
-fn check_cert_pair(section: &str, cert: &Option<PathBuf>, key: &Option<PathBuf>, e: &mut Errors) {
+pub(crate) fn check_cert_pair(
+    section: &str,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    e: &mut Errors,
+) {
     let (cert_key, key_key) = (format!("{section}.cert"), format!("{section}.key"));
     match (cert, key) {
         (Some(_), None) => e.push(&key_key, format!("required when {cert_key} is set")),

@@ -82,6 +82,7 @@ impl RestartKeys for OriginConfig {
             ("hls", c.hls != n.hls),
             ("log.format", c.log.format != n.log.format),
             ("http.cert", c.http.cert.is_some() && n.http.cert.is_none()),
+            ("http.client_ca", c.http.client_ca != n.http.client_ca),
             ("events.state_dir", c.events.state_dir != n.events.state_dir),
         ]);
         changed(&keys)

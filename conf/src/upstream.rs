@@ -26,6 +26,11 @@ pub struct UpstreamConfig {
     /// PEM file of the certificates (a CA, or the origins' self-signed certificates) that the
     /// origins' API certificates must chain to. Required when `origins` is not empty.
     pub ca: Option<PathBuf>,
+    /// PEM certificate chain this edge presents to origins that require one (their
+    /// `http.client_ca`), with its private key `key`. Unset: no client certificate.
+    pub cert: Option<PathBuf>,
+    /// PEM private key matching `cert`.
+    pub key: Option<PathBuf>,
     /// Passphrase of the origins' SRT listeners (their `srt.passphrase`), if they set one.
     pub srt_passphrase: Option<String>,
     /// Transport-stream bytes buffered per origin link while it is down or reconnecting; the
@@ -44,6 +49,8 @@ impl Default for UpstreamConfig {
             standby: Standby::Hot,
             protocol: UpstreamProtocol::H2,
             ca: None,
+            cert: None,
+            key: None,
             srt_passphrase: None,
             relay_buffer_bytes: 8 * 1024 * 1024,
             probe_interval_ms: 1000,
@@ -143,6 +150,7 @@ impl UpstreamConfig {
                 ),
             }
         }
+        crate::model::check_cert_pair("upstream", &self.cert, &self.key, e);
         if let Some(p) = &self.srt_passphrase {
             e.check(
                 (10..=79).contains(&p.chars().count()),

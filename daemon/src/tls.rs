@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
 /// Why the TLS set-up failed.
@@ -28,6 +29,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("quic tls configuration: {0}")]
     Quic(String),
+    #[error("{path}: not usable as client CA: {reason}")]
+    ClientCa { path: String, reason: String },
 }
 
 /// A certificate chain and its key.
@@ -122,22 +125,36 @@ impl Certificates {
         self.current.load().cert[0].clone()
     }
 
-    /// TLS 1.2+ for TCP with ALPN `h2` and `http/1.1`.
-    pub fn tcp_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+    /// TLS 1.2+ for TCP with ALPN `h2` and `http/1.1`; with `clients`, a client certificate
+    /// it accepts is required.
+    pub fn tcp_config(
+        self: &Arc<Self>,
+        clients: Option<&Arc<dyn ClientCertVerifier>>,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let mut config = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+            None => builder.with_no_client_auth(),
+        }
+        .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 
-    /// TLS 1.3 for QUIC with ALPN `h3`.
-    pub fn quic_config(self: &Arc<Self>) -> Result<quinn::ServerConfig, TlsError> {
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+    /// TLS 1.3 for QUIC with ALPN `h3`; with `clients`, a client certificate it accepts is
+    /// required.
+    pub fn quic_config(
+        self: &Arc<Self>,
+        clients: Option<&Arc<dyn ClientCertVerifier>>,
+    ) -> Result<quinn::ServerConfig, TlsError> {
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?;
+        let mut config = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier.clone()),
+            None => builder.with_no_client_auth(),
+        }
+        .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h3".to_vec()];
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(config)
             .map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -168,20 +185,37 @@ pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// A client configuration trusting `roots`, offering `alpn` (TLS 1.3 only for `h3`).
+/// Requires clients to present a certificate chaining to a CA of the PEM file at `path`
+/// (mutual TLS: the origin API admits only edges holding such a certificate).
+pub fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let roots = load_roots(path)?;
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| TlsError::ClientCa {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// A client configuration trusting `roots`, offering `alpn` (TLS 1.3 only for `h3`) and,
+/// when the server asks for one, the certificate of `identity`.
 pub fn client_config(
     roots: rustls::RootCertStore,
     alpn: &[u8],
+    identity: Option<&Identity>,
 ) -> Result<rustls::ClientConfig, TlsError> {
     let versions: &[&rustls::SupportedProtocolVersion] = if alpn == b"h3" {
         &[&rustls::version::TLS13]
     } else {
         &[&rustls::version::TLS13, &rustls::version::TLS12]
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
+        None => builder.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }

@@ -108,7 +108,7 @@ impl ViewerListeners {
         lifecycle: &mut Lifecycle,
     ) -> Result<(), StartError> {
         if let Some(l) = self.https {
-            let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
+            let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config(None)?);
             lifecycle.spawn(serve::serve_tls(
                 l,
                 acceptor,
@@ -147,7 +147,7 @@ impl Listeners {
         let http = tcp(config.http.enabled, "http", config.http.listen).await?;
         let quic = match config.http3.enabled {
             true => {
-                let mut server = certificates.quic_config()?;
+                let mut server = certificates.quic_config(None)?;
                 let limits = serve::Limits::from(&config.limits);
                 server.transport_config(Arc::new(h3::transport(&limits)));
                 let addr = config.http3.listen;

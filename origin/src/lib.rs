@@ -103,6 +103,18 @@ impl Node {
     pub async fn start(config: &OriginConfig) -> Result<Self, StartError> {
         let settings = Arc::new(ArcSwap::from_pointee(transcode::probe(&config.transcode)?));
         let certificates = Certificates::new(cert_files(&config.http.cert, &config.http.key))?;
+        let clients = match &config.http.client_ca {
+            Some(ca) => Some(daemon::tls::client_verifier(ca)?),
+            None if config.http.listen.ip().is_loopback() => None,
+            None => {
+                tracing::warn!(
+                    listen = %config.http.listen,
+                    "origin API admits any client that reaches it (events, feed, media): set \
+                     http.client_ca so only edges holding a certificate from that CA are served"
+                );
+                None
+            }
+        };
         let metrics = Metrics::new();
         let store = Store::new(store_options(&config.hls));
         let bind = StartError::bind;
@@ -122,7 +134,7 @@ impl Node {
         // HTTP/3 on the UDP port of the same number (port 0 resolved by the TCP bind).
         let quic = match config.http.http3 {
             true => Some(
-                h3::bind(http_addr, certificates.quic_config()?)
+                h3::bind(http_addr, certificates.quic_config(clients.as_ref())?)
                     .map_err(bind("http3", http_addr))?,
             ),
             false => None,
@@ -146,7 +158,7 @@ impl Node {
         events::start_sink(&config.events, &events, lifecycle.tasks(), &drain)
             .map_err(|e| StartError::Events(e.to_string()))?;
         let api = Arc::new(api::Api::new(store.clone(), events.clone(), &metrics));
-        let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config()?);
+        let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config(clients.as_ref())?);
         lifecycle.spawn(serve::serve_tls(http, acceptor, api.clone(), drain.clone()));
         if let Some(endpoint) = quic {
             lifecycle.spawn(h3::serve(endpoint, api, drain.clone()));

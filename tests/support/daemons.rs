@@ -172,6 +172,8 @@ pub struct OriginSpec {
     pub admin: SocketAddr,
     /// More `[srt]` settings, one `key = value` a line.
     pub srt_settings: String,
+    /// More `[http]` settings, one `key = value` a line.
+    pub http_settings: String,
 }
 
 impl OriginSpec {
@@ -187,12 +189,19 @@ impl OriginSpec {
             api: at(free_port()),
             admin: at(free_port()),
             srt_settings: String::new(),
+            http_settings: String::new(),
         }
     }
 
     /// This origin with more `[srt]` settings (`key = value` lines).
     pub fn with_srt(mut self, settings: &str) -> Self {
         self.srt_settings = settings.to_string();
+        self
+    }
+
+    /// This origin with more `[http]` settings (`key = value` lines).
+    pub fn with_http(mut self, settings: &str) -> Self {
+        self.http_settings = settings.to_string();
         self
     }
 
@@ -205,7 +214,7 @@ impl OriginSpec {
         std::fs::write(
             &config,
             format!(
-                "[srt]\nlisten = \"{}\"\n{}\n[http]\nlisten = \"{}\"\ncert = {:?}\nkey = {:?}\n\
+                "[srt]\nlisten = \"{}\"\n{}\n[http]\nlisten = \"{}\"\ncert = {:?}\nkey = {:?}\n{}\n\
                  [admin]\nlisten = \"{}\"\n[transcode]\nencoder = \"off\"\n[log]\nlevel = \"warn\"\n\
                  [events]\nstate_dir = {:?}\n",
                 self.srt,
@@ -213,6 +222,7 @@ impl OriginSpec {
                 self.api,
                 cert.display().to_string(),
                 key.display().to_string(),
+                self.http_settings,
                 self.admin,
                 dir.join(format!("{}-state", self.name)).display().to_string(),
             ),

@@ -27,9 +27,9 @@ pub enum TransportError {
     Tls(std::io::Error),
     #[error("invalid tls name {0:?}")]
     Name(String),
-    #[error("http/2: {0}")]
+    #[error("http/2: {0}{hint}", hint = advice(&source_chain(.0)))]
     H2(#[from] hyper::Error),
-    #[error("http/3: {0}")]
+    #[error("http/3: {0}{hint}", hint = advice(.0))]
     H3(String),
     #[error("quic: {0}{hint}", hint = advice(.0))]
     Quic(String),
@@ -43,7 +43,17 @@ pub enum TransportError {
 /// those names mean little to an operator who made the certificate with openssl (which
 /// accepts more than webpki does).
 fn advice(error: &str) -> &'static str {
-    const ADVICE: [(&str, &str); 6] = [
+    const NO_CLIENT_CERT: &str = " (the origin requires a client certificate, its \
+        http.client_ca: set upstream.cert and upstream.key)";
+    const ADVICE: [(&str, &str); 9] = [
+        // TLS over TCP, and QUIC's form of the same alert.
+        ("CertificateRequired", NO_CLIENT_CERT),
+        ("peer sent no certificates", NO_CLIENT_CERT),
+        (
+            "alert received: UnknownCA",
+            " (the origin refused this edge's client certificate, upstream.cert: it must chain \
+             to a CA in the origin's http.client_ca)",
+        ),
         (
             "CaUsedAsEndEntity",
             " (the origin's certificate is a CA certificate, basicConstraints CA:TRUE, as \
@@ -78,6 +88,18 @@ fn advice(error: &str) -> &'static str {
         .map_or("", |(_, advice)| advice)
 }
 
+/// An error and its sources, for [`advice`] (hyper keeps the TLS alert in a source).
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
+}
+
 /// How to reach origins: TLS trust, protocol, timeouts. One per edge.
 #[derive(Clone)]
 pub struct Connector {
@@ -88,15 +110,36 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// `roots` are the origins' trust anchors; `h3` picks HTTP/3 instead of HTTP/2.
+    /// As `config` says: the origins' trust anchors (`ca`), this edge's client certificate for
+    /// origins that require one (`cert`, `key`), HTTP/3 or HTTP/2, the connect timeout.
+    pub fn from_config(config: &conf::UpstreamConfig) -> Result<Self, daemon::TlsError> {
+        let roots = match &config.ca {
+            Some(ca) => daemon::tls::load_roots(ca)?,
+            None => rustls::RootCertStore::empty(),
+        };
+        let identity = match (&config.cert, &config.key) {
+            (Some(cert), Some(key)) => Some(daemon::tls::Identity::load(cert, key)?),
+            _ => None,
+        };
+        Self::new(
+            roots,
+            identity.as_ref(),
+            config.protocol == conf::UpstreamProtocol::H3,
+            config.connect_timeout(),
+        )
+    }
+
+    /// `roots` are the origins' trust anchors; `identity` is presented to origins that ask
+    /// for a client certificate; `h3` picks HTTP/3 instead of HTTP/2.
     pub fn new(
         roots: rustls::RootCertStore,
+        identity: Option<&daemon::tls::Identity>,
         h3: bool,
         connect_timeout: Duration,
     ) -> Result<Self, daemon::TlsError> {
-        let tcp = daemon::tls::client_config(roots.clone(), b"h2")?;
+        let tcp = daemon::tls::client_config(roots.clone(), b"h2", identity)?;
         let quic = if h3 {
-            let tls = daemon::tls::client_config(roots, b"h3")?;
+            let tls = daemon::tls::client_config(roots, b"h3", identity)?;
             let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
                 .map_err(|e| daemon::TlsError::Quic(e.to_string()))?;
             // Dual-stack, so origins may have IPv4 or IPv6 addresses.

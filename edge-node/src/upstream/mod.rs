@@ -147,15 +147,7 @@ impl Upstream {
         block_timeout: Duration,
         metrics: &origin::Metrics,
     ) -> Result<Arc<Self>, daemon::TlsError> {
-        let roots = match &config.ca {
-            Some(ca) => daemon::tls::load_roots(ca)?,
-            None => rustls::RootCertStore::empty(),
-        };
-        let connector = Connector::new(
-            roots,
-            config.protocol == UpstreamProtocol::H3,
-            config.connect_timeout(),
-        )?;
+        let connector = Connector::from_config(config)?;
         let upstream = Arc::new(Self {
             origins: RwLock::new(Arc::new(Vec::new())),
             connector,
@@ -437,15 +429,8 @@ impl Upstream {
 /// Tries each origin of `config` once (`daihuo-edge check --connect`): connects as the edge
 /// would and asks `/healthz`. One line per origin, with the reason when it failed.
 pub async fn check_origins(config: &UpstreamConfig) -> Vec<(String, Result<String, String>)> {
-    let roots = match &config.ca {
-        Some(ca) => match daemon::tls::load_roots(ca) {
-            Ok(roots) => roots,
-            Err(e) => return vec![("upstream.ca".into(), Err(e.to_string()))],
-        },
-        None => rustls::RootCertStore::empty(),
-    };
     let h3 = config.protocol == UpstreamProtocol::H3;
-    let connector = match Connector::new(roots, h3, config.connect_timeout()) {
+    let connector = match Connector::from_config(config) {
         Ok(c) => c,
         Err(e) => return vec![("upstream".into(), Err(e.to_string()))],
     };
