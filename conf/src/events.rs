@@ -44,6 +44,12 @@ pub struct EventsConfig {
     /// How long an event's (user, id) is remembered so that a retry of it is written once, in
     /// hours. Default 24. Kept on disk (`journal/dedup.redb`), whatever the id rate.
     pub dedup_hours: u64,
+    /// Journal files (64 MiB each) older than this are deleted, in hours; 0 keeps them all.
+    /// Default 168 (a week, Kafka's default). Never what the Kafka sink has not published.
+    pub retain_hours: u64,
+    /// The journal is kept under this many bytes by deleting its oldest files; 0 (default)
+    /// sets no cap. At least 256 MiB when set. Never what the Kafka sink has not published.
+    pub retain_bytes: u64,
     /// Where deduplicated events go besides the journal: `journal` (default: only there, read
     /// with `GET /events`) or `kafka` (also published to `kafka_topic`, keyed by event id).
     pub sink: Sink,
@@ -74,6 +80,8 @@ impl Default for EventsConfig {
             room_per_second: 20_000,
             room_burst: 40_000,
             dedup_hours: 24,
+            retain_hours: 168,
+            retain_bytes: 0,
             spool_max_bytes: 1 << 30,
             user_tokens: false,
             user_secrets: Vec::new(),
@@ -123,6 +131,22 @@ impl EventsConfig {
             (1..=24 * 90).contains(&self.dedup_hours),
             "events.dedup_hours",
             format!("{} is outside 1..=2160", self.dedup_hours),
+        );
+        e.check(
+            self.retain_hours <= 24 * 3650,
+            "events.retain_hours",
+            format!(
+                "{} is over 87600 (ten years; 0 keeps everything)",
+                self.retain_hours
+            ),
+        );
+        e.check(
+            self.retain_bytes == 0 || self.retain_bytes >= 256 << 20,
+            "events.retain_bytes",
+            format!(
+                "{} is under 256 MiB (268435456; 0 sets no cap)",
+                self.retain_bytes
+            ),
         );
         e.check(
             (1..=10_000).contains(&self.max_comment_chars),

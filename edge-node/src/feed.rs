@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use origin::events::Intake;
 use tokio::sync::{broadcast, mpsc};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::upstream::{Origin, Upstream};
 
@@ -202,6 +202,11 @@ impl Feed {
             };
             match upstream.get_from(&origin, &path, POLL).await {
                 Ok((StatusCode::OK, body)) => from = self.take_page(&body).or(from),
+                // This edge fell behind the origin's journal retention: go on from its end.
+                Ok((StatusCode::GONE, _)) => {
+                    warn!(origin = %origin.peer.name, from, "feed offset deleted at the origin: following from its end");
+                    from = None;
+                }
                 Ok((status, _)) => {
                     debug!(origin = %origin.peer.name, %status, "feed refused");
                     tokio::time::sleep(Duration::from_secs(1)).await;

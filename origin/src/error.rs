@@ -26,6 +26,9 @@ pub enum ApiError {
     /// 429: a client or room is over its rate.
     #[error("too many requests: {0}")]
     TooManyRequests(String),
+    /// 410: what was asked for was deleted on purpose (journal offsets past retention).
+    #[error("gone: {0}")]
+    Gone(String),
     /// 503: a blocking request timed out, or no upstream can answer.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::Conflict(_) => 409,
             ApiError::TooManyRequests(_) => 429,
+            ApiError::Gone(_) => 410,
             ApiError::Unavailable(_) => 503,
         }
     }

@@ -7,14 +7,17 @@
 //! Readers consume with [`Journal::read`] from an offset (`GET /events?after=N` long-polls on
 //! [`Journal::subscribe`]); a read seeks to a point at most [`SEEK_EVERY`] lines before its
 //! offset instead of scanning its file, so the feed of a long show stays as fast as at its
-//! start. Files roll over at [`FILE_BYTES`]; nothing is deleted yet (retention is for
-//! operators to add).
+//! start. Files roll over at [`FILE_BYTES`]; whole files are deleted, oldest first, by
+//! [`Journal::trim`] once older or beyond what [`Retention`] keeps (never the file being
+//! written, nor one holding offsets a sink has not published). A read from a deleted offset
+//! gets [`JournalError::Trimmed`] (410 on the API).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -43,6 +46,32 @@ pub enum JournalError {
         line: usize,
         why: String,
     },
+    /// The offset asked for was deleted by retention.
+    #[error(
+        "offset {asked} was deleted by retention ([events] retain_hours, retain_bytes); the \
+         oldest kept is {oldest}: read from after={}",
+        oldest.saturating_sub(1)
+    )]
+    Trimmed { asked: u64, oldest: u64 },
+}
+
+/// What the journal keeps (`[events] retain_hours`, `retain_bytes`): a file goes once its
+/// last line is older than `max_age`, or while the journal is bigger than `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    pub max_age: Option<Duration>,
+    pub max_bytes: Option<u64>,
+}
+
+/// A journal file [`Journal::trim`] deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub file: String,
+    /// Its offsets, `first..end`.
+    pub first: u64,
+    pub end: u64,
+    pub bytes: u64,
+    pub why: &'static str,
 }
 
 #[derive(Serialize)]
@@ -311,9 +340,19 @@ impl Journal {
         Ok(done)
     }
 
-    /// Up to `limit` lines with offsets after `after` (all when `after` is `None`).
+    /// Up to `limit` lines with offsets after `after` (all kept when `after` is `None`).
     pub fn read(&self, after: Option<u64>, limit: usize) -> Result<Vec<String>, JournalError> {
-        let from = after.map_or(0, |a| a + 1);
+        let oldest = self.oldest();
+        let from = match after {
+            Some(a) if a + 1 < oldest => {
+                return Err(JournalError::Trimmed {
+                    asked: a + 1,
+                    oldest,
+                })
+            }
+            Some(a) => a + 1,
+            None => oldest,
+        };
         let (dir, files, seek) = {
             let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             // The file holding `from`: the last whose first offset is at most it.
@@ -333,7 +372,17 @@ impl Journal {
         let mut out = Vec::new();
         for (n, first) in files.iter().enumerate() {
             let path = dir.join(file_name(*first));
-            let mut file = File::open(&path).map_err(io(&path))?;
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                // Deleted by retention since the list was taken.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(JournalError::Trimmed {
+                        asked: from,
+                        oldest: self.oldest(),
+                    })
+                }
+                Err(e) => return Err(io(&path)(e)),
+            };
             let (base, pos) = if n == 0 { seek } else { (*first, 0) };
             file.seek(SeekFrom::Start(pos)).map_err(io(&path))?;
             for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -382,6 +431,74 @@ impl Journal {
     /// The next offset to be written, changing with every append.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.written.subscribe()
+    }
+
+    /// Rolls files over past `bytes` instead of [`FILE_BYTES`] (tests make many small files).
+    #[cfg(test)]
+    pub fn set_roll_at(&self, bytes: u64) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).roll_at = bytes;
+    }
+
+    /// The oldest offset kept (the first of the oldest file).
+    pub fn oldest(&self) -> u64 {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.files.first().copied().unwrap_or(0)
+    }
+
+    /// Deletes the oldest files that `retention` no longer keeps, as of `now`: by age (the
+    /// file's modification time is its last append) or while the journal is over its size.
+    /// Never the file being written, nor one holding an offset at or after `keep_from` (a
+    /// sink's next to publish). Returns what went, oldest first.
+    pub fn trim(
+        &self,
+        retention: Retention,
+        keep_from: u64,
+        now: SystemTime,
+    ) -> Result<Vec<Deleted>, JournalError> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sizes = Vec::with_capacity(inner.files.len());
+        for first in &inner.files[..inner.files.len() - 1] {
+            let path = inner.dir.join(file_name(*first));
+            let meta = std::fs::metadata(&path).map_err(io(&path))?;
+            sizes.push((meta.len(), meta.modified().map_err(io(&path))?));
+        }
+        let mut total: u64 = sizes.iter().map(|(len, _)| len).sum::<u64>() + inner.file_bytes;
+        let mut deleted = Vec::new();
+        for (i, (len, modified)) in sizes.into_iter().enumerate() {
+            let (first, end) = (inner.files[i], inner.files[i + 1]);
+            if end > keep_from {
+                break;
+            }
+            let old = retention
+                .max_age
+                .is_some_and(|age| now.duration_since(modified).is_ok_and(|d| d > age));
+            let over = retention.max_bytes.is_some_and(|max| total > max);
+            let why = match (old, over) {
+                (true, _) => "older than retain_hours",
+                (false, true) => "journal over retain_bytes",
+                (false, false) => break,
+            };
+            let path = inner.dir.join(file_name(first));
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            total -= len;
+            deleted.push(Deleted {
+                file: path.display().to_string(),
+                first,
+                end,
+                bytes: len,
+                why,
+            });
+        }
+        if !deleted.is_empty() {
+            inner.files.drain(..deleted.len());
+            for d in &deleted {
+                inner.seeks.remove(&d.first);
+            }
+            File::open(&inner.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&inner.dir))?;
+        }
+        Ok(deleted)
     }
 }
 
@@ -486,6 +603,94 @@ mod tests {
         let j = Journal::open(dir.path(), window).unwrap();
         assert_eq!(j.inner.lock().unwrap().seeks.len(), 1);
         check(&j);
+    }
+
+    /// Retention deletes whole old files, oldest first, never the one being written nor one a
+    /// sink has not published; a read from a deleted offset is refused with where to go on;
+    /// a reopened journal starts at its oldest file and numbers on.
+    #[test]
+    fn retention_deletes_old_files_only_and_reads_of_them_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let j = Journal::open(dir.path(), window).unwrap();
+        j.inner.lock().unwrap().roll_at = 4 * 1024;
+        let ids: Vec<String> = (0..1000).map(|i| format!("e{i}")).collect();
+        for batch in ids.chunks(10) {
+            let records: Vec<Record> = batch.iter().map(|id| record(id)).collect();
+            j.append(&records).unwrap();
+        }
+        let files = j.inner.lock().unwrap().files.clone();
+        assert!(files.len() > 8, "{files:?}");
+        let now = SystemTime::now();
+        let keep_all = Retention {
+            max_age: Some(Duration::from_secs(3600)),
+            max_bytes: Some(1 << 30),
+        };
+        assert!(j.trim(keep_all, u64::MAX, now).unwrap().is_empty());
+
+        // By size: down to 12 KiB, but a sink has published only up to files[3]'s first.
+        let by_size = Retention {
+            max_age: None,
+            max_bytes: Some(12 * 1024),
+        };
+        let gone = j.trim(by_size, files[3], now).unwrap();
+        assert_eq!(
+            gone.iter().map(|d| (d.first, d.end)).collect::<Vec<_>>(),
+            [
+                (files[0], files[1]),
+                (files[1], files[2]),
+                (files[2], files[3])
+            ]
+        );
+        assert!(gone.iter().all(|d| d.why == "journal over retain_bytes"));
+        assert_eq!(j.oldest(), files[3]);
+        // Published on: it goes down to the size (3 files and the one being written).
+        let gone = j.trim(by_size, u64::MAX, now).unwrap();
+        assert!(!gone.is_empty());
+        let left = j.inner.lock().unwrap().files.clone();
+        let bytes: u64 = left
+            .iter()
+            .map(|f| {
+                std::fs::metadata(dir.path().join(file_name(*f)))
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert!(bytes <= 12 * 1024, "{bytes} bytes in {left:?}");
+        assert_eq!(left.last(), files.last());
+
+        // A read before the oldest kept: refused, saying where to go on.
+        let oldest = j.oldest();
+        match j.read(Some(0), 10) {
+            Err(JournalError::Trimmed {
+                asked: 1,
+                oldest: o,
+            }) => assert_eq!(o, oldest),
+            other => panic!("{other:?}"),
+        }
+        let from_oldest = j.read(Some(oldest - 1), 10).unwrap();
+        assert!(from_oldest[0].contains(&format!("\"offset\":{oldest},")));
+        assert_eq!(j.read(None, 10).unwrap(), from_oldest);
+
+        // By age, as of two hours on: everything but the file being written.
+        let later = now + Duration::from_secs(7200);
+        let by_age = Retention {
+            max_age: Some(Duration::from_secs(3600)),
+            max_bytes: None,
+        };
+        let gone = j.trim(by_age, u64::MAX, later).unwrap();
+        assert!(gone.iter().all(|d| d.why == "older than retain_hours"));
+        assert_eq!(j.inner.lock().unwrap().files, [*files.last().unwrap()]);
+        drop(j);
+
+        // Reopened: the oldest kept file is the start, and numbering goes on.
+        let j = Journal::open(dir.path(), window).unwrap();
+        assert_eq!(j.oldest(), *files.last().unwrap());
+        j.append(&[record("after")]).unwrap();
+        let all = j.read(None, 2000).unwrap();
+        assert!(all.last().unwrap().contains("\"offset\":1000,"), "{all:?}");
+        // Still a duplicate: the window outlives the deleted lines.
+        assert_eq!(j.append(&[record("e5")]).unwrap().duplicates, 1);
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub async fn follow<S: Sink>(
     state_dir: PathBuf,
     mut shutdown: daemon::Drain,
 ) {
-    let file = state_dir.join(format!("{}.offset", sink.name()));
+    let file = offset_file(&state_dir, &sink);
     let mut next = read_offset(&file);
     info!(sink = sink.name(), next, "event sink following the journal");
     let mut written = intake.journal().subscribe();
@@ -134,8 +134,22 @@ pub async fn follow<S: Sink>(
         .await
         {
             Ok(Ok(lines)) => lines,
+            // Deleted before this sink was configured (retention keeps what it has not
+            // published since): nothing left to publish below the oldest kept.
+            Ok(Err(super::JournalError::Trimmed { oldest, .. })) => {
+                warn!(
+                    sink = sink.name(),
+                    from = next,
+                    to = oldest,
+                    "journal offsets deleted before this sink published them: skipped"
+                );
+                next = oldest;
+                continue;
+            }
             Ok(Err(e)) => {
                 warn!("event sink: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
             Err(e) => {
@@ -170,7 +184,13 @@ pub async fn follow<S: Sink>(
     }
 }
 
-fn read_offset(file: &Path) -> u64 {
+/// Where `sink` keeps its position: the next journal offset to publish.
+pub fn offset_file<S: Sink>(state_dir: &Path, sink: &S) -> PathBuf {
+    state_dir.join(format!("{}.offset", sink.name()))
+}
+
+/// The position saved in `file`; 0 (publish everything) when there is none.
+pub fn read_offset(file: &Path) -> u64 {
     std::fs::read_to_string(file)
         .ok()
         .and_then(|s| s.trim().parse().ok())

@@ -32,11 +32,28 @@ pub fn start_sink(
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: &daemon::Drain,
 ) -> Result<(), kafka::SinkError> {
+    let retention = journal::Retention {
+        max_age: (config.retain_hours > 0).then(|| Duration::from_secs(config.retain_hours * 3600)),
+        max_bytes: (config.retain_bytes > 0).then_some(config.retain_bytes),
+    };
+    let retain = |keep_from: Box<dyn Fn() -> u64 + Send>| {
+        retain(intake.clone(), retention, keep_from, shutdown.clone())
+    };
     match config.sink {
-        conf::Sink::Journal => Ok(()),
+        conf::Sink::Journal => {
+            tracing::info!(
+                journal = %config.state_dir.join("journal").display(),
+                "events.sink = \"journal\": an acknowledged event has one copy, on this box's \
+                 disk; with sink = \"kafka\" it is on the bus too"
+            );
+            tasks.spawn(retain(Box::new(|| u64::MAX)));
+            Ok(())
+        }
         #[cfg(feature = "kafka")]
         conf::Sink::Kafka => {
             let sink = kafka::Kafka::new(&config.kafka_brokers, &config.kafka_topic)?;
+            let offsets = kafka::offset_file(&config.state_dir, &sink);
+            tasks.spawn(retain(Box::new(move || kafka::read_offset(&offsets))));
             tasks.spawn(kafka::follow(
                 intake.clone(),
                 sink,
@@ -156,7 +173,10 @@ impl Intake {
         tokio::task::spawn_blocking(move || journal.read(after, READ_LIMIT))
             .await
             .map_err(|e| ApiError::Unavailable(format!("journal: {e}")))?
-            .map_err(|e| ApiError::Unavailable(e.to_string()))
+            .map_err(|e| match e {
+                JournalError::Trimmed { .. } => ApiError::Gone(e.to_string()),
+                e => ApiError::Unavailable(e.to_string()),
+            })
     }
 }
 
@@ -202,6 +222,105 @@ async fn journal(events: &Intake, query: &str) -> Response<Bytes> {
             );
             res
         }
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        Err(e) => text(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            format!("{e}\n"),
+        ),
+    }
+}
+
+/// Deletes journal files past `config`'s retention now and every minute until `shutdown`,
+/// keeping what `keep_from` (the sink's next offset to publish, read each time) says is
+/// not published yet. Each deletion is an audit line.
+async fn retain(
+    intake: Arc<Intake>,
+    retention: journal::Retention,
+    keep_from: impl Fn() -> u64 + Send + 'static,
+    mut shutdown: daemon::Drain,
+) {
+    loop {
+        let journal = intake.journal.clone();
+        let keep = keep_from();
+        let now = std::time::SystemTime::now();
+        match tokio::task::spawn_blocking(move || journal.trim(retention, keep, now)).await {
+            Ok(Ok(deleted)) => {
+                for d in deleted {
+                    tracing::info!(
+                        audit = "retention",
+                        file = %d.file,
+                        offsets = %format!("{}..{}", d.first, d.end),
+                        bytes = d.bytes,
+                        "journal file deleted: {}",
+                        d.why
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("journal retention: {e}"),
+            Err(e) => tracing::warn!("journal retention: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.stopped() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A business consumer that asks for an offset retention deleted gets 410 saying where
+    /// to go on, and the feed for edges likewise; from there on it reads again.
+    #[tokio::test]
+    async fn deleted_offsets_answer_410_with_the_oldest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = conf::EventsConfig {
+            state_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let intake = Intake::open(&config, &crate::Metrics::new()).unwrap();
+        let journal = intake.journal().clone();
+        // Eight records a file, in files of about 1 KiB.
+        journal.set_roll_at(1024);
+        for n in 0..40 {
+            let event: Event = serde_json::from_value(serde_json::json!({
+                "id": format!("c-{n}"), "type": "cart_add", "user": "u1", "sku": "S", "qty": 1
+            }))
+            .unwrap();
+            intake
+                .accept(vec![Record {
+                    room: "demo".into(),
+                    event,
+                }])
+                .await
+                .unwrap();
+        }
+        let cap = journal::Retention {
+            max_age: None,
+            max_bytes: Some(2048),
+        };
+        let gone = journal
+            .trim(cap, u64::MAX, std::time::SystemTime::now())
+            .unwrap();
+        assert!(!gone.is_empty());
+        let oldest = journal.oldest();
+        assert!(oldest > 0);
+
+        let res = super::journal(&intake, "after=0").await;
+        assert_eq!(res.status(), StatusCode::GONE);
+        let body = String::from_utf8_lossy(res.body()).into_owned();
+        assert!(
+            body.contains(&format!("the oldest kept is {oldest}")),
+            "{body}"
+        );
+        assert!(body.contains(&format!("after={}", oldest - 1)), "{body}");
+        let res = super::journal(&intake, &format!("after={}", oldest - 1)).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(String::from_utf8_lossy(res.body()).contains(&format!("\"offset\":{oldest},")));
+        assert_eq!(
+            intake.feed(Some(1)).await.unwrap_err().status(),
+            410,
+            "the feed from a deleted offset"
+        );
     }
 }
