@@ -223,10 +223,12 @@ impl Destination for Relay {
                 tokio::spawn(link.run().in_current_span())
             })
             .collect();
+        let mut last_media = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 packet = socket.next() => match packet {
                     Some(Ok((_, data))) => {
+                        last_media = tokio::time::Instant::now();
                         received.add(data.len());
                         if let Some(stamp) = stamper.observe(&data, origin::ingest::unix_ms()) {
                             *lock(&clock) = stamper.latest();
@@ -248,6 +250,14 @@ impl Destination for Relay {
                     None => break,
                 },
                 _ = shutdown.stopped() => break,
+                () = tokio::time::sleep_until(last_media + origin::ingest::MEDIA_IDLE) => {
+                    warn!(
+                        audit = "publish",
+                        "ending the publish: no media for {} s from a session that is still up",
+                        origin::ingest::MEDIA_IDLE.as_secs()
+                    );
+                    break;
+                }
                 () = refused.notified() => {
                     warn!(audit = "publish", "ending the publish: another publish holds the room at the origin");
                     break;

@@ -50,6 +50,13 @@ pub struct Ingest {
 /// Concurrent `on_publish` calls per listener: a flood of publish attempts must not become a
 /// flood at the operator's hook. Attempts beyond it are refused (2402), like any overload.
 const MAX_HOOK_CALLS: usize = 32;
+/// A publishing session that delivers no media for this long is closed, though its peer
+/// still answers: an encoder that stopped sending, or a relay link whose SRT sender stalled
+/// for good (seen after the sending edge was starved of CPU for seconds; the vendored
+/// srt-protocol's sender then never sent again). The publisher reconnects with a fresh
+/// session; an edge's relay does so at once. Long enough that a sender merely starved for
+/// a few seconds is not cut off (each close is visible to players as the publish ending).
+pub const MEDIA_IDLE: Duration = Duration::from_secs(10);
 
 /// A publish in progress: who, and how to end it.
 struct LiveSession {
@@ -413,10 +420,12 @@ impl Destination for Local {
             self.metrics.clone(),
             relayed,
         );
+        let mut last_media = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 packet = socket.next() => match packet {
                     Some(Ok((_, data))) => {
+                        last_media = tokio::time::Instant::now();
                         received.add(data.len());
                         pipeline.push(&data, unix_ms());
                     }
@@ -427,6 +436,14 @@ impl Destination for Local {
                     None => break,
                 },
                 Some(output) = ladder.recv() => pipeline.ladder_output(output, unix_ms()),
+                () = tokio::time::sleep_until(last_media + MEDIA_IDLE) => {
+                    warn!(
+                        "no media for {} s from a session that is still up: closing it (the \
+                         publisher reconnects)",
+                        MEDIA_IDLE.as_secs()
+                    );
+                    break;
+                }
                 _ = shutdown.stopped() => break,
             }
         }

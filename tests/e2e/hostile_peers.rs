@@ -56,6 +56,42 @@ async fn srt_live_transmit_publishes() {
     edge.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A publisher whose session stays up (SRT keepalives) but that stopped sending media is
+/// closed after `MEDIA_IDLE`, so the room is free again and a relay whose sender stalled
+/// gets a fresh session (before, such a session held the room for as long as it answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_stops_sending_media_is_closed() {
+    require_ffmpeg();
+    let edge = Edge::start(&loopback_config()).await.expect("edge starts");
+    // Three seconds of media, then srt-live-transmit waits on an open, silent stdin.
+    let pipeline = format!(
+        "(ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=320x180:rate=30 \
+         -t 3 -c:v libx264 -preset superfast -g 30 -f mpegts -; sleep 60) | \
+         srt-live-transmit -q file://con 'srt://{}?streamid=live/idle'",
+        edge.addrs.srt
+    );
+    let mut push = Child::spawn(
+        Command::new("sh")
+            .args(["-c", &pipeline])
+            .stderr(Stdio::null()),
+    )
+    .expect("spawn srt-live-transmit");
+    let live = || daihuo::daemons::metric(&edge.metrics, "daihuo_streams_live");
+    eventually(20, async || (live() == 1.0).then_some(())).await;
+    let started = std::time::Instant::now();
+    eventually(30, async || (live() == 0.0).then_some(())).await;
+    assert!(
+        push.0.try_wait().unwrap().is_none(),
+        "the publisher ended the session itself"
+    );
+    // Recorded, not asserted (the machine is shared): media stopped about 3 s in.
+    println!(
+        "idle session closed {:?} after it went live",
+        started.elapsed()
+    );
+    edge.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_leaves_other_streams_serving() {
     require_ffmpeg();
