@@ -37,7 +37,7 @@ use origin::{ApiError, Metrics};
 use prometheus::{IntCounter, IntGauge};
 use srt_protocol::protocol::pending_connection::ConnectionReject;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
-use srt_tokio::options::Passphrase;
+use srt_tokio::options::{ByteCount, Passphrase};
 use srt_tokio::SrtSocket;
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn, Instrument};
@@ -55,6 +55,10 @@ const FLUSH: Duration = Duration::from_secs(2);
 /// origin takes to notice that a publish's previous link is gone (SRT's peer idle timeout,
 /// 5 s), which also answers "conflict" until then.
 const CONFLICT_GRACE: Duration = Duration::from_secs(8);
+/// Send buffer of a link, in payload bytes: 8192 packets, libsrt's default (srt-protocol's
+/// is 32 packets, which a burst from the link buffer overflows at once, e.g. after this
+/// process was short of CPU for a moment).
+const LINK_SEND_BUFFER: ByteCount = ByteCount(8192 * 1456);
 
 /// The relay's metric families.
 #[derive(Clone)]
@@ -460,6 +464,7 @@ impl Link {
             .latency(self.relay.latency)
             .set(|o| {
                 o.session.peer_idle_timeout = PEER_IDLE;
+                o.sender.buffer_size = LINK_SEND_BUFFER;
                 if let Some(p) = passphrase {
                     o.encryption.passphrase = Some(p);
                 }

@@ -74,6 +74,13 @@ impl SendBuffer {
                 self.pop_lost_list();
             }
 
+            // daihuo patch: a dropped packet that was not sent yet is never sent. Upstream left
+            // next_send pointing before the buffer's front, so the distance next_send - front
+            // wrapped to about 2^31: the flow window counted as exceeded and nothing was sent
+            // again, for as long as new data kept the buffer full (a relay link fed a burst
+            // after its process was starved for seconds went silent for good).
+            self.next_send = max(self.next_send, entry.packet.seq_number + 1);
+
             Err((PacketCount(1), ByteCount(entry.packet.wire_size() as u64)))
         } else {
             Ok(())
@@ -210,12 +217,22 @@ impl SendBuffer {
     }
 
     fn send_next_rto_packet(&mut self, ts_now: TimeStamp) -> Option<DataPacket> {
-        let next_rto = *self
-            .rto_queue
-            .peek()
-            .filter(|(_, rto)| rto.0 .0 < ts_now)?
-            .0;
-        self.send_packet(ts_now, next_rto)
+        loop {
+            let next_rto = *self
+                .rto_queue
+                .peek()
+                .filter(|(_, rto)| rto.0 .0 < ts_now)?
+                .0;
+            // daihuo patch: the timer of a packet that left the buffer without `pop_front`
+            // (dropped from a full buffer, or as too late) is removed here. Upstream kept it at
+            // the head of the queue, where it hid every later timer, so no packet was
+            // retransmitted on timeout again.
+            if self.get(next_rto).is_none() {
+                let _ = self.rto_queue.remove(&next_rto);
+                continue;
+            }
+            return self.send_packet(ts_now, next_rto);
+        }
     }
 
     // All packets that are sent go through this function
@@ -611,6 +628,57 @@ mod test {
             payload: Bytes::new(),
             retransmitted,
         }
+    }
+
+    /// daihuo: a burst larger than the send buffer, pushed before any of it was sent, drops
+    /// the oldest unsent packets; the sender goes on with the oldest kept (upstream's next_send
+    /// then pointed before the buffer and the flow window looked exceeded for good).
+    #[test]
+    fn a_burst_over_the_buffer_drops_the_oldest_and_sending_goes_on() {
+        let mut settings = new_settings();
+        settings.send_buffer_size = PacketCount(8);
+        let mut buffer = SendBuffer::new(&settings);
+        let dropped = (0..20)
+            .filter(|n| buffer.push_data(test_data_packet(*n, false)).is_err())
+            .count();
+        assert_eq!(dropped, 12);
+        assert!(buffer.has_packets_to_send());
+        assert!(!buffer.flow_window_exceeded());
+        let sent: Vec<_> = buffer.next_snd_actions(TimeStamp::MIN, 8, false).collect();
+        assert_eq!(
+            sent,
+            (12..20).map(send_data_packet).collect::<Vec<_>>(),
+            "the eight kept packets, in order"
+        );
+    }
+
+    /// daihuo: the retransmission timers of packets that left the buffer unacknowledged do
+    /// not hide the timers of packets still in it.
+    #[test]
+    fn timers_of_dropped_packets_do_not_block_later_retransmissions() {
+        let mut settings = new_settings();
+        settings.send_buffer_size = PacketCount(4);
+        let mut buffer = SendBuffer::new(&settings);
+        for n in 0..4 {
+            assert_eq!(buffer.push_data(test_data_packet(n, false)), Ok(()));
+        }
+        let sent = buffer.next_snd_actions(TimeStamp::MIN, 4, false).count();
+        assert_eq!(sent, 4);
+        // Four more push the first four (sent, never acknowledged) out of the buffer.
+        for n in 4..8 {
+            assert!(buffer.push_data(test_data_packet(n, false)).is_err());
+        }
+        let sent: Vec<_> = buffer
+            .next_snd_actions(TimeStamp::MIN + 10 * MILLIS, 4, false)
+            .collect();
+        assert_eq!(sent, (4..8).map(send_data_packet).collect::<Vec<_>>());
+        // Later than every timer, well within the latency window: packet 4 goes again.
+        let later = TimeStamp::MIN + Duration::from_secs(1);
+        let again = buffer.next_snd_actions(later, 1, false).next();
+        assert_eq!(
+            again,
+            Some(SenderAction::RetransmitRto(test_data_packet(4, true)))
+        );
     }
 
     fn send_data_packet(n: u32) -> SenderAction {
