@@ -355,6 +355,14 @@ impl Journal {
         };
         let (dir, files, seek) = {
             let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            // Retention may have run since `oldest` was read.
+            let oldest = inner.files[0];
+            if after.is_some() && from < oldest {
+                return Err(JournalError::Trimmed {
+                    asked: from,
+                    oldest,
+                });
+            }
             // The file holding `from`: the last whose first offset is at most it.
             let start = inner.files.iter().rposition(|f| *f <= from).unwrap_or(0);
             let files = inner.files[start..].to_vec();
