@@ -790,20 +790,43 @@ async fn origin_api_serves_only_edges_with_a_client_certificate() {
     assert!(!text.contains("forged"), "{text}");
 
     // Without its certificate, the edge is told why the origin refuses it.
-    let bare = d.join("bare-edge.toml");
+    // With one from another CA, likewise.
     let config = std::fs::read_to_string(&edge.config).unwrap();
-    std::fs::write(&bare, config.replace(&upstream(true), &upstream(false))).unwrap();
-    assert_ne!(std::fs::read_to_string(&bare).unwrap(), config);
-    let check = Command::new(binary("edge-node", "daihuo-edge"))
-        .args(["check", "--connect", "--config"])
-        .arg(&bare)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&check.stdout);
-    assert!(!check.status.success(), "{stdout}");
+    let check = |name: &str, text: String| {
+        let path = d.join(name);
+        assert_ne!(text, config);
+        std::fs::write(&path, text).unwrap();
+        let out = Command::new(binary("edge-node", "daihuo-edge"))
+            .args(["check", "--connect", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!out.status.success(), "{stdout}");
+        stdout
+    };
+    let bare = check(
+        "bare-edge.toml",
+        config.replace(&upstream(true), &upstream(false)),
+    );
     assert!(
-        stdout.contains("origin-a") && stdout.contains("set upstream.cert and upstream.key"),
-        "{stdout}"
+        bare.contains("origin-a") && bare.contains("set upstream.cert and upstream.key"),
+        "{bare}"
+    );
+    let rogue = config.replace(
+        &edge_pair.0.display().to_string(),
+        &rogue_pair.0.display().to_string(),
+    );
+    let rogue = check(
+        "rogue-edge.toml",
+        rogue.replace(
+            &edge_pair.1.display().to_string(),
+            &rogue_pair.1.display().to_string(),
+        ),
+    );
+    assert!(
+        rogue.contains("origin-a") && rogue.contains("refused this edge's client certificate"),
+        "{rogue}"
     );
 }
 

@@ -27,7 +27,7 @@ pub enum TransportError {
     Tls(std::io::Error),
     #[error("invalid tls name {0:?}")]
     Name(String),
-    #[error("http/2: {0}{hint}", hint = advice(&source_chain(.0)))]
+    #[error("http/2: {}{hint}", source_chain(.0), hint = advice(&source_chain(.0)))]
     H2(#[from] hyper::Error),
     #[error("http/3: {0}{hint}", hint = advice(.0))]
     H3(String),
@@ -45,15 +45,21 @@ pub enum TransportError {
 fn advice(error: &str) -> &'static str {
     const NO_CLIENT_CERT: &str = " (the origin requires a client certificate, its \
         http.client_ca: set upstream.cert and upstream.key)";
-    const ADVICE: [(&str, &str); 9] = [
+    const CLIENT_CERT_REFUSED: &str = " (the origin refused this edge's client \
+        certificate, upstream.cert: it must chain to a CA in the origin's http.client_ca)";
+    const ADVICE: [(&str, &str); 12] = [
         // TLS over TCP, and QUIC's form of the same alert.
         ("CertificateRequired", NO_CLIENT_CERT),
         ("peer sent no certificates", NO_CLIENT_CERT),
+        // The origin's verdict on this edge's certificate: over QUIC its reason (before the
+        // names below, which then describe this edge's certificate), over TCP its alert.
         (
-            "alert received: UnknownCA",
-            " (the origin refused this edge's client certificate, upstream.cert: it must chain \
-             to a CA in the origin's http.client_ca)",
+            "aborted by peer: the cryptographic handshake failed",
+            CLIENT_CERT_REFUSED,
         ),
+        ("received fatal alert: UnknownCA", CLIENT_CERT_REFUSED),
+        ("received fatal alert: DecryptError", CLIENT_CERT_REFUSED),
+        ("received fatal alert: BadCertificate", CLIENT_CERT_REFUSED),
         (
             "CaUsedAsEndEntity",
             " (the origin's certificate is a CA certificate, basicConstraints CA:TRUE, as \
