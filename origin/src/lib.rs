@@ -44,9 +44,27 @@ use daemon::cli::{LogControl, ReloadError};
 use daemon::tls::Certificates;
 use daemon::{h3, serve, Lifecycle, TlsError};
 use live::Live;
+use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 
 /// How long an ended stream keeps answering (with `EXT-X-ENDLIST`) before it is forgotten.
 pub const LINGER: Duration = Duration::from_secs(60);
+
+/// The origin API's client verifier (mutual TLS) when `http.client_ca` is set; without it, a
+/// warning when the API listens beyond loopback, where anyone reaching it may post events.
+fn api_clients(config: &OriginConfig) -> Result<Option<Arc<dyn ClientCertVerifier>>, TlsError> {
+    match &config.http.client_ca {
+        Some(ca) => Ok(Some(daemon::tls::client_verifier(ca)?)),
+        None if config.http.listen.ip().is_loopback() => Ok(None),
+        None => {
+            tracing::warn!(
+                listen = %config.http.listen,
+                "origin API admits any client that reaches it (events, feed, media): set \
+                 http.client_ca so only edges holding a certificate from that CA are served"
+            );
+            Ok(None)
+        }
+    }
+}
 
 /// Store options from the `[hls]` section.
 pub fn store_options(hls: &HlsConfig) -> StoreOptions {
@@ -103,18 +121,7 @@ impl Node {
     pub async fn start(config: &OriginConfig) -> Result<Self, StartError> {
         let settings = Arc::new(ArcSwap::from_pointee(transcode::probe(&config.transcode)?));
         let certificates = Certificates::new(cert_files(&config.http.cert, &config.http.key))?;
-        let clients = match &config.http.client_ca {
-            Some(ca) => Some(daemon::tls::client_verifier(ca)?),
-            None if config.http.listen.ip().is_loopback() => None,
-            None => {
-                tracing::warn!(
-                    listen = %config.http.listen,
-                    "origin API admits any client that reaches it (events, feed, media): set \
-                     http.client_ca so only edges holding a certificate from that CA are served"
-                );
-                None
-            }
-        };
+        let clients = api_clients(config)?;
         let metrics = Metrics::new();
         let store = Store::new(store_options(&config.hls));
         let bind = StartError::bind;
