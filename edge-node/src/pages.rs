@@ -3,13 +3,14 @@
 //! cart" button, the room's viewer count (over every edge) and the current latency. hls.js is the npm package pinned in
 //! `web/package-lock.json`, embedded at build time (`build.rs`) and served from
 //! `/assets/hls.min.js`, its license at `/assets/hls.js-LICENSE.txt`: nothing is fetched from
-//! elsewhere at run time.
+//! elsewhere at run time. Its low-latency settings and catch-up are `/assets/daihuo-live.js`.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 const ROOM: &str = include_str!("pages/room.html");
 const HLS_JS: &[u8] = include_bytes!(concat!(env!("DAIHUO_HLS_JS"), "/dist/hls.min.js"));
+const LIVE_JS: &[u8] = include_bytes!("pages/live.js");
 const HLS_JS_LICENSE: &[u8] = include_bytes!(concat!(env!("DAIHUO_HLS_JS"), "/LICENSE"));
 
 /// The page of `room` (a valid room name: letters, digits, `-`, `_`, so safe in HTML and JS).
@@ -43,6 +44,7 @@ pub fn index(rooms: &[String]) -> Response<Bytes> {
 pub fn asset(path: &str) -> Option<Response<Bytes>> {
     let (body, content_type) = match path {
         "/assets/hls.min.js" => (HLS_JS, "text/javascript; charset=utf-8"),
+        "/assets/daihuo-live.js" => (LIVE_JS, "text/javascript; charset=utf-8"),
         "/assets/hls.js-LICENSE.txt" => (HLS_JS_LICENSE, "text/plain; charset=utf-8"),
         _ => return None,
     };

@@ -41,7 +41,11 @@ fn hls_js() -> Bytes {
     }
 }
 
-/// The page server: the player page and hls.js; reports POSTed to `/report` go to `reports`.
+/// The room page's hls.js settings and catch-up (`daihuoLive`), which the player page uses
+/// with `tuned`: the tests and the glass benchmark measure what viewers get.
+const LIVE_JS: &[u8] = include_bytes!("../../edge-node/src/pages/live.js");
+
+/// The page server: the player page, hls.js and the room page's settings; reports POSTed to `/report` go to `reports`.
 struct Pages {
     page: Bytes,
     hls: Bytes,
@@ -53,6 +57,7 @@ impl Handler for Pages {
         let (body, content_type) = match (req.method().as_str(), req.uri().path()) {
             ("GET", "/player.html") => (self.page.clone(), "text/html; charset=utf-8"),
             ("GET", "/hls.min.js") => (self.hls.clone(), "text/javascript"),
+            ("GET", "/live.js") => (Bytes::from_static(LIVE_JS), "text/javascript"),
             ("POST", "/report") => {
                 let _ = self
                     .reports
