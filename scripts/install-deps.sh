@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages daihuo needs, idempotently (only what is missing).
-#   scripts/install-deps.sh build   # to build: pkg-config, clang, FFmpeg 5.1 dev libraries
+#   scripts/install-deps.sh build   # to build: pkg-config, clang, FFmpeg 5.1 dev libraries,
+#                                   # OpenSSL's (the Kafka sink's TLS and SASL)
 #   scripts/install-deps.sh run     # to build and try it: the above plus the ffmpeg CLI to push
 #   scripts/install-deps.sh test    # to build and test: the above plus srt-tools, curl, openssl
 #                                   # and chromium (the browser tests)
 #   scripts/install-deps.sh bench   # to benchmark: the above plus nginx-light (the edge_load peer)
 set -euo pipefail
 
-build_pkgs=(pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev)
+build_pkgs=(pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libssl-dev)
 test_pkgs=(ffmpeg srt-tools curl openssl systemd chromium)
 bench_pkgs=(nginx-light)
 

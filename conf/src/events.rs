@@ -51,12 +51,61 @@ pub struct EventsConfig {
     /// sets no cap. At least 256 MiB when set. Never what the Kafka sink has not published.
     pub retain_bytes: u64,
     /// Where deduplicated events go besides the journal: `journal` (default: only there, read
-    /// with `GET /events`) or `kafka` (also published to `kafka_topic`, keyed by event id).
+    /// with `GET /events`) or `kafka` (also published to `kafka_topic`, keyed by room, with the
+    /// event's id and user in headers; an origin then acknowledges events only once the bus
+    /// has them).
     pub sink: Sink,
     /// Kafka bootstrap servers, `host:port` comma-separated (with `sink = "kafka"`).
     pub kafka_brokers: String,
     /// Kafka topic (with `sink = "kafka"`); create it before starting. Default `daihuo-events`.
     pub kafka_topic: String,
+    /// How the brokers are reached (librdkafka's `security.protocol`): `plaintext` (default),
+    /// `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub kafka_security: KafkaSecurity,
+    /// PEM bundle the brokers' certificates must chain to (`ssl`, `sasl_ssl`); unset: the
+    /// system's trust store.
+    pub kafka_ca: Option<PathBuf>,
+    /// Client certificate and its private key (PEM) for brokers that ask for one (`ssl`,
+    /// `sasl_ssl`); both or neither.
+    pub kafka_cert: Option<PathBuf>,
+    pub kafka_key: Option<PathBuf>,
+    /// SASL mechanism (`sasl_plaintext`, `sasl_ssl`): `PLAIN`, `SCRAM-SHA-256` (default) or
+    /// `SCRAM-SHA-512`.
+    pub kafka_sasl_mechanism: String,
+    /// SASL user name and password (`sasl_plaintext`, `sasl_ssl`).
+    pub kafka_sasl_username: String,
+    pub kafka_sasl_password: String,
+}
+
+/// How the Kafka sink reaches its brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaSecurity {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl KafkaSecurity {
+    /// librdkafka's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
 }
 
 /// The event sink.
@@ -89,11 +138,68 @@ impl Default for EventsConfig {
             sink: Sink::Journal,
             kafka_brokers: "127.0.0.1:9092".into(),
             kafka_topic: "daihuo-events".into(),
+            kafka_security: KafkaSecurity::Plaintext,
+            kafka_ca: None,
+            kafka_cert: None,
+            kafka_key: None,
+            kafka_sasl_mechanism: "SCRAM-SHA-256".into(),
+            kafka_sasl_username: String::new(),
+            kafka_sasl_password: String::new(),
         }
     }
 }
 
 impl EventsConfig {
+    fn validate_kafka_security(&self, e: &mut Errors) {
+        let security = self.kafka_security;
+        for (key, file) in [
+            ("events.kafka_ca", &self.kafka_ca),
+            ("events.kafka_cert", &self.kafka_cert),
+            ("events.kafka_key", &self.kafka_key),
+        ] {
+            let Some(file) = file else { continue };
+            e.check(
+                security.tls(),
+                key,
+                format!(
+                    "is for TLS, but events.kafka_security = \"{}\" (use ssl or sasl_ssl)",
+                    security.as_str()
+                ),
+            );
+            e.check(
+                file.is_file(),
+                key,
+                format!("{}: no such file", file.display()),
+            );
+        }
+        e.check(
+            self.kafka_cert.is_some() == self.kafka_key.is_some(),
+            "events.kafka_cert",
+            "events.kafka_cert and events.kafka_key go together",
+        );
+        if security.sasl() {
+            e.check(
+                ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+                    .contains(&self.kafka_sasl_mechanism.as_str()),
+                "events.kafka_sasl_mechanism",
+                format!(
+                    "{:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    self.kafka_sasl_mechanism
+                ),
+            );
+            for (key, value) in [
+                ("events.kafka_sasl_username", &self.kafka_sasl_username),
+                ("events.kafka_sasl_password", &self.kafka_sasl_password),
+            ] {
+                e.check(
+                    !value.is_empty(),
+                    key,
+                    format!("required with kafka_security = \"{}\"", security.as_str()),
+                );
+            }
+        }
+    }
+
     pub(crate) fn validate(&self, e: &mut Errors) {
         if self.sink == Sink::Kafka {
             e.check(
@@ -111,6 +217,7 @@ impl EventsConfig {
                 "events.kafka_topic",
                 "must be 1 to 249 of A-Z a-z 0-9 . _ -",
             );
+            self.validate_kafka_security(e);
         }
         e.check(
             (10..=10_000).contains(&self.like_window_ms),

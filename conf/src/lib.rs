@@ -16,7 +16,7 @@ mod restart;
 mod upstream;
 
 pub use error::{ConfError, FieldError};
-pub use events::{EventsConfig, Sink};
+pub use events::{EventsConfig, KafkaSecurity, Sink};
 pub use model::{
     AdminConfig, CacheConfig, EdgeConfig, Encoder, HlsConfig, Http3Config, HttpConfig, HttpsConfig,
     LogConfig, LogFormat, OriginConfig, OriginHttpConfig, RungConfig, ScaleConfig, SrtConfig,

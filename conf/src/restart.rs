@@ -84,8 +84,29 @@ impl RestartKeys for OriginConfig {
             ("http.cert", c.http.cert.is_some() && n.http.cert.is_none()),
             ("http.client_ca", c.http.client_ca != n.http.client_ca),
             ("events.state_dir", c.events.state_dir != n.events.state_dir),
+            (
+                "events.sink and kafka_*",
+                sink(&c.events) != sink(&n.events),
+            ),
         ]);
         changed(&keys)
+    }
+}
+
+/// The sink an origin started with (its Kafka producer is made once, at start).
+fn sink(events: &crate::EventsConfig) -> crate::EventsConfig {
+    crate::EventsConfig {
+        sink: events.sink,
+        kafka_brokers: events.kafka_brokers.clone(),
+        kafka_topic: events.kafka_topic.clone(),
+        kafka_security: events.kafka_security,
+        kafka_ca: events.kafka_ca.clone(),
+        kafka_cert: events.kafka_cert.clone(),
+        kafka_key: events.kafka_key.clone(),
+        kafka_sasl_mechanism: events.kafka_sasl_mechanism.clone(),
+        kafka_sasl_username: events.kafka_sasl_username.clone(),
+        kafka_sasl_password: events.kafka_sasl_password.clone(),
+        ..Default::default()
     }
 }
 

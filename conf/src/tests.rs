@@ -261,3 +261,37 @@ fn cors_origins_are_web_origins() {
         "{err}"
     );
 }
+
+#[test]
+fn kafka_security_keys_are_checked_together() {
+    let text = r#"
+[events]
+sink = "kafka"
+kafka_security = "sasl_ssl"
+kafka_sasl_mechanism = "GSSAPI"
+kafka_sasl_username = "daihuo"
+kafka_cert = "/nonexistent/cert.pem"
+"#;
+    let err = OriginConfig::from_toml(text).unwrap_err();
+    let text = err.to_string();
+    for wanted in [
+        "events.kafka_sasl_mechanism (line 5): \"GSSAPI\" is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+        "events.kafka_sasl_password",
+        "events.kafka_cert (line 7): /nonexistent/cert.pem: no such file",
+        "events.kafka_cert and events.kafka_key go together",
+    ] {
+        assert!(text.contains(wanted), "missing {wanted:?} in {text}");
+    }
+    // TLS files with a plaintext connection say which setting is missing.
+    let err = OriginConfig::from_toml("[events]\nsink = \"kafka\"\nkafka_ca = \"/etc/hostname\"\n")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is for TLS, but events.kafka_security = \"plaintext\""),
+        "{err}"
+    );
+    let ok = "[events]\nsink = \"kafka\"\nkafka_security = \"sasl_plaintext\"\n\
+              kafka_sasl_mechanism = \"PLAIN\"\nkafka_sasl_username = \"u\"\nkafka_sasl_password = \"p\"\n";
+    let c = OriginConfig::from_toml(ok).unwrap();
+    assert_eq!(c.events.kafka_security.as_str(), "sasl_plaintext");
+}

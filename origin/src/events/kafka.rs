@@ -1,14 +1,20 @@
-//! The `kafka` sink: every journal line published to a Kafka topic, keyed by the event id,
-//! by an idempotent producer (`enable.idempotence=true`, `acks=all`; rdkafka with its bundled
-//! librdkafka, built only with the crate's `kafka` feature: on for `daihuo-origin`, off for
-//! an edge unless asked for).
+//! The `kafka` sink: every journal line published to a Kafka topic by an idempotent producer
+//! (`enable.idempotence=true`, `acks=all`; rdkafka with its bundled librdkafka and OpenSSL,
+//! built only with the crate's `kafka` feature: on for `daihuo-origin`, off for an edge unless
+//! asked for), over plaintext, TLS and/or SASL as `[events] kafka_security` says.
 //!
-//! The journal stays the deduplication window and the durable record: a publisher follows it
-//! from the offset saved in `state_dir/kafka-TOPIC.offset` (written after every delivered
-//! batch), so a restart resumes where the bus stopped acknowledging. A crash between a
-//! delivery and that write publishes the batch again: the bus may hold an event twice, under
-//! the same key (its id), which is how consumers recognise it; within one run the idempotent
-//! producer already drops its own retries.
+//! Each message is keyed by its room, so one room's events stay in order (one partition), and
+//! carries the event's id and user in the headers `daihuo-id` and `daihuo-user`, the pair
+//! consumers deduplicate on.
+//!
+//! The journal stays the deduplication window and the local feed: a publisher follows it from
+//! the offset saved in `state_dir/kafka-TOPIC.offset` (written after every delivered batch),
+//! so a restart resumes where the bus stopped acknowledging, and it tells the intake how far
+//! the bus has acknowledged ([`Published`]): the origin answers an edge's batch only once the
+//! bus has it, so an acknowledged event outlives this box and its disk. A crash between a
+//! delivery and the offset write publishes the batch again: the bus may hold an event twice,
+//! under the same (id, user) headers, which is how consumers recognise it; within one run the
+//! idempotent producer already drops its own retries.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -17,6 +23,8 @@ use std::time::Duration;
 
 #[cfg(feature = "kafka")]
 use rdkafka::config::ClientConfig;
+#[cfg(feature = "kafka")]
+use rdkafka::message::{Header, OwnedHeaders};
 #[cfg(feature = "kafka")]
 use rdkafka::producer::{FutureProducer, FutureRecord};
 #[cfg(feature = "kafka")]
@@ -50,15 +58,42 @@ pub enum SinkError {
     },
 }
 
+/// One journal line as a sink publishes it: the line (`{"offset":..,"room":..,"event":{..}}`)
+/// with the fields a bus routes and deduplicates on.
+pub struct Message {
+    pub line: String,
+    pub room: String,
+    pub id: String,
+    pub user: String,
+}
+
+impl Message {
+    /// The message of a journal line; `None` for a line that is not one (never written so).
+    fn of(line: String) -> Option<(u64, Self)> {
+        let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let offset = v["offset"].as_u64()?;
+        let (room, id, user) = (
+            text(&v["room"]),
+            text(&v["event"]["id"]),
+            text(&v["event"]["user"]),
+        );
+        Some((
+            offset,
+            Self {
+                line,
+                room,
+                id,
+                user,
+            },
+        ))
+    }
+}
+
 /// A place events go once the journal has them.
 pub trait Sink: Send + Sync + 'static {
-    /// Publishes journal lines (in order; each `{"offset":..,"room":..,"event":{..}}`), keyed
-    /// by `ids`; returns once the sink acknowledged all of them.
-    fn publish(
-        &self,
-        lines: &[String],
-        ids: &[String],
-    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// Publishes journal lines in order; returns once the sink acknowledged all of them.
+    fn publish(&self, messages: &[Message]) -> impl Future<Output = Result<(), SinkError>> + Send;
     /// Names the sink in logs and in the offset file.
     fn name(&self) -> String;
 }
@@ -72,29 +107,58 @@ pub struct Kafka {
 
 #[cfg(feature = "kafka")]
 impl Kafka {
-    /// A producer for `brokers` (comma-separated `host:port`) and `topic`.
-    pub fn new(brokers: &str, topic: &str) -> Result<Self, SinkError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+    /// A producer for `config`'s brokers, topic and security settings. Files that cannot be
+    /// read (CA, certificate, key) fail here, not at the first message.
+    pub fn new(config: &conf::EventsConfig) -> Result<Self, SinkError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.kafka_brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "30000")
-            .create()
-            .map_err(SinkError::Producer)?;
+            .set("security.protocol", config.kafka_security.as_str());
+        let path = |p: &Path| p.display().to_string();
+        if let Some(ca) = &config.kafka_ca {
+            client.set("ssl.ca.location", path(ca));
+        }
+        if let (Some(cert), Some(key)) = (&config.kafka_cert, &config.kafka_key) {
+            client
+                .set("ssl.certificate.location", path(cert))
+                .set("ssl.key.location", path(key));
+        }
+        if config.kafka_security.sasl() {
+            client
+                .set("sasl.mechanism", &config.kafka_sasl_mechanism)
+                .set("sasl.username", &config.kafka_sasl_username)
+                .set("sasl.password", &config.kafka_sasl_password);
+        }
+        let producer: FutureProducer = client.create().map_err(SinkError::Producer)?;
         Ok(Self {
             producer,
-            topic: topic.to_string(),
+            topic: config.kafka_topic.clone(),
         })
     }
 }
 
 #[cfg(feature = "kafka")]
 impl Sink for Kafka {
-    async fn publish(&self, lines: &[String], ids: &[String]) -> Result<(), SinkError> {
-        let sends = lines.iter().zip(ids).map(|(line, id)| {
+    async fn publish(&self, messages: &[Message]) -> Result<(), SinkError> {
+        let sends = messages.iter().map(|m| {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "daihuo-id",
+                    value: Some(&m.id),
+                })
+                .insert(Header {
+                    key: "daihuo-user",
+                    value: Some(&m.user),
+                });
             self.producer.send(
-                FutureRecord::to(&self.topic).key(id).payload(line),
+                FutureRecord::to(&self.topic)
+                    .key(&m.room)
+                    .payload(&m.line)
+                    .headers(headers),
                 Timeout::After(Duration::from_secs(30)),
             )
         });
@@ -119,7 +183,10 @@ pub async fn follow<S: Sink>(
 ) {
     let file = offset_file(&state_dir, &sink);
     let mut next = read_offset(&file);
-    info!(sink = sink.name(), next, "event sink following the journal");
+    info!(
+        sink = sink.name(),
+        next, "event sink following the journal; batches are acknowledged once it has them"
+    );
     let mut written = intake.journal().subscribe();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -157,19 +224,19 @@ pub async fn follow<S: Sink>(
                 continue;
             }
         };
-        let mut ids = Vec::with_capacity(lines.len());
+        let mut messages = Vec::with_capacity(lines.len());
         let mut last = next;
-        for line in &lines {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-            ids.push(v["event"]["id"].as_str().unwrap_or_default().to_string());
-            last = v["offset"].as_u64().unwrap_or(last);
+        for (offset, message) in lines.into_iter().filter_map(Message::of) {
+            last = offset;
+            messages.push(message);
         }
-        if lines.is_empty() {
+        if messages.is_empty() {
             continue;
         }
-        match sink.publish(&lines, &ids).await {
+        match sink.publish(&messages).await {
             Ok(()) => {
                 next = last + 1;
+                intake.published(next);
                 if let Err(e) = write_offset(&file, next) {
                     warn!("event sink: {e}");
                 }
@@ -209,4 +276,58 @@ fn write_offset(file: &Path, next: u64) -> Result<(), SinkError> {
     writeln!(f, "{next}").map_err(at(&tmp))?;
     f.sync_data().map_err(at(&tmp))?;
     std::fs::rename(&tmp, file).map_err(at(file))
+}
+
+#[cfg(all(test, feature = "kafka"))]
+mod tests {
+    use super::*;
+
+    fn config(security: conf::KafkaSecurity, ca: Option<PathBuf>) -> conf::EventsConfig {
+        conf::EventsConfig {
+            sink: conf::Sink::Kafka,
+            kafka_security: security,
+            kafka_ca: ca,
+            kafka_sasl_mechanism: "SCRAM-SHA-512".into(),
+            kafka_sasl_username: "daihuo".into(),
+            kafka_sasl_password: "secret".into(),
+            ..Default::default()
+        }
+    }
+
+    /// This build speaks TLS and SASL to brokers (librdkafka refuses `ssl` when built
+    /// without OpenSSL, and SCRAM without SASL), and a CA file it cannot use fails at start
+    /// with the file named, not at the first order.
+    #[test]
+    fn tls_and_sasl_producers_are_made_and_a_bad_ca_fails_at_start() {
+        use conf::KafkaSecurity::*;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["kafka".into()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        for security in [Plaintext, Ssl, SaslPlaintext, SaslSsl] {
+            let ca = security.tls().then(|| ca.clone());
+            if let Err(e) = Kafka::new(&config(security, ca)) {
+                panic!("{}: {e}", security.as_str());
+            }
+        }
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        let err = Kafka::new(&config(Ssl, Some(garbage.clone())))
+            .err()
+            .expect("a CA file without a certificate is refused");
+        assert!(err.to_string().contains("ssl.ca.location"), "{err}");
+    }
+
+    /// A journal line becomes a message keyed by room with the id and user for headers.
+    #[test]
+    fn a_journal_line_names_its_room_id_and_user() {
+        let line = r#"{"offset":7,"room":"shop","event":{"id":"c-1","type":"cart_add","user":"u9","sku":"S","qty":1}}"#;
+        let (offset, m) = Message::of(line.to_string()).unwrap();
+        assert_eq!(offset, 7);
+        assert_eq!(
+            (m.room.as_str(), m.id.as_str(), m.user.as_str()),
+            ("shop", "c-1", "u9")
+        );
+        assert_eq!(m.line, line);
+    }
 }

@@ -1,7 +1,8 @@
 //! Viewer events at the origin: what edges relay ([`Record`]s, cart and order events, comments
-//! and merged like counts) is deduplicated by event id and written to the sink, the
-//! [`journal`] (append-only JSON lines, fsynced) that business services consume with
-//! `GET /events?after=OFFSET` on the admin listener.
+//! and merged like counts) is deduplicated by (user, event id) and written to the [`journal`]
+//! (append-only JSON lines, fsynced) that business services consume with
+//! `GET /events?after=OFFSET` on the admin listener, and that the [`kafka`] sink, when
+//! configured, publishes: then a batch is acknowledged only once the bus has it.
 //!
 //! Where to start: [`Intake::accept`]. The edge side (validation of viewers' posts, rate
 //! limits, like merging, the durable spool and the relay) is `edge-node::events`; [`model`]
@@ -51,8 +52,9 @@ pub fn start_sink(
         }
         #[cfg(feature = "kafka")]
         conf::Sink::Kafka => {
-            let sink = kafka::Kafka::new(&config.kafka_brokers, &config.kafka_topic)?;
+            let sink = kafka::Kafka::new(config)?;
             let offsets = kafka::offset_file(&config.state_dir, &sink);
+            intake.acknowledged_by_sink(kafka::read_offset(&offsets));
             tasks.spawn(retain(Box::new(move || kafka::read_offset(&offsets))));
             tasks.spawn(kafka::follow(
                 intake.clone(),
@@ -75,9 +77,16 @@ pub const READ_LIMIT: usize = 1000;
 /// How long `GET /events` waits for something new before answering empty.
 pub const LONG_POLL: Duration = Duration::from_secs(20);
 
+/// How long an origin holds a batch for the bus to acknowledge it before answering 503 (the
+/// edge keeps the events and sends them again; the journal drops the copies).
+pub const BUS_WAIT: Duration = Duration::from_secs(5);
+
 /// Takes relayed records into the sink, once each.
 pub struct Intake {
     journal: Arc<Journal>,
+    /// With a sink that acknowledges (Kafka), the next journal offset it has not: a batch is
+    /// answered once this passes it.
+    bus: std::sync::OnceLock<tokio::sync::watch::Sender<u64>>,
     /// `daihuo_events_total{type, result="written|duplicate"}`.
     counted: IntCounterVec,
 }
@@ -92,8 +101,22 @@ impl Intake {
         let journal = Arc::new(Journal::open(&config.state_dir.join("journal"), window)?);
         Ok(Arc::new(Self {
             journal,
+            bus: std::sync::OnceLock::new(),
             counted: metrics.events.clone(),
         }))
+    }
+
+    /// From now on a batch is acknowledged only once a sink has it too; it has the journal
+    /// before offset `next`.
+    pub fn acknowledged_by_sink(&self, next: u64) {
+        let _ = self.bus.set(tokio::sync::watch::channel(next).0);
+    }
+
+    /// The sink has every journal line before offset `next`.
+    pub fn published(&self, next: u64) {
+        if let Some(bus) = self.bus.get() {
+            bus.send_replace(next);
+        }
     }
 
     pub fn journal(&self) -> &Arc<Journal> {
@@ -123,6 +146,20 @@ impl Intake {
             self.counted
                 .with_label_values(&["any", "duplicate"])
                 .inc_by(done.duplicates as u64);
+        }
+        if let Some(bus) = self.bus.get() {
+            // Everything written so far, which covers this batch and the first copy of
+            // each of its duplicates.
+            let end = *self.journal.subscribe().borrow();
+            let mut published = bus.subscribe();
+            let on_bus = tokio::time::timeout(BUS_WAIT, published.wait_for(|next| *next >= end));
+            if !matches!(on_bus.await, Ok(Ok(_))) {
+                return Err(ApiError::Unavailable(format!(
+                    "events written here but not acknowledged by the bus within {} s; send \
+                     them again (the copies are dropped)",
+                    BUS_WAIT.as_secs()
+                )));
+            }
         }
         Ok(done)
     }
