@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::StatusCode;
 use origin::events::{Intake, Record};
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{Gauge, IntCounter, IntGauge};
 use tracing::{debug, warn};
 
 use super::spool::Spool;
@@ -43,11 +43,13 @@ pub enum Target {
 }
 
 /// Where refused records go, and their count (`daihuo_events_dead_letters_total`); with the
-/// spool's size (`daihuo_spool_bytes`), which the forwarder keeps up to date.
+/// spool's size (`daihuo_spool_bytes`) and how long its oldest record has waited
+/// (`daihuo_spool_oldest_seconds`), which the forwarder keeps up to date.
 pub struct DeadLetters {
     pub path: PathBuf,
     pub counted: IntCounter,
     pub spool_bytes: IntGauge,
+    pub spool_oldest: Gauge,
 }
 
 /// Origins held back after a failure: until when, and the backoff that follows the next.
@@ -104,6 +106,13 @@ pub async fn run(
                     Vec::new()
                 }
             };
+        if after.is_none() {
+            // A pass starts at the oldest record.
+            let waited = batch
+                .first()
+                .map_or(Duration::ZERO, |(k, _)| spool.waited(*k));
+            dead.spool_oldest.set(waited.as_secs_f64());
+        }
         let Some(&(last, _)) = batch.last() else {
             if after.take().is_some() {
                 // The end of a pass. With origins held back, the next pass starts when the

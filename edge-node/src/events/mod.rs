@@ -26,7 +26,7 @@ use bytes::Bytes;
 use conf::EventsConfig;
 use origin::events::{model, Kind, Record};
 use origin::ApiError;
-use prometheus::{IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge};
 use tokio::task::JoinSet;
 
 use likes::Likes;
@@ -150,10 +150,16 @@ impl Events {
                 "Bytes of events in the edge's spool, waiting for their origin.",
             )
             .expect("static metric definition"),
+            spool_oldest: Gauge::new(
+                "daihuo_spool_oldest_seconds",
+                "How long the oldest event in the edge's spool has waited for its origin.",
+            )
+            .expect("static metric definition"),
         };
         metrics.register(vec![
             Box::new(dead.counted.clone()),
             Box::new(dead.spool_bytes.clone()),
+            Box::new(dead.spool_oldest.clone()),
         ]);
         tasks.spawn(forward::run(spool.clone(), target, dead, shutdown.clone()));
         let liked = moka::future::Cache::builder()

@@ -3,8 +3,10 @@
 //! the origin acknowledged them. One writer thread groups concurrent writes into one
 //! transaction, so one fsync serves every viewer waiting at that moment (group commit).
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +68,9 @@ pub struct Spool {
     bytes: Arc<AtomicU64>,
     /// Most bytes it takes (`[events] spool_max_bytes`); reloadable.
     max_bytes: AtomicU64,
+    /// The first key of each commit and when it was made, oldest first (what [`Spool::waited`]
+    /// reads; trimmed as the oldest records leave).
+    commits: Arc<Mutex<VecDeque<(u64, Instant)>>>,
 }
 
 impl Spool {
@@ -95,10 +100,14 @@ impl Spool {
         let (writes, rx) = mpsc::channel(QUEUE);
         let written = Arc::new(Notify::new());
         let bytes = Arc::new(AtomicU64::new(held));
-        let (writer_db, writer_wake, writer_bytes) = (db.clone(), written.clone(), bytes.clone());
+        // Records from before this process count as written when the spool opened.
+        let commits = Arc::new(Mutex::new(VecDeque::from_iter(
+            (held > 0).then(|| (0, Instant::now())),
+        )));
+        let writer_state = (db.clone(), written.clone(), bytes.clone(), commits.clone());
         let thread = std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || writer(writer_db, rx, next, writer_wake, writer_bytes))
+            .spawn(move || writer(writer_state, rx, next))
             .map_err(|e| opening(path)(e.into()))?;
         Ok(Arc::new(Self {
             db: std::sync::RwLock::new(Some(db)),
@@ -107,6 +116,7 @@ impl Spool {
             written,
             bytes,
             max_bytes: AtomicU64::new(u64::MAX),
+            commits,
         }))
     }
 
@@ -129,7 +139,6 @@ impl Spool {
             .ok_or(SpoolError::Stopped)
     }
 
-    /// Stores `items` durably; returns once committed.
     /// Takes at most `max` bytes of records from now on.
     pub fn set_max_bytes(&self, max: u64) {
         self.max_bytes.store(max, Ordering::Relaxed);
@@ -140,6 +149,20 @@ impl Spool {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// How long the record under key `oldest`, the oldest held, has waited: since its commit
+    /// (for a record from before this process started, since the spool was opened).
+    pub fn waited(&self, oldest: u64) -> Duration {
+        let mut commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+        while commits.len() > 1 && commits[1].0 <= oldest {
+            commits.pop_front();
+        }
+        commits
+            .front()
+            .filter(|(first, _)| *first <= oldest)
+            .map_or(Duration::ZERO, |(_, at)| at.elapsed())
+    }
+
+    /// Stores `items` durably; returns once committed.
     pub async fn write(&self, items: Vec<Vec<u8>>) -> Result<(), SpoolError> {
         let size: u64 = items.iter().map(|i| i.len() as u64).sum();
         let held = self.bytes();
@@ -210,13 +233,15 @@ impl Spool {
 }
 
 /// Commits queued writes, grouping whatever waits into one transaction.
-fn writer(
-    db: Arc<Database>,
-    mut rx: mpsc::Receiver<Write>,
-    mut next: u64,
-    wake: Arc<Notify>,
-    bytes: Arc<AtomicU64>,
-) {
+type WriterState = (
+    Arc<Database>,
+    Arc<Notify>,
+    Arc<AtomicU64>,
+    Arc<Mutex<VecDeque<(u64, Instant)>>>,
+);
+
+fn writer(state: WriterState, mut rx: mpsc::Receiver<Write>, mut next: u64) {
+    let (db, wake, bytes, commits) = state;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -248,6 +273,10 @@ fn writer(
                 .map(|i| i.len() as u64)
                 .sum();
             bytes.fetch_add(size, Ordering::Relaxed);
+            commits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back((start, Instant::now()));
         }
         for w in group {
             let _ = w.done.send(result.clone());
@@ -290,6 +319,31 @@ mod tests {
         assert_eq!(all.len(), 41);
         assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(all.last().unwrap().1, b"next");
+    }
+
+    /// The oldest record's wait runs from its commit; once it leaves, the next oldest's
+    /// (a later commit) is what counts; an empty spool has waited nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_oldest_records_wait_counts_from_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(&dir.path().join("spool.redb")).unwrap();
+        assert_eq!(spool.waited(0), Duration::ZERO);
+        spool
+            .write(vec![b"a".to_vec(), b"b".to_vec()])
+            .await
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        spool.write(vec![b"c".to_vec()]).await.unwrap();
+        let first = spool.waited(0);
+        assert!(first >= Duration::from_secs(1), "{first:?}");
+        spool.remove(&[0, 1]).unwrap();
+        let next = spool.waited(2);
+        assert!(next < first, "{next:?} after {first:?}");
+        // Records from before a restart count from the reopen.
+        spool.close();
+        let spool = Spool::open(&dir.path().join("spool.redb")).unwrap();
+        assert!(spool.waited(2) < first);
+        assert_eq!(spool.oldest(10).unwrap().len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
