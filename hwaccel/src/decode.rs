@@ -32,8 +32,12 @@ impl Decoder {
     pub(crate) fn open(sps: Bytes, pps: Bytes, threads: usize) -> Result<Self, Error> {
         let codec = decoder::find(Id::H264).ok_or(Error::DecoderNotFound)?;
         let mut ctx = ffmpeg_next::codec::context::Context::new_with_codec(codec);
+        // Slice threads, not frame threads: frame threading holds back one picture per extra
+        // thread (libavcodec's automatic count is the cores + 1, up to 16: half a second of
+        // latency on a big transcoding box, 67 ms on two cores). One thread decodes a
+        // 1080p30 source with time to spare; slices, when the source has them, add more.
         ctx.set_threading(threading::Config {
-            kind: threading::Type::Frame,
+            kind: threading::Type::Slice,
             count: threads,
             ..threading::Config::default()
         });
