@@ -10,6 +10,10 @@
 //!   per second posted to edge A for a few seconds, each timed until it arrives as a
 //!   server-sent event at a viewer of edge B (spool fsync at A, journal fsync at the origin,
 //!   the feed's long poll to B). Reports p50, p99 and max.
+//! - The peer: Debian's `redis-server` with `appendonly yes` and `appendfsync always` (every
+//!   write fsynced before its reply), its append-only file on the same disk, 64 clients
+//!   `XADD`-ing the same cart JSON to a stream, pipelined 50 at a time like our batches, then
+//!   one per round trip. Reported beside ours as a ratio.
 //!
 //! Run with `cargo bench -p daihuo --bench events` (or `make bench`); `EVENTS_SECONDS` sets
 //! the length of each run (default 5). Targets (the issue's, on loopback): at least 20,000
@@ -74,6 +78,85 @@ async fn carts(http: SocketAddr, clients: usize, batch: usize, window: Duration,
                     )
                     .await;
                     assert_eq!(status, 202, "cart post refused");
+                    done += batch as u64;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("client");
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `redis-server` on a free port, its append-only file fsynced on every write, in `dir`.
+fn redis(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (make bench-deps installs it)");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, addr)
+}
+
+/// Durable events/s into redis at `addr`: `clients` connections each sending `batch` pipelined
+/// `XADD`s and reading their replies. The commands are written by hand (RESP is four lines
+/// per argument) rather than with a client crate, to keep the bench's dependencies lean.
+async fn redis_carts(addr: SocketAddr, clients: usize, batch: usize, window: Duration) -> f64 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await.expect("redis");
+                let (read, mut write) = stream.into_split();
+                let mut replies = BufReader::new(read);
+                let mut line = String::new();
+                let mut done = 0u64;
+                let mut n = 0u64;
+                while started.elapsed() < window {
+                    let mut out = Vec::new();
+                    for i in 0..batch {
+                        let event = cart(&format!("r-{c}-{n}-{i}"));
+                        out.extend_from_slice(b"*5\r\n");
+                        for arg in ["XADD", "events", "*", "event", &event] {
+                            out.extend_from_slice(
+                                format!("${}\r\n{arg}\r\n", arg.len()).as_bytes(),
+                            );
+                        }
+                    }
+                    n += 1;
+                    write.write_all(&out).await.expect("redis write");
+                    for _ in 0..batch {
+                        // Each reply is a bulk string: `$LEN` then the entry id.
+                        for _ in 0..2 {
+                            line.clear();
+                            replies.read_line(&mut line).await.expect("redis reply");
+                            assert!(!line.starts_with('-'), "redis refused: {line}");
+                        }
+                    }
                     done += batch as u64;
                 }
                 done
@@ -248,6 +331,13 @@ fn main() {
         let single = carts(http, 64, 1, window, "s").await;
         edge.shutdown(Duration::from_secs(2)).await;
         let baseline = fsync_each(work.path(), window);
+        let redis_dir = work.path().join("redis");
+        std::fs::create_dir_all(&redis_dir).expect("redis dir");
+        let (mut server, addr) = redis(&redis_dir);
+        let redis_batched = redis_carts(addr, 64, 50, window).await;
+        let redis_single = redis_carts(addr, 64, 1, window).await;
+        let _ = server.kill();
+        let _ = server.wait();
         println!("durable cart events, one edge (spool group commit, fsync on disk):");
         println!("  64 clients, 50 events per POST: {batched:10.0} events/s");
         println!("  64 clients, 1 event per POST:   {single:10.0} events/s");
@@ -256,6 +346,14 @@ fn main() {
             "  ratio to the baseline: {:.1}x (batches), {:.1}x (single events)",
             batched / baseline,
             single / baseline
+        );
+        println!("the peer, redis-server (appendonly, appendfsync always) on the same disk:");
+        println!("  64 clients, 50 XADDs pipelined: {redis_batched:10.0} events/s");
+        println!("  64 clients, 1 XADD per round trip: {redis_single:10.0} events/s");
+        println!(
+            "  daihuo / redis: {:.2}x (batches), {:.2}x (single events)",
+            batched / redis_batched,
+            single / redis_single
         );
         let latencies = comment_latency(work.path(), window).await;
         if latencies.is_empty() {

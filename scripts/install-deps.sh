@@ -6,11 +6,12 @@
 #   scripts/install-deps.sh test    # to build and test: the above plus srt-tools, curl, openssl
 #                                   # and chromium (the browser tests)
 #   scripts/install-deps.sh bench   # to benchmark: the above plus nginx-light (the edge_load peer)
+#                                   # and redis-server (the events peer)
 set -euo pipefail
 
 build_pkgs=(pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libssl-dev)
 test_pkgs=(ffmpeg srt-tools curl openssl systemd chromium)
-bench_pkgs=(nginx-light)
+bench_pkgs=(nginx-light redis-server)
 
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
