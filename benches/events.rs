@@ -56,39 +56,50 @@ fn cart(id: &str) -> String {
     format!(r#"{{"id":"{id}","type":"cart_add","user":"u1","sku":"SKU-1","qty":1}}"#)
 }
 
-/// Durable events/s through `http` with `clients` connections posting `batch` events each.
-async fn carts(http: SocketAddr, clients: usize, batch: usize, window: Duration, tag: &str) -> f64 {
+/// Events/s of `clients` tasks, each running `client(number, started)` until the window
+/// after `started` is over and returning how many events it had acknowledged.
+async fn rate<F, Fut>(clients: usize, client: F) -> f64
+where
+    F: Fn(usize, Instant) -> Fut,
+    Fut: std::future::Future<Output = u64> + Send + 'static,
+{
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let tag = tag.to_string();
-            tokio::spawn(async move {
-                let mut send = connect(http).await;
-                let mut done = 0u64;
-                let mut n = 0u64;
-                while started.elapsed() < window {
-                    let events: Vec<String> = (0..batch)
-                        .map(|i| cart(&format!("{tag}-{c}-{n}-{i}")))
-                        .collect();
-                    n += 1;
-                    let status = post(
-                        &mut send,
-                        "/live/shop/events",
-                        format!("[{}]", events.join(",")),
-                    )
-                    .await;
-                    assert_eq!(status, 202, "cart post refused");
-                    done += batch as u64;
-                }
-                done
-            })
-        })
+        .map(|c| tokio::spawn(client(c, started)))
         .collect();
     let mut total = 0;
     for t in tasks {
         total += t.await.expect("client");
     }
     total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Durable events/s through `http` with `clients` connections posting `batch` events each.
+async fn carts(http: SocketAddr, clients: usize, batch: usize, window: Duration, tag: &str) -> f64 {
+    rate(clients, |c, started| {
+        let tag = tag.to_string();
+        async move {
+            let mut send = connect(http).await;
+            let mut done = 0u64;
+            let mut n = 0u64;
+            while started.elapsed() < window {
+                let events: Vec<String> = (0..batch)
+                    .map(|i| cart(&format!("{tag}-{c}-{n}-{i}")))
+                    .collect();
+                n += 1;
+                let status = post(
+                    &mut send,
+                    "/live/shop/events",
+                    format!("[{}]", events.join(",")),
+                )
+                .await;
+                assert_eq!(status, 202, "cart post refused");
+                done += batch as u64;
+            }
+            done
+        }
+    })
+    .await
 }
 
 /// `redis-server` on a free port, its append-only file fsynced on every write, in `dir`.
@@ -126,48 +137,37 @@ fn redis(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
 /// per argument) rather than with a client crate, to keep the bench's dependencies lean.
 async fn redis_carts(addr: SocketAddr, clients: usize, batch: usize, window: Duration) -> f64 {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            tokio::spawn(async move {
-                let stream = tokio::net::TcpStream::connect(addr).await.expect("redis");
-                let (read, mut write) = stream.into_split();
-                let mut replies = BufReader::new(read);
-                let mut line = String::new();
-                let mut done = 0u64;
-                let mut n = 0u64;
-                while started.elapsed() < window {
-                    let mut out = Vec::new();
-                    for i in 0..batch {
-                        let event = cart(&format!("r-{c}-{n}-{i}"));
-                        out.extend_from_slice(b"*5\r\n");
-                        for arg in ["XADD", "events", "*", "event", &event] {
-                            out.extend_from_slice(
-                                format!("${}\r\n{arg}\r\n", arg.len()).as_bytes(),
-                            );
-                        }
-                    }
-                    n += 1;
-                    write.write_all(&out).await.expect("redis write");
-                    for _ in 0..batch {
-                        // Each reply is a bulk string: `$LEN` then the entry id.
-                        for _ in 0..2 {
-                            line.clear();
-                            replies.read_line(&mut line).await.expect("redis reply");
-                            assert!(!line.starts_with('-'), "redis refused: {line}");
-                        }
-                    }
-                    done += batch as u64;
+    rate(clients, |c, started| async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("redis");
+        let (read, mut write) = stream.into_split();
+        let mut replies = BufReader::new(read);
+        let mut line = String::new();
+        let mut done = 0u64;
+        let mut n = 0u64;
+        while started.elapsed() < window {
+            let mut out = Vec::new();
+            for i in 0..batch {
+                let event = cart(&format!("r-{c}-{n}-{i}"));
+                out.extend_from_slice(b"*5\r\n");
+                for arg in ["XADD", "events", "*", "event", &event] {
+                    out.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
                 }
-                done
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.expect("client");
-    }
-    total as f64 / started.elapsed().as_secs_f64()
+            }
+            n += 1;
+            write.write_all(&out).await.expect("redis write");
+            for _ in 0..batch {
+                // Each reply is a bulk string: `$LEN` then the entry id.
+                for _ in 0..2 {
+                    line.clear();
+                    replies.read_line(&mut line).await.expect("redis reply");
+                    assert!(!line.starts_with('-'), "redis refused: {line}");
+                }
+            }
+            done += batch as u64;
+        }
+        done
+    })
+    .await
 }
 
 /// Events/s of one write + fdatasync per event, in `dir`.
