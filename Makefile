@@ -46,17 +46,21 @@ bench-deps:
 # integration tests need them), so the end-to-end tests take those as they are
 # (DAIHUO_PREBUILT_BINARIES) instead of building them again with other features. Four test
 # threads on two cores: end-to-end tests mostly wait on real-time media (they pass with both
-# cores busy; a test measures in parts or events, not seconds).
+# cores busy; a test measures in parts or events, not seconds). The vendored srt-protocol's
+# own unit tests (outside the workspace) build and run meanwhile, in that idle time.
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --features hwaccel/nvenc -- -D warnings
 	# Licenses, duplicate versions, sources, and advisories when their database is reachable.
 	@scripts/deny.sh
 	@mkdir -p target
+	$(CARGO) test --workspace --lib --bins --tests --no-run
+	@scripts/test-vendored.sh > target/test-vendored.log 2>&1 & vendored=$$!; \
 	DAIHUO_PREBUILT_BINARIES=1 $(CARGO) test --workspace --lib --bins --tests -- --test-threads 4 \
-		2>&1 | tee target/test.log
-	# The vendored srt-protocol's own unit tests (outside the workspace).
-	@scripts/test-vendored.sh 2>&1 | tee -a target/test.log
+		2>&1 | tee target/test.log; tests=$$?; \
+	wait $$vendored; vendored=$$?; \
+	echo "# the vendored srt-protocol's unit tests:"; cat target/test-vendored.log | tee -a target/test.log; \
+	[ $$tests -eq 0 ] && [ $$vendored -eq 0 ]
 	@scripts/test-summary.sh target/test.log
 
 check: fmt clippy
