@@ -187,12 +187,29 @@ pub async fn follow<S: Sink>(
         sink = sink.name(),
         next, "event sink following the journal; batches are acknowledged once it has them"
     );
+    // The position is saved beside the publishing, not in its way (an fsync per batch
+    // would hold every waiting acknowledgement); a crash may publish the last batches again,
+    // and consumers know the copies by their headers. The last one is saved at shutdown.
+    let (saved, mut to_save) = tokio::sync::watch::channel(next);
+    let saver = {
+        let file = file.clone();
+        tokio::spawn(async move {
+            while to_save.changed().await.is_ok() {
+                let (file, next) = (file.clone(), *to_save.borrow_and_update());
+                if let Ok(Err(e)) =
+                    tokio::task::spawn_blocking(move || write_offset(&file, next)).await
+                {
+                    warn!("event sink: {e}");
+                }
+            }
+        })
+    };
     let mut written = intake.journal().subscribe();
     let mut backoff = Duration::from_millis(100);
     loop {
         tokio::select! {
             _ = written.wait_for(|w| *w > next) => {}
-            _ = shutdown.stopped() => return,
+            _ = shutdown.stopped() => break,
         }
         let journal = intake.journal().clone();
         let lines = match tokio::task::spawn_blocking(move || {
@@ -237,9 +254,7 @@ pub async fn follow<S: Sink>(
             Ok(()) => {
                 next = last + 1;
                 intake.published(next);
-                if let Err(e) = write_offset(&file, next) {
-                    warn!("event sink: {e}");
-                }
+                saved.send_replace(next);
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {
@@ -249,6 +264,9 @@ pub async fn follow<S: Sink>(
             }
         }
     }
+    // The saver writes what it has not yet, then ends.
+    drop(saved);
+    let _ = saver.await;
 }
 
 /// Where `sink` keeps its position: the next journal offset to publish.
