@@ -15,6 +15,11 @@
 //!   `XADD`-ing the same cart JSON to a stream, pipelined 50 at a time like our batches, then
 //!   one per round trip. Reported beside ours as a ratio.
 //!
+//! - Kafka-acknowledged carts: an origin's intake with `sink = "kafka"` and Tansu (a
+//!   Kafka-protocol broker) on loopback; 64 posters each hand it one cart at a time, as edges
+//!   do, and time its answer: journal fsync, the dedup index, then the bus's acks=all. Reports
+//!   p50, p99 and max.
+//!
 //! Run with `cargo bench -p daihuo --bench events` (or `make bench`); `EVENTS_SECONDS` sets
 //! the length of each run (default 5). Targets (the issue's, on loopback): at least 20,000
 //! durable cart events/s per edge, comment p99 under 50 ms. The bench reports; it does not
@@ -30,6 +35,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+
+#[path = "../tests/support/tansu.rs"]
+mod tansu;
 
 async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -168,6 +176,62 @@ async fn redis_carts(addr: SocketAddr, clients: usize, batch: usize, window: Dur
         done
     })
     .await
+}
+
+/// How long an origin with `sink = "kafka"` (Tansu on loopback) takes to acknowledge one cart
+/// to the edge that posted it, with `clients` posters: the journal's fsync, the dedup index,
+/// then Kafka's acks=all. Called through the intake the origin API hands edges' batches to.
+async fn kafka_acks(work: &std::path::Path, clients: usize, window: Duration) -> Vec<Duration> {
+    let brokers = format!("127.0.0.1:{}", daihuo::daemons::free_port());
+    let _broker = tansu::broker(&brokers, "daihuo-events").await;
+    let config = conf::EventsConfig {
+        state_dir: work.join("kafka-origin"),
+        sink: conf::Sink::Kafka,
+        kafka_brokers: brokers,
+        ..Default::default()
+    };
+    let intake =
+        origin::events::Intake::open(&config, &origin::Metrics::new()).expect("the journal");
+    let mut sink = tokio::task::JoinSet::new();
+    origin::events::start_sink(&config, &intake, &mut sink, &daemon::Drain::disabled())
+        .expect("the Kafka sink");
+    // The first acknowledgement waits for the producer's connection and the topic's metadata.
+    let warm_up = serde_json::from_str(&cart("k-warm-up")).expect("cart");
+    intake
+        .accept(vec![origin::events::Record {
+            room: "shop".into(),
+            event: warm_up,
+        }])
+        .await
+        .expect("the first cart acknowledged");
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let posters: Vec<_> = (0..clients)
+        .map(|c| {
+            let (intake, latencies) = (intake.clone(), latencies.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while started.elapsed() < window {
+                    let event = serde_json::from_str(&cart(&format!("k-{c}-{n}"))).expect("cart");
+                    n += 1;
+                    let record = origin::events::Record {
+                        room: "shop".into(),
+                        event,
+                    };
+                    let t = Instant::now();
+                    intake.accept(vec![record]).await.expect("acknowledged");
+                    latencies.lock().expect("latencies").push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    for p in posters {
+        p.await.expect("poster");
+    }
+    sink.abort_all();
+    let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    latencies.sort();
+    latencies
 }
 
 /// Events/s of one write + fdatasync per event, in `dir`.
@@ -354,6 +418,17 @@ fn main() {
             "  daihuo / redis: {:.2}x (batches), {:.2}x (single events)",
             batched / redis_batched,
             single / redis_single
+        );
+        let acks = kafka_acks(work.path(), 64, window).await;
+        println!(
+            "Kafka-acknowledged carts, 64 posters, one cart a batch: {} in {:?} ({:.0}/s); \
+             ack p50 {:?}, p99 {:?}, max {:?}",
+            acks.len(),
+            window,
+            acks.len() as f64 / window.as_secs_f64(),
+            percentile(&acks, 0.5),
+            percentile(&acks, 0.99),
+            acks.last().copied().unwrap_or_default()
         );
         let latencies = comment_latency(work.path(), window).await;
         if latencies.is_empty() {

@@ -8,29 +8,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daihuo::daemons::free_port;
-use daihuo::{loopback_config, Child};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use daihuo::loopback_config;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::Message;
 
-const TOPIC: &str = "daihuo-events";
+use crate::tansu::broker;
 
-fn tansu() -> String {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let installed = format!("{home}/.cargo/bin/tansu");
-    if std::path::Path::new(&installed).exists() {
-        installed
-    } else {
-        "tansu".into()
-    }
-}
+const TOPIC: &str = "daihuo-events";
 
 async fn post_carts(http: std::net::SocketAddr, room: &str, from: usize, to: usize) {
     for batch in (from..to).collect::<Vec<_>>().chunks(50) {
@@ -55,49 +45,6 @@ async fn post_carts(http: std::net::SocketAddr, room: &str, from: usize, to: usi
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "202");
     }
-}
-
-/// Tansu listening on `brokers` (`127.0.0.1:PORT`), in memory, with the test topic.
-async fn broker(brokers: &str) -> Child {
-    let url = format!("tcp://{brokers}");
-    let broker = Child::spawn(
-        Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("tansu (make test-deps installs it)");
-    // The topic (Tansu does not create topics on its own).
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1));
-        let created = admin
-            .create_topics(
-                &[topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(5))),
-            )
-            .await;
-        if matches!(created.as_deref(), Ok([Ok(_)])) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cannot create the topic: {created:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    broker
 }
 
 /// A message as a consumer sees it: key, the `daihuo-id` and `daihuo-user` headers, payload.
@@ -180,7 +127,7 @@ fn kafka_box(brokers: &str) -> conf::EdgeConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_kafka_once_keyed_by_room() {
     let brokers = format!("127.0.0.1:{}", free_port());
-    let _broker = broker(&brokers).await;
+    let _broker = broker(&brokers, TOPIC).await;
     let config = kafka_box(&brokers);
     let edge = edge_node::Edge::start(&config).await.unwrap();
     post_carts(edge.addrs.http.unwrap(), "shop", 0, 500).await;
@@ -231,7 +178,7 @@ async fn carts_taken_while_kafka_is_down_stay_spooled_until_it_has_them() {
         "spool while the bus is down: {held}"
     );
 
-    let _broker = broker(&brokers).await;
+    let _broker = broker(&brokers, TOPIC).await;
     let seen = consume(&brokers, 200);
     assert_once_keyed_by_room(&seen, 200);
     let deadline = Instant::now() + Duration::from_secs(60);

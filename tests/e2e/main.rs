@@ -16,5 +16,7 @@ mod package;
 mod security;
 mod single_box;
 mod socket;
+#[path = "../support/tansu.rs"]
+mod tansu;
 mod tiers;
 mod transcode;
