@@ -97,6 +97,8 @@ impl Lifecycle {
                 "grace period over, aborting the rest"
             );
             self.tasks.abort_all();
+            // Until each is dropped, it may still hold what the caller closes next.
+            while self.tasks.join_next().await.is_some() {}
         }
         if let Some((trigger, task)) = self.admin.take() {
             trigger.start();

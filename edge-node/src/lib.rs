@@ -81,6 +81,8 @@ pub struct Edge {
     cache: ObjectCache,
     router: Arc<Router>,
     events: Arc<events::Events>,
+    /// The embedded origin's journal (single box), closed at shutdown.
+    journal: Option<Arc<origin::events::Intake>>,
     scale: Arc<Scale>,
     lifecycle: Lifecycle,
 }
@@ -321,7 +323,7 @@ impl Edge {
         if let Some(upstream) = backend.upstream.clone() {
             admin = admin.check(Arc::new(move || upstream.readiness()) as ReadyCheck);
         }
-        if let Some(intake) = backend.journal {
+        if let Some(intake) = backend.journal.clone() {
             admin = admin.extension(origin::events::admin_paths(intake));
         }
         lifecycle.serve_admin(listeners.admin, admin);
@@ -340,6 +342,7 @@ impl Edge {
             cache,
             router,
             events,
+            journal: backend.journal,
             scale,
             lifecycle,
         })
@@ -351,11 +354,18 @@ impl Edge {
     }
 
     /// Drains: readiness false, listeners stop, in-flight requests and publishes finish
-    /// within `grace`; then the spool is closed.
+    /// within `grace`; then the spool and the embedded origin's journal are closed (whoever
+    /// still holds them: the state directory can be opened again once this returns).
     pub async fn shutdown(self, grace: Duration) {
         self.lifecycle.shutdown(grace).await;
-        let events = self.events.clone();
-        let _ = tokio::task::spawn_blocking(move || events.close()).await;
+        let (events, journal) = (self.events.clone(), self.journal.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            events.close();
+            if let Some(journal) = journal {
+                journal.close();
+            }
+        })
+        .await;
     }
 
     /// Applies what can change live from `next`: the publish policy and stream limit for new

@@ -112,6 +112,7 @@ pub struct Node {
     pub certificates: Arc<Certificates>,
     live: Live,
     scale: Arc<daemon::scale::Scale>,
+    events: Arc<events::Intake>,
     lifecycle: Lifecycle,
 }
 
@@ -174,7 +175,7 @@ impl Node {
         lifecycle.spawn(scale.clone().run(drain));
         let admin_handler = Admin::new(metrics.process.clone(), lifecycle.ready_flag())
             .scale(scale.clone())
-            .extension(events::admin_paths(events));
+            .extension(events::admin_paths(events.clone()));
         lifecycle.serve_admin(admin, admin_handler);
         lifecycle.set_ready();
         Ok(Self {
@@ -186,6 +187,7 @@ impl Node {
             certificates,
             live,
             scale,
+            events,
             lifecycle,
         })
     }
@@ -204,9 +206,12 @@ impl Node {
         Ok(())
     }
 
-    /// Drains: readiness false, listeners stop, in-flight work finishes within `grace`.
+    /// Drains: readiness false, listeners stop, in-flight work finishes within `grace`; then
+    /// the journal is closed (the state directory can be opened again once this returns).
     pub async fn shutdown(self, grace: Duration) {
         self.lifecycle.shutdown(grace).await;
+        let events = self.events.clone();
+        let _ = tokio::task::spawn_blocking(move || events.close()).await;
     }
 }
 

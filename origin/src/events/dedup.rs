@@ -9,13 +9,15 @@
 //! the window it becomes the previous one and the old previous is dropped whole (one table
 //! deletion, no per-pair expiry): a pair is remembered for between one and two windows.
 //!
-//! Kept consistent with the journal, which is the truth: each batch's pairs are stored with the
-//! journal offset they bring the index to, in one transaction. Those commits are not fsynced
-//! (the journal append already was); one every [`DURABLE_EVERY`] is. After a crash redb is back
+//! Kept consistent with the journal, which is the truth: each batch of durable lines' pairs is
+//! stored with the journal offset it brings the index to, in one transaction, by the journal's
+//! indexer thread. Those commits are not fsynced (the journal append already was); one every
+//! [`DURABLE_EVERY`] is. After a crash redb is back
 //! at its last durable commit, and the journal re-indexes its lines from the offset that commit
 //! recorded ([`Dedup::indexed_through`]).
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
@@ -58,7 +60,7 @@ fn now_secs() -> u64 {
 pub struct Dedup {
     db: Database,
     window: Duration,
-    last_durable: Instant,
+    last_durable: Mutex<Instant>,
 }
 
 impl Dedup {
@@ -79,7 +81,7 @@ impl Dedup {
         Ok(Self {
             db,
             window,
-            last_durable: Instant::now(),
+            last_durable: Mutex::new(Instant::now()),
         })
     }
 
@@ -124,9 +126,10 @@ impl Dedup {
 
     /// Stores `pairs`, written to the journal up to offset `through` (exclusive); turns the
     /// generations over first when the current one is older than the window.
-    pub fn record(&mut self, pairs: &[(&str, &str)], through: u64) -> Result<(), DedupError> {
+    pub fn record(&self, pairs: &[(&str, &str)], through: u64) -> Result<(), DedupError> {
         let mut txn = self.db.begin_write().map_err(err)?;
-        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+        let mut last_durable = self.last_durable.lock().unwrap_or_else(|e| e.into_inner());
+        let durable = last_durable.elapsed() >= DURABLE_EVERY;
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
@@ -157,17 +160,17 @@ impl Dedup {
         }
         txn.commit().map_err(err)?;
         if durable {
-            self.last_durable = Instant::now();
+            *last_durable = Instant::now();
         }
         Ok(())
     }
 
     /// Makes every commit so far durable (at shutdown; a crash re-indexes from the journal).
-    pub fn flush(&mut self) -> Result<(), DedupError> {
+    pub fn flush(&self) -> Result<(), DedupError> {
         let mut txn = self.db.begin_write().map_err(err)?;
         txn.set_durability(Durability::Immediate);
         txn.commit().map_err(err)?;
-        self.last_durable = Instant::now();
+        *self.last_durable.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         Ok(())
     }
 }
@@ -231,7 +234,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dedup.redb");
         let window = Duration::from_secs(3600);
-        let mut d = Dedup::open(&path, window).unwrap();
+        let d = Dedup::open(&path, window).unwrap();
         assert_eq!(d.indexed_through().unwrap(), 0);
         d.record(&[("alice", "c-42")], 1).unwrap();
         // Another user's c-42 is another event.

@@ -4,6 +4,14 @@
 //! ([`Dedup`], `[events] dedup_hours`): an event relayed again after any crash (the edge's
 //! spool replays what it did not see acknowledged) or retried by its viewer is recognised.
 //!
+//! Appends are group-committed: each writes its lines under the journal's lock, then waits
+//! outside it for an fsync that covers them; one waiter at a time runs the fsync for all that
+//! are written by then (so many concurrent one-event appends share one fsync). An fsync that
+//! fails rolls the file back to the last one that succeeded and fails every append past it.
+//! Readers and sinks only ever see lines an fsync covered. The (user, id) pairs of durable
+//! lines reach the index on its own thread; until then they are checked in memory
+//! ([`Unindexed`]), so the index's commits are never on an acknowledgement's path.
+//!
 //! Readers consume with [`Journal::read`] from an offset (`GET /events?after=N` long-polls on
 //! [`Journal::subscribe`]); a read seeks to a point at most [`SEEK_EVERY`] lines before its
 //! offset instead of scanning its file, so the feed of a long show stays as fast as at its
@@ -16,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -53,6 +61,11 @@ pub enum JournalError {
         oldest.saturating_sub(1)
     )]
     Trimmed { asked: u64, oldest: u64 },
+    /// An fsync failed after these lines were written; they were cut off again.
+    #[error("journal not durable (rolled back): {0}")]
+    RolledBack(String),
+    #[error("journal closed (shutting down)")]
+    Closed,
 }
 
 /// What the journal keeps (`[events] retain_hours`, `retain_bytes`): a file goes once its
@@ -85,24 +98,63 @@ struct Inner {
     dir: PathBuf,
     /// First offsets of the files, in order (the last is being written).
     files: Vec<u64>,
-    file: File,
+    /// Shared with the fsync that runs outside the lock.
+    file: Arc<File>,
     file_bytes: u64,
     /// A file rolls over past this many bytes ([`FILE_BYTES`]; tests make it small).
     roll_at: u64,
     next: u64,
+    /// What the last fsync covered: the next offset and the bytes of the file being written.
+    durable: (u64, u64),
+    /// How many roll-backs there have been: an append waits for its fsync in its epoch.
+    epoch: usize,
     /// Per file (by its first offset): (offset, byte position) of every [`SEEK_EVERY`]th line,
     /// from the file's first. Built as lines are written, or by one scan at a first read.
     seeks: HashMap<u64, Vec<(u64, u64)>>,
-    dedup: Dedup,
-    /// Pairs written to the journal that the index failed to take; retried with the next.
-    unrecorded: HashSet<(String, String)>,
+    /// Taken away by [`Journal::close`].
+    dedup: Option<Arc<Dedup>>,
+}
+
+/// The pairs of lines written that the index has not taken yet, with their offsets.
+#[derive(Default)]
+struct Unindexed {
+    pairs: HashMap<(String, String), u64>,
+    /// Lines before this offset are durable: the indexer takes their pairs.
+    durable: u64,
+}
+
+/// Where the group commit is.
+struct Synced {
+    /// Every line before this offset is durable.
+    next: u64,
+    /// A waiter is running the fsync.
+    leader: bool,
+    /// Per epoch, the offset its roll-back went back to, and why.
+    rolled_back: Vec<(u64, String)>,
+}
+
+/// The thread that hands durable lines' pairs to the index.
+struct Indexer {
+    wake: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// An append-only, deduplicating event journal.
 pub struct Journal {
     inner: Mutex<Inner>,
-    /// The next offset to be written, for long-poll readers.
+    unindexed: Arc<Mutex<Unindexed>>,
+    synced: Mutex<Synced>,
+    synced_changed: Condvar,
+    /// The next offset to be made durable, for long-poll readers.
     written: watch::Sender<u64>,
+    indexer: Mutex<Option<Indexer>>,
+    /// Tests make fsyncs fail.
+    #[cfg(test)]
+    fail_syncs: std::sync::atomic::AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What an append did.
@@ -110,6 +162,9 @@ pub struct Journal {
 pub struct Appended {
     pub accepted: usize,
     pub duplicates: usize,
+    /// The journal lines before this offset hold the batch (its new events and the first
+    /// copies of its duplicates): what a sink must have before the batch is acknowledged.
+    pub end: u64,
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -144,7 +199,7 @@ impl Journal {
         if files.is_empty() {
             files.push(0);
         }
-        let mut dedup = Dedup::open(&dir.join("dedup.redb"), window)?;
+        let dedup = Dedup::open(&dir.join("dedup.redb"), window)?;
         let indexed = dedup.indexed_through()?;
         let mut pairs: Vec<(String, String)> = Vec::new();
         let mut seeks = HashMap::new();
@@ -239,48 +294,95 @@ impl Journal {
             dedup.record(&refs, next)?;
             dedup.flush()?;
         }
+        let dedup = Arc::new(dedup);
+        let unindexed = Arc::new(Mutex::new(Unindexed {
+            pairs: HashMap::new(),
+            durable: next,
+        }));
+        let (wake, woken) = mpsc::channel();
+        let thread = {
+            let (dedup, unindexed) = (dedup.clone(), unindexed.clone());
+            std::thread::Builder::new()
+                .name("journal-index".into())
+                .spawn(move || index(&dedup, &unindexed, &woken))
+                .map_err(io(dir))?
+        };
         Ok(Self {
             inner: Mutex::new(Inner {
                 dir: dir.to_path_buf(),
                 files,
-                file,
+                file: Arc::new(file),
                 file_bytes: kept_bytes,
                 roll_at: FILE_BYTES,
                 next,
+                durable: (next, kept_bytes),
+                epoch: 0,
                 seeks,
-                dedup,
-                unrecorded: HashSet::new(),
+                dedup: Some(dedup),
             }),
+            unindexed,
+            synced: Mutex::new(Synced {
+                next,
+                leader: false,
+                rolled_back: Vec::new(),
+            }),
+            synced_changed: Condvar::new(),
             written: watch::Sender::new(next),
+            indexer: Mutex::new(Some(Indexer { wake, thread })),
+            #[cfg(test)]
+            fail_syncs: Default::default(),
         })
     }
 
-    /// Appends the records whose (user, id) it has not seen within the window, fsyncs, and
-    /// only then returns. A failed write is cut off again before the error returns, so what
-    /// follows is never behind a torn line. Blocking: call from a blocking thread.
+    /// Appends the records whose (user, id) it has not seen within the window and returns
+    /// once an fsync covers them (and the earlier lines any duplicates among them repeat). A
+    /// failed write or fsync is cut off again before the error returns, so what follows is
+    /// never behind a torn line. Blocking: call from a blocking thread.
     pub fn append(&self, records: &[Record]) -> Result<Appended, JournalError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::new();
-        let mut done = Appended::default();
+        let (done, epoch) = self.write(records)?;
+        self.wait_durable(done.end, epoch)?;
+        Ok(done)
+    }
+
+    /// Writes the new lines without an fsync; returns what it did (with the offset that must
+    /// be durable before the append is acknowledged) and the epoch it was written in.
+    fn write(&self, records: &[Record]) -> Result<(Appended, usize), JournalError> {
+        let mut inner = lock(&self.inner);
+        let dedup = inner.dedup.clone().ok_or(JournalError::Closed)?;
+        if inner.file_bytes >= inner.roll_at {
+            self.roll(&mut inner)?;
+        }
         let pairs: Vec<(&str, &str)> = records
             .iter()
             .map(|r| (r.event.user.as_str(), r.event.id.as_str()))
             .collect();
-        let seen = inner.dedup.seen(&pairs)?;
+        // Locked before the index is read: the indexer lets go of pairs only once its commit
+        // is there to be read.
+        let mut unindexed = lock(&self.unindexed);
+        let indexed = dedup.seen(&pairs)?;
+        let mut done = Appended::default();
+        // A duplicate of a line not yet durable is acknowledged with it, not before; one of an
+        // indexed line, once what is durable now is on the sink.
+        let mut wait_for = 0;
         let mut fresh: HashSet<(&str, &str)> = HashSet::new();
-        if inner.file_bytes >= inner.roll_at {
-            let first = inner.next;
-            inner.roll(first)?;
-        }
+        let mut out = Vec::new();
+        let mut offsets = Vec::new();
         let file_first = *inner.files.last().unwrap_or(&0);
         let mut new_seeks = Vec::new();
         let mut next = inner.next;
-        for ((r, pair), seen) in records.iter().zip(&pairs).zip(seen) {
-            let unrecorded = !inner.unrecorded.is_empty()
-                && inner
-                    .unrecorded
-                    .contains(&(pair.0.to_string(), pair.1.to_string()));
-            if seen || unrecorded || !fresh.insert(*pair) {
+        for ((r, pair), indexed) in records.iter().zip(&pairs).zip(indexed) {
+            let written = (!unindexed.pairs.is_empty())
+                .then(|| {
+                    let key = (pair.0.to_string(), pair.1.to_string());
+                    unindexed.pairs.get(&key).copied()
+                })
+                .flatten();
+            if let Some(at) = written {
+                wait_for = wait_for.max(at + 1);
+            } else if indexed {
+                wait_for = wait_for.max(inner.durable.0);
+            }
+            if indexed || written.is_some() || !fresh.insert(*pair) {
                 done.duplicates += 1;
                 continue;
             }
@@ -296,48 +398,137 @@ impl Journal {
                     new_seeks.push((next, at));
                 }
                 out.push(b'\n');
+                offsets.push((*pair, next));
                 next += 1;
                 done.accepted += 1;
             }
         }
+        done.end = wait_for;
         if done.accepted == 0 {
-            return Ok(done);
+            return Ok((done, inner.epoch));
         }
-        let path = inner.dir.join(file_name(file_first));
-        if let Err(e) = inner
-            .file
-            .write_all(&out)
-            .and_then(|()| inner.file.sync_data())
-        {
+        if let Err(e) = (&*inner.file).write_all(&out) {
             // Disk full, an I/O error: cut the part that may have been written, so the next
             // append follows whole lines (the edge retries this batch).
             let keep = inner.file_bytes;
             let _ = inner.file.set_len(keep);
-            let _ = inner.file.seek(SeekFrom::Start(keep));
-            return Err(io(&path)(e));
+            let _ = (&*inner.file).seek(SeekFrom::Start(keep));
+            return Err(io(&inner.dir.join(file_name(file_first)))(e));
         }
         inner.file_bytes += out.len() as u64;
         inner.next = next;
         inner.seeks.entry(file_first).or_default().extend(new_seeks);
-        let mut written: Vec<(&str, &str)> = fresh.into_iter().collect();
-        let earlier: Vec<(String, String)> = inner.unrecorded.iter().cloned().collect();
-        written.extend(earlier.iter().map(|(u, i)| (u.as_str(), i.as_str())));
-        match inner.dedup.record(&written, next) {
-            Ok(()) => inner.unrecorded.clear(),
+        for ((user, id), offset) in offsets {
+            unindexed
+                .pairs
+                .insert((user.to_string(), id.to_string()), offset);
+        }
+        done.end = next;
+        Ok((done, inner.epoch))
+    }
+
+    /// Returns once the lines before `end` are durable, running the fsync itself when no
+    /// other waiter is; fails if they were rolled back.
+    fn wait_durable(&self, end: u64, epoch: usize) -> Result<(), JournalError> {
+        let mut synced = lock(&self.synced);
+        loop {
+            if let Some((point, why)) = synced.rolled_back.get(epoch) {
+                return match end <= *point {
+                    true => Ok(()),
+                    false => Err(JournalError::RolledBack(why.clone())),
+                };
+            }
+            if synced.next >= end {
+                return Ok(());
+            }
+            if synced.leader {
+                synced = self
+                    .synced_changed
+                    .wait(synced)
+                    .unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            synced.leader = true;
+            drop(synced);
+            self.sync_written();
+            synced = lock(&self.synced);
+            synced.leader = false;
+            self.synced_changed.notify_all();
+        }
+    }
+
+    /// One fsync of everything written so far, outside the lock (appends go on meanwhile).
+    fn sync_written(&self) {
+        let (file, target, bytes) = {
+            let inner = lock(&self.inner);
+            (inner.file.clone(), inner.next, inner.file_bytes)
+        };
+        let result = file.sync_data();
+        #[cfg(test)]
+        let result = match self.fail_syncs.load(std::sync::atomic::Ordering::Relaxed) {
+            true => Err(std::io::Error::other("injected fsync failure")),
+            false => result,
+        };
+        let mut inner = lock(&self.inner);
+        // A roll-over since has made them durable already.
+        if target <= inner.durable.0 {
+            return;
+        }
+        match result {
+            Ok(()) => self.made_durable(&mut inner, target, bytes),
             Err(e) => {
-                // The lines are in the journal (acknowledged); a restart re-indexes them from
-                // it. Until then they are remembered here.
-                tracing::warn!("{e}; kept in memory until it recovers");
-                let keep: Vec<(String, String)> = written
-                    .iter()
-                    .map(|(u, i)| (u.to_string(), i.to_string()))
-                    .collect();
-                inner.unrecorded.extend(keep);
+                let path = inner.dir.join(file_name(*inner.files.last().unwrap_or(&0)));
+                self.roll_back(&mut inner, &io(&path)(e));
             }
         }
-        drop(inner);
+    }
+
+    /// Lines before `next` (`bytes` of the file being written) are durable.
+    fn made_durable(&self, inner: &mut Inner, next: u64, bytes: u64) {
+        inner.durable = (next, bytes);
+        lock(&self.unindexed).durable = next;
+        lock(&self.synced).next = next;
+        self.synced_changed.notify_all();
         self.written.send_replace(next);
-        Ok(done)
+        if let Some(indexer) = lock(&self.indexer).as_ref() {
+            let _ = indexer.wake.send(());
+        }
+    }
+
+    /// An fsync failed: what it should have covered may or may not be on disk. The file is cut
+    /// back to the last fsync that succeeded; the appends past it fail (their edges retry).
+    fn roll_back(&self, inner: &mut Inner, why: &JournalError) {
+        let (next, bytes) = inner.durable;
+        tracing::error!(
+            lost = inner.next - next,
+            "{why}; the journal is cut back to offset {next}, its appends since fail"
+        );
+        let _ = inner.file.set_len(bytes);
+        let _ = (&*inner.file).seek(SeekFrom::Start(bytes));
+        inner.next = next;
+        inner.file_bytes = bytes;
+        let file_first = *inner.files.last().unwrap_or(&0);
+        if let Some(seeks) = inner.seeks.get_mut(&file_first) {
+            seeks.retain(|(offset, _)| *offset < next);
+        }
+        lock(&self.unindexed)
+            .pairs
+            .retain(|_, offset| *offset < next);
+        inner.epoch += 1;
+        lock(&self.synced).rolled_back.push((next, why.to_string()));
+        self.synced_changed.notify_all();
+    }
+
+    /// Stops appends, hands the last pairs to the index and closes it (at shutdown, so that
+    /// the state directory can be opened again whoever still holds the journal).
+    pub fn close(&self) {
+        let dedup = lock(&self.inner).dedup.take();
+        let indexer = lock(&self.indexer).take();
+        if let Some(Indexer { wake, thread }) = indexer {
+            drop(wake);
+            let _ = thread.join();
+        }
+        drop(dedup);
     }
 
     /// Up to `limit` lines with offsets after `after` (all kept when `after` is `None`).
@@ -353,8 +544,8 @@ impl Journal {
             Some(a) => a + 1,
             None => oldest,
         };
-        let (dir, files, seek) = {
-            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (dir, files, seek, durable) = {
+            let inner = lock(&self.inner);
             // Retention may have run since `oldest` was read.
             let oldest = inner.files[0];
             if after.is_some() && from < oldest {
@@ -371,7 +562,7 @@ impl Journal {
                 let i = s.partition_point(|(o, _)| *o <= from);
                 i.checked_sub(1).map_or((files[0], 0), |i| s[i])
             });
-            (inner.dir.clone(), files, seek)
+            (inner.dir.clone(), files, seek, inner.durable.0)
         };
         let seek = match seek {
             Some(seek) => seek,
@@ -394,8 +585,13 @@ impl Journal {
             let (base, pos) = if n == 0 { seek } else { (*first, 0) };
             file.seek(SeekFrom::Start(pos)).map_err(io(&path))?;
             for (i, line) in BufReader::new(file).lines().enumerate() {
+                let offset = base + i as u64;
+                // Lines no fsync has covered yet may still be rolled back.
+                if offset >= durable {
+                    return Ok(out);
+                }
                 let line = line.map_err(io(&path))?;
-                if base + i as u64 >= from && !line.is_empty() {
+                if offset >= from {
                     out.push(line);
                     if out.len() == limit {
                         return Ok(out);
@@ -403,8 +599,6 @@ impl Journal {
                 }
             }
         }
-        // A line being written right now may be torn: readers get whole lines only.
-        out.retain(|l| serde_json::from_str::<serde_json::Value>(l).is_ok());
         Ok(out)
     }
 
@@ -431,12 +625,12 @@ impl Journal {
         }
         let i = seeks.partition_point(|(o, _)| *o <= from);
         let start = i.checked_sub(1).map_or((first, 0), |i| seeks[i]);
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = lock(&self.inner);
         inner.seeks.entry(first).or_insert(seeks);
         Ok(start)
     }
 
-    /// The next offset to be written, changing with every append.
+    /// The next offset to be made durable, changing with every fsync.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.written.subscribe()
     }
@@ -444,12 +638,12 @@ impl Journal {
     /// Rolls files over past `bytes` instead of [`FILE_BYTES`] (tests make many small files).
     #[cfg(test)]
     pub fn set_roll_at(&self, bytes: u64) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).roll_at = bytes;
+        lock(&self.inner).roll_at = bytes;
     }
 
     /// The oldest offset kept (the first of the oldest file).
     pub fn oldest(&self) -> u64 {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = lock(&self.inner);
         inner.files.first().copied().unwrap_or(0)
     }
 
@@ -463,7 +657,7 @@ impl Journal {
         keep_from: u64,
         now: SystemTime,
     ) -> Result<Vec<Deleted>, JournalError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = lock(&self.inner);
         let mut sizes = Vec::with_capacity(inner.files.len());
         for first in &inner.files[..inner.files.len() - 1] {
             let path = inner.dir.join(file_name(*first));
@@ -510,21 +704,92 @@ impl Journal {
     }
 }
 
-impl Inner {
-    fn roll(&mut self, first: u64) -> Result<(), JournalError> {
-        let path = self.dir.join(file_name(first));
-        self.file = OpenOptions::new()
+impl Journal {
+    /// Makes the file being written durable and starts the next (so an fsync only ever
+    /// concerns the last file).
+    fn roll(&self, inner: &mut Inner) -> Result<(), JournalError> {
+        let old = inner.dir.join(file_name(*inner.files.last().unwrap_or(&0)));
+        if let Err(e) = inner.file.sync_data() {
+            let e = io(&old)(e);
+            self.roll_back(inner, &e);
+            return Err(e);
+        }
+        let (first, bytes) = (inner.next, inner.file_bytes);
+        self.made_durable(inner, first, bytes);
+        let path = inner.dir.join(file_name(first));
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
         // The new file's name must survive a crash too.
-        File::open(&self.dir)
+        File::open(&inner.dir)
             .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
-        self.files.push(first);
-        self.file_bytes = 0;
+            .map_err(io(&inner.dir))?;
+        inner.file = Arc::new(file);
+        inner.files.push(first);
+        inner.file_bytes = 0;
+        inner.durable = (first, 0);
         Ok(())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// How often the indexer hands durable lines' pairs to the index: one commit for many group
+/// commits (a commit costs CPU whatever its size), while memory holds at most this long's
+/// pairs.
+const INDEX_EVERY: Duration = Duration::from_millis(100);
+
+/// The indexer thread: after an fsync (and at most every [`INDEX_EVERY`]), the pairs of
+/// durable lines go to the index in one commit, then leave memory. Once the journal closes:
+/// a last round and a durable commit.
+fn index(dedup: &Dedup, unindexed: &Mutex<Unindexed>, woken: &mpsc::Receiver<()>) {
+    let mut last = std::time::Instant::now();
+    loop {
+        let open = woken.recv().is_ok();
+        if open {
+            std::thread::sleep(INDEX_EVERY.saturating_sub(last.elapsed()));
+            last = std::time::Instant::now();
+        }
+        while woken.try_recv().is_ok() {}
+        let (pairs, through) = {
+            let u = lock(unindexed);
+            let durable: Vec<((String, String), u64)> = u
+                .pairs
+                .iter()
+                .filter(|(_, offset)| **offset < u.durable)
+                .map(|(pair, offset)| (pair.clone(), *offset))
+                .collect();
+            (durable, u.durable)
+        };
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|((user, id), _)| (user.as_str(), id.as_str()))
+            .collect();
+        match dedup.record(&refs, through) {
+            Ok(()) => {
+                let mut u = lock(unindexed);
+                for (pair, offset) in &pairs {
+                    if u.pairs.get(pair) == Some(offset) {
+                        u.pairs.remove(pair);
+                    }
+                }
+            }
+            // They stay in memory, checked there, and go with the next round; a restart
+            // re-indexes them from the journal.
+            Err(e) => tracing::warn!("{e}; its pairs stay in memory until it takes them"),
+        }
+        if !open {
+            if let Err(e) = dedup.flush() {
+                tracing::warn!("{e}");
+            }
+            return;
+        }
     }
 }
 
@@ -699,6 +964,98 @@ mod tests {
         assert!(all.last().unwrap().contains("\"offset\":1000,"), "{all:?}");
         // Still a duplicate: the window outlives the deleted lines.
         assert_eq!(j.append(&[record("e5")]).unwrap().duplicates, 1);
+    }
+
+    fn offsets(lines: &[String]) -> Vec<u64> {
+        lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Appends from many threads at once share fsyncs: each event is written once, offsets
+    /// have no gaps, and the same pair posted by every thread is accepted by one.
+    #[test]
+    fn concurrent_appends_are_each_written_once_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let j = Arc::new(Journal::open(dir.path(), window).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let j = j.clone();
+                std::thread::spawn(move || {
+                    let mut shared_accepted = 0;
+                    for i in 0..100 {
+                        let own = j.append(&[by(&format!("t{t}"), &format!("c{i}"))]).unwrap();
+                        assert_eq!(own.accepted, 1);
+                        let shared = j.append(&[by("everyone", &format!("s{i}"))]).unwrap();
+                        assert_eq!(shared.accepted + shared.duplicates, 1);
+                        shared_accepted += shared.accepted;
+                    }
+                    shared_accepted
+                })
+            })
+            .collect();
+        let shared: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(shared, 100);
+        let lines = j.read(None, 10_000).unwrap();
+        assert_eq!(offsets(&lines), (0..900).collect::<Vec<u64>>());
+        assert_eq!(*j.subscribe().borrow(), 900);
+        drop(j);
+        let j = Journal::open(dir.path(), window).unwrap();
+        let again = j.append(&[by("t3", "c7"), by("everyone", "s99")]).unwrap();
+        assert_eq!((again.accepted, again.duplicates), (0, 2));
+    }
+
+    /// A failed fsync fails its appends and cuts their lines off; readers never saw them,
+    /// the retry takes their offsets, and a reopen finds whole lines only.
+    #[test]
+    fn a_failed_fsync_rolls_its_appends_back() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let j = Journal::open(dir.path(), window).unwrap();
+        j.append(&[record("a")]).unwrap();
+        j.fail_syncs.store(true, Relaxed);
+        match j.append(&[record("b"), record("c")]) {
+            Err(JournalError::RolledBack(why)) => assert!(why.contains("injected"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(offsets(&j.read(None, 10).unwrap()), [0]);
+        assert_eq!(*j.subscribe().borrow(), 1);
+        j.fail_syncs.store(false, Relaxed);
+        // Not a duplicate: the failed lines are gone from the window too.
+        let retry = j.append(&[record("c"), record("b")]).unwrap();
+        assert_eq!((retry.accepted, retry.duplicates, retry.end), (2, 0, 3));
+        let lines = j.read(None, 10).unwrap();
+        assert_eq!(offsets(&lines), [0, 1, 2]);
+        assert!(lines[1].contains(r#""id":"c""#), "{lines:?}");
+        drop(j);
+        let j = Journal::open(dir.path(), window).unwrap();
+        assert_eq!(j.read(None, 10).unwrap(), lines);
+    }
+
+    /// Closing releases the state directory whoever still holds the journal (a shutdown
+    /// followed by a start in the same process).
+    #[test]
+    fn a_closed_journal_refuses_appends_and_can_be_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let j = Arc::new(Journal::open(dir.path(), window).unwrap());
+        let held = j.clone();
+        j.append(&[record("a")]).unwrap();
+        j.close();
+        assert!(matches!(
+            held.append(&[record("b")]),
+            Err(JournalError::Closed)
+        ));
+        let again = Journal::open(dir.path(), window).unwrap();
+        assert_eq!(again.append(&[record("a")]).unwrap().duplicates, 1);
+        drop(held);
     }
 
     #[test]

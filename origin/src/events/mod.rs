@@ -123,6 +123,11 @@ impl Intake {
         &self.journal
     }
 
+    /// Closes the journal (at shutdown; blocking): later batches are refused.
+    pub fn close(&self) {
+        self.journal.close();
+    }
+
     /// Writes the records not seen before; returns once they are durable.
     pub async fn accept(&self, records: Vec<Record>) -> Result<Appended, ApiError> {
         for (i, r) in records.iter().enumerate() {
@@ -148,11 +153,9 @@ impl Intake {
                 .inc_by(done.duplicates as u64);
         }
         if let Some(bus) = self.bus.get() {
-            // Everything written so far, which covers this batch and the first copy of
-            // each of its duplicates.
-            let end = *self.journal.subscribe().borrow();
             let mut published = bus.subscribe();
-            let on_bus = tokio::time::timeout(BUS_WAIT, published.wait_for(|next| *next >= end));
+            let on_bus =
+                tokio::time::timeout(BUS_WAIT, published.wait_for(|next| *next >= done.end));
             if !matches!(on_bus.await, Ok(Ok(_))) {
                 return Err(ApiError::Unavailable(format!(
                     "events written here but not acknowledged by the bus within {} s; send \
