@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 #[cfg(feature = "kafka")]
 use rdkafka::config::ClientConfig;
 #[cfg(feature = "kafka")]
@@ -93,7 +94,8 @@ impl Message {
 /// A place events go once the journal has them.
 pub trait Sink: Send + Sync + 'static {
     /// Publishes journal lines in order; returns once the sink acknowledged all of them.
-    fn publish(&self, messages: &[Message]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn publish(&self, messages: Vec<Message>)
+        -> impl Future<Output = Result<(), SinkError>> + Send;
     /// Names the sink in logs and in the offset file.
     fn name(&self) -> String;
 }
@@ -115,7 +117,7 @@ impl Kafka {
             .set("bootstrap.servers", &config.kafka_brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
             .set("security.protocol", config.kafka_security.as_str());
         let path = |p: &Path| p.display().to_string();
@@ -143,7 +145,7 @@ impl Kafka {
 
 #[cfg(feature = "kafka")]
 impl Sink for Kafka {
-    async fn publish(&self, messages: &[Message]) -> Result<(), SinkError> {
+    async fn publish(&self, messages: Vec<Message>) -> Result<(), SinkError> {
         let sends = messages.iter().map(|m| {
             let headers = OwnedHeaders::new()
                 .insert(Header {
@@ -187,14 +189,16 @@ pub async fn follow<S: Sink>(
         sink = sink.name(),
         next, "event sink following the journal; batches are acknowledged once it has them"
     );
-    // The position is saved beside the publishing, not in its way (an fsync per batch
-    // would hold every waiting acknowledgement); a crash may publish the last batches again,
-    // and consumers know the copies by their headers. The last one is saved at shutdown.
+    // The position is saved beside the publishing, not in its way, and at most every
+    // SAVE_EVERY (its fsyncs share the disk with the journal's, which acknowledgements wait
+    // for); a crash may publish the last batches again, and consumers know the copies by
+    // their headers. The last one is saved at shutdown.
     let (saved, mut to_save) = tokio::sync::watch::channel(next);
     let saver = {
         let file = file.clone();
         tokio::spawn(async move {
             while to_save.changed().await.is_ok() {
+                tokio::time::sleep(SAVE_EVERY).await;
                 let (file, next) = (file.clone(), *to_save.borrow_and_update());
                 if let Ok(Err(e)) =
                     tokio::task::spawn_blocking(move || write_offset(&file, next)).await
@@ -206,67 +210,109 @@ pub async fn follow<S: Sink>(
     };
     let mut written = intake.journal().subscribe();
     let mut backoff = Duration::from_millis(100);
+    // Batches sent and not yet acknowledged, in journal order, each with its offsets.
+    let mut in_flight = futures::stream::FuturesOrdered::new();
     loop {
         tokio::select! {
-            _ = written.wait_for(|w| *w > next) => {}
+            biased;
+            Some((first, last, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                match result {
+                    Ok(()) => {
+                        intake.published(last + 1);
+                        saved.send_replace(last + 1);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(e) => {
+                        // The batches behind it are sent again from here: the bus may get
+                        // some twice (consumers know them by their headers).
+                        warn!(sink = sink.name(), "events not published yet: {e}");
+                        in_flight = futures::stream::FuturesOrdered::new();
+                        next = first;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            // (The watch's guard is let go of before the batch is read.)
+            _ = async { written.wait_for(|w| *w > next).await.map(drop) },
+                if in_flight.len() < IN_FLIGHT => {
+                let Some((first, last, messages)) = read_batch(&intake, &sink, &mut next).await
+                else {
+                    continue;
+                };
+                let sent = sink.publish(messages);
+                in_flight.push_back(async move { (first, last, sent.await) });
+                next = last + 1;
+            }
             _ = shutdown.stopped() => break,
         }
-        let journal = intake.journal().clone();
-        let lines = match tokio::task::spawn_blocking(move || {
-            journal.read(next.checked_sub(1), READ_LIMIT)
-        })
-        .await
-        {
-            Ok(Ok(lines)) => lines,
-            // Deleted before this sink was configured (retention keeps what it has not
-            // published since): nothing left to publish below the oldest kept.
-            Ok(Err(super::JournalError::Trimmed { oldest, .. })) => {
-                warn!(
-                    sink = sink.name(),
-                    from = next,
-                    to = oldest,
-                    "journal offsets deleted before this sink published them: skipped"
-                );
-                next = oldest;
-                continue;
-            }
-            Ok(Err(e)) => {
-                warn!("event sink: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-            Err(e) => {
-                warn!("event sink: {e}");
-                continue;
-            }
-        };
-        let mut messages = Vec::with_capacity(lines.len());
-        let mut last = next;
-        for (offset, message) in lines.into_iter().filter_map(Message::of) {
-            last = offset;
-            messages.push(message);
-        }
-        if messages.is_empty() {
-            continue;
-        }
-        match sink.publish(&messages).await {
+    }
+    // What was sent is awaited (the producer's own timeout bounds it), so that the saved
+    // position is as far as the bus really is.
+    while let Some((_, last, result)) = in_flight.next().await {
+        match result {
             Ok(()) => {
-                next = last + 1;
-                intake.published(next);
-                saved.send_replace(next);
-                backoff = Duration::from_millis(100);
+                saved.send_replace(last + 1);
             }
-            Err(e) => {
-                warn!(sink = sink.name(), "events not published yet: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+            Err(_) => break,
         }
     }
     // The saver writes what it has not yet, then ends.
     drop(saved);
     let _ = saver.await;
+}
+
+/// Batches a sink may have sent and not yet acknowledged: the bus keeps them in order (an
+/// idempotent producer keeps a partition's order across them), and a cart does not wait for
+/// the batch before its own to be acknowledged before it is sent.
+const IN_FLIGHT: usize = 8;
+
+/// How often the sink's position is saved while it publishes.
+const SAVE_EVERY: Duration = Duration::from_millis(250);
+
+/// The next batch of journal lines from `next` as messages, with their first and last
+/// offsets; `None` (with `next` moved on where the journal was trimmed) when there is nothing
+/// to send yet.
+async fn read_batch<S: Sink>(
+    intake: &Intake,
+    sink: &S,
+    next: &mut u64,
+) -> Option<(u64, u64, Vec<Message>)> {
+    let journal = intake.journal().clone();
+    let from = *next;
+    let lines =
+        tokio::task::spawn_blocking(move || journal.read(from.checked_sub(1), READ_LIMIT)).await;
+    let lines = match lines {
+        Ok(Ok(lines)) => lines,
+        // Deleted before this sink was configured (retention keeps what it has not
+        // published since): nothing left to publish below the oldest kept.
+        Ok(Err(super::JournalError::Trimmed { oldest, .. })) => {
+            warn!(
+                sink = sink.name(),
+                from,
+                to = oldest,
+                "journal offsets deleted before this sink published them: skipped"
+            );
+            *next = oldest;
+            return None;
+        }
+        Ok(Err(e)) => {
+            warn!("event sink: {e}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return None;
+        }
+        Err(e) => {
+            warn!("event sink: {e}");
+            return None;
+        }
+    };
+    let mut messages = Vec::with_capacity(lines.len());
+    let mut last = from;
+    for (offset, message) in lines.into_iter().filter_map(Message::of) {
+        last = offset;
+        messages.push(message);
+    }
+    (!messages.is_empty()).then_some((from, last, messages))
 }
 
 /// Where `sink` keeps its position: the next journal offset to publish.
