@@ -15,10 +15,10 @@
 //!   `XADD`-ing the same cart JSON to a stream, pipelined 50 at a time like our batches, then
 //!   one per round trip. Reported beside ours as a ratio.
 //!
-//! - Kafka-acknowledged carts: an origin's intake with `sink = "kafka"` and Tansu (a
-//!   Kafka-protocol broker) on loopback; 64 posters each hand it one cart at a time, as edges
-//!   do, and time its answer: journal fsync, the dedup index, then the bus's acks=all. Reports
-//!   p50, p99 and max.
+//! - Acknowledged carts at an origin's intake: 64 posters each hand it one cart at a time, as
+//!   edges do, and time its answer. First with the journal alone (its group-committed fsync),
+//!   then with `sink = "kafka"` and Tansu (a Kafka-protocol broker) on loopback, which adds the
+//!   bus's acks=all. Reports p50, p99 and max of each.
 //!
 //! Run with `cargo bench -p daihuo --bench events` (or `make bench`); `EVENTS_SECONDS` sets
 //! the length of each run (default 5). Targets (the issue's, on loopback): at least 20,000
@@ -181,12 +181,87 @@ async fn redis_carts(addr: SocketAddr, clients: usize, batch: usize, window: Dur
 /// How long an origin with `sink = "kafka"` (Tansu on loopback) takes to acknowledge one cart
 /// to the edge that posted it, with `clients` posters: the journal's fsync, the dedup index,
 /// then Kafka's acks=all. Called through the intake the origin API hands edges' batches to.
-async fn kafka_acks(work: &std::path::Path, clients: usize, window: Duration) -> Vec<Duration> {
+/// Prints the count, rate and p50/p99/max of sorted ack `latencies`.
+fn report(what: &str, latencies: &[Duration], window: Duration) {
+    println!(
+        "{what}: 64 posters, one cart at a time: {} in {window:?} ({:.0}/s); ack p50 {:?}, p99 \
+         {:?}, max {:?}",
+        latencies.len(),
+        latencies.len() as f64 / window.as_secs_f64(),
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
+        latencies.last().copied().unwrap_or_default()
+    );
+}
+
+/// The peer's own figure: 64 rdkafka producers' tasks, each sending one message (a cart
+/// line, keyed by room) to Tansu at `brokers` and awaiting its acks=all, with the settings
+/// of our sink. What the bus alone costs on this box.
+async fn raw_produce_acks(brokers: &str, clients: usize, window: Duration) -> Vec<Duration> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .create()
+        .expect("producer");
+    async fn send(producer: &FutureProducer, payload: String) {
+        let record = FutureRecord::<str, str>::to("daihuo-events")
+            .key("shop")
+            .payload(&payload);
+        if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
+            panic!("acks=all: {e}");
+        }
+    }
+    send(&producer, cart("r-warm-up")).await;
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (latencies, producer) = (latencies.clone(), producer.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while started.elapsed() < window {
+                    let t = Instant::now();
+                    send(&producer, cart(&format!("r-{c}-{n}"))).await;
+                    n += 1;
+                    latencies.lock().expect("latencies").push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("producer task");
+    }
+    let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    latencies.sort();
+    latencies
+}
+
+async fn intake_acks(
+    work: &std::path::Path,
+    clients: usize,
+    window: Duration,
+    sink: conf::Sink,
+) -> Vec<Duration> {
     let brokers = format!("127.0.0.1:{}", daihuo::daemons::free_port());
-    let _broker = tansu::broker(&brokers, "daihuo-events").await;
+    let _broker = match sink {
+        conf::Sink::Kafka => {
+            let broker = tansu::broker(&brokers, "daihuo-events").await;
+            let raw = raw_produce_acks(&brokers, clients, window).await;
+            report(
+                "the peer: rdkafka producers to Tansu, no daihuo",
+                &raw,
+                window,
+            );
+            Some(broker)
+        }
+        conf::Sink::Journal => None,
+    };
     let config = conf::EventsConfig {
-        state_dir: work.join("kafka-origin"),
-        sink: conf::Sink::Kafka,
+        state_dir: work.join(format!("{sink:?}-origin")),
+        sink,
         kafka_brokers: brokers,
         ..Default::default()
     };
@@ -419,17 +494,16 @@ fn main() {
             batched / redis_batched,
             single / redis_single
         );
-        let acks = kafka_acks(work.path(), 64, window).await;
-        println!(
-            "Kafka-acknowledged carts, 64 posters, one cart a batch: {} in {:?} ({:.0}/s); \
-             ack p50 {:?}, p99 {:?}, max {:?}",
-            acks.len(),
-            window,
-            acks.len() as f64 / window.as_secs_f64(),
-            percentile(&acks, 0.5),
-            percentile(&acks, 0.99),
-            acks.last().copied().unwrap_or_default()
-        );
+        for (sink, what) in [
+            (
+                conf::Sink::Journal,
+                "journal-acknowledged (origin intake, no bus)",
+            ),
+            (conf::Sink::Kafka, "Kafka-acknowledged"),
+        ] {
+            let acks = intake_acks(work.path(), 64, window, sink).await;
+            report(what, &acks, window);
+        }
         let latencies = comment_latency(work.path(), window).await;
         if latencies.is_empty() {
             println!("comment latency: no comment arrived");
