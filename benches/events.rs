@@ -268,8 +268,8 @@ async fn intake_acks(
     let intake =
         origin::events::Intake::open(&config, &origin::Metrics::new()).expect("the journal");
     let mut sink = tokio::task::JoinSet::new();
-    origin::events::start_sink(&config, &intake, &mut sink, &daemon::Drain::disabled())
-        .expect("the Kafka sink");
+    let (stop, drain) = daemon::drain::channel();
+    origin::events::start_sink(&config, &intake, &mut sink, &drain).expect("the Kafka sink");
     // The first acknowledgement waits for the producer's connection and the topic's metadata.
     let warm_up = serde_json::from_str(&cart("k-warm-up")).expect("cart");
     intake
@@ -303,7 +303,9 @@ async fn intake_acks(
     for p in posters {
         p.await.expect("poster");
     }
-    sink.abort_all();
+    stop.start();
+    while sink.join_next().await.is_some() {}
+    intake.close();
     let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
     latencies.sort();
     latencies

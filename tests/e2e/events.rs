@@ -59,7 +59,7 @@ pub(crate) async fn request_with(
     Some((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-async fn post(addr: SocketAddr, room: &str, body: String) -> Option<(u16, String)> {
+pub(crate) async fn post(addr: SocketAddr, room: &str, body: String) -> Option<(u16, String)> {
     request(
         addr,
         "POST",
@@ -430,7 +430,7 @@ impl EdgeProc {
 }
 
 /// xorshift64*: the kill schedule of one seed.
-fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
+pub(crate) fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
     let mut x = seed.max(1);
     move |n| {
         x ^= x >> 12;

@@ -174,6 +174,8 @@ pub struct OriginSpec {
     pub srt_settings: String,
     /// More `[http]` settings, one `key = value` a line.
     pub http_settings: String,
+    /// More `[events]` settings, one `key = value` a line.
+    pub events_settings: String,
 }
 
 impl OriginSpec {
@@ -190,6 +192,7 @@ impl OriginSpec {
             admin: at(free_port()),
             srt_settings: String::new(),
             http_settings: String::new(),
+            events_settings: String::new(),
         }
     }
 
@@ -205,6 +208,17 @@ impl OriginSpec {
         self
     }
 
+    /// This origin with more `[events]` settings (`key = value` lines).
+    pub fn with_events(mut self, settings: &str) -> Self {
+        self.events_settings = settings.to_string();
+        self
+    }
+
+    /// Where this origin keeps its journal when started in `dir`.
+    pub fn state_dir(&self, dir: &Path) -> std::path::PathBuf {
+        dir.join(format!("{}-state", self.name))
+    }
+
     /// Starts `daihuo-origin` (transcoding off, the test certificate) on these addresses,
     /// logging to `NAME.log` in `dir` ([`OriginSpec::log`]), and waits until its admin port
     /// answers; panics if it exits first (a bad config, a port taken), so a test does not go
@@ -216,7 +230,7 @@ impl OriginSpec {
             format!(
                 "[srt]\nlisten = \"{}\"\n{}\n[http]\nlisten = \"{}\"\ncert = {:?}\nkey = {:?}\n{}\n\
                  [admin]\nlisten = \"{}\"\n[transcode]\nencoder = \"off\"\n[log]\nlevel = \"warn\"\n\
-                 [events]\nstate_dir = {:?}\n",
+                 [events]\nstate_dir = {:?}\n{}\n",
                 self.srt,
                 self.srt_settings,
                 self.api,
@@ -224,7 +238,8 @@ impl OriginSpec {
                 key.display().to_string(),
                 self.http_settings,
                 self.admin,
-                dir.join(format!("{}-state", self.name)).display().to_string(),
+                self.state_dir(dir).display().to_string(),
+                self.events_settings,
             ),
         )
         .expect("write origin config");

@@ -2,9 +2,12 @@
 //! the persistent upstream connections, and deletes them only once the origin answered 200
 //! (it has written them durably, once). After a restart it starts with what the spool holds.
 //!
-//! Each room's events go to one origin, the first of the room's rendezvous ranking whatever
-//! its health: deduplication happens where the sink is, so a room's events must not be split
-//! between origins. While that origin is down its rooms' events wait in the spool (never
+//! Each room's events go to the first origin of the room's rendezvous ranking that is up:
+//! its primary, else its backup. With the Kafka sink the origins share one idempotency window
+//! through the topic (`origin::events::window`), so an event the primary acknowledged before
+//! it went down is a duplicate at the backup, and the switch doubles nothing. (With journal
+//! sinks, each origin's journal has the events it took; a viewer's retry across the switch
+//! can be in both.) While no origin of a room is up its events wait in the spool (never
 //! lost, delivered late), and only they: an origin that fails is held back (its own backoff,
 //! up to [`MAX_BACKOFF`]) while the forwarder reads on past its records, so other origins'
 //! rooms keep flowing. A batch an origin refuses as bad (a 4xx other than 408 and 429) is
@@ -199,7 +202,9 @@ async fn deliver(
         let (name, origin) = match target {
             Target::Local(_) => (LOCAL.to_string(), None),
             Target::Remote(upstream) => {
-                let Some(origin) = upstream.ranked(&record.room).into_iter().next() else {
+                let ranked = upstream.ranked(&record.room);
+                let up = ranked.iter().find(|o| o.is_up());
+                let Some(origin) = up.or(ranked.first()).cloned() else {
                     continue;
                 };
                 (origin.peer.name.clone(), Some(origin))

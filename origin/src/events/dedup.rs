@@ -165,6 +165,29 @@ impl Dedup {
         Ok(())
     }
 
+    /// Adds `pairs` learnt elsewhere (another origin's, from the bus) to the current
+    /// generation, where the journal's own are; not made durable (they are learnt again from
+    /// the bus after a restart).
+    pub fn remember(&self, pairs: &[(&str, &str)]) -> Result<(), DedupError> {
+        let mut txn = self.db.begin_write().map_err(err)?;
+        txn.set_durability(Durability::None);
+        {
+            let meta = txn.open_table(META).map_err(err)?;
+            let current = meta
+                .get(CURRENT)
+                .map_err(err)?
+                .map_or(now_secs(), |v| v.value());
+            let name = generation(current);
+            let mut table = txn
+                .open_table(TableDefinition::<(&str, &str), ()>::new(&name))
+                .map_err(err)?;
+            for pair in pairs {
+                table.insert(*pair, ()).map_err(err)?;
+            }
+        }
+        txn.commit().map_err(err)
+    }
+
     /// Makes every commit so far durable (at shutdown; a crash re-indexes from the journal).
     pub fn flush(&self) -> Result<(), DedupError> {
         let mut txn = self.db.begin_write().map_err(err)?;

@@ -519,6 +519,16 @@ impl Journal {
         self.synced_changed.notify_all();
     }
 
+    /// Adds pairs other origins wrote (learnt from the bus) to the window: an append of one
+    /// of them is a duplicate from when this returns.
+    pub fn remember(&self, pairs: &[(&str, &str)]) -> Result<(), JournalError> {
+        let dedup = lock(&self.inner)
+            .dedup
+            .clone()
+            .ok_or(JournalError::Closed)?;
+        Ok(dedup.remember(pairs)?)
+    }
+
     /// Stops appends, hands the last pairs to the index and closes it (at shutdown, so that
     /// the state directory can be opened again whoever still holds the journal).
     pub fn close(&self) {

@@ -47,6 +47,10 @@ pub enum SinkError {
     #[cfg(feature = "kafka")]
     #[error("kafka producer: {0}")]
     Producer(rdkafka::error::KafkaError),
+    /// The consumer that follows the topic for the dedup window could not be made.
+    #[cfg(feature = "kafka")]
+    #[error("kafka consumer: {0}")]
+    Consumer(rdkafka::error::KafkaError),
     /// The bus did not acknowledge a message (within its timeout); retried.
     #[cfg(feature = "kafka")]
     #[error("kafka: {0}")]
@@ -112,35 +116,43 @@ impl Kafka {
     /// A producer for `config`'s brokers, topic and security settings. Files that cannot be
     /// read (CA, certificate, key) fail here, not at the first message.
     pub fn new(config: &conf::EventsConfig) -> Result<Self, SinkError> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.kafka_brokers)
+        let producer: FutureProducer = client_config(config)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
-            .set("security.protocol", config.kafka_security.as_str());
-        let path = |p: &Path| p.display().to_string();
-        if let Some(ca) = &config.kafka_ca {
-            client.set("ssl.ca.location", path(ca));
-        }
-        if let (Some(cert), Some(key)) = (&config.kafka_cert, &config.kafka_key) {
-            client
-                .set("ssl.certificate.location", path(cert))
-                .set("ssl.key.location", path(key));
-        }
-        if config.kafka_security.sasl() {
-            client
-                .set("sasl.mechanism", &config.kafka_sasl_mechanism)
-                .set("sasl.username", &config.kafka_sasl_username)
-                .set("sasl.password", &config.kafka_sasl_password);
-        }
-        let producer: FutureProducer = client.create().map_err(SinkError::Producer)?;
+            .create()
+            .map_err(SinkError::Producer)?;
         Ok(Self {
             producer,
             topic: config.kafka_topic.clone(),
         })
     }
+}
+
+/// A client of `config`'s brokers with its security settings.
+#[cfg(feature = "kafka")]
+pub fn client_config(config: &conf::EventsConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.kafka_brokers)
+        .set("security.protocol", config.kafka_security.as_str());
+    let path = |p: &Path| p.display().to_string();
+    if let Some(ca) = &config.kafka_ca {
+        client.set("ssl.ca.location", path(ca));
+    }
+    if let (Some(cert), Some(key)) = (&config.kafka_cert, &config.kafka_key) {
+        client
+            .set("ssl.certificate.location", path(cert))
+            .set("ssl.key.location", path(key));
+    }
+    if config.kafka_security.sasl() {
+        client
+            .set("sasl.mechanism", &config.kafka_sasl_mechanism)
+            .set("sasl.username", &config.kafka_sasl_username)
+            .set("sasl.password", &config.kafka_sasl_password);
+    }
+    client
 }
 
 #[cfg(feature = "kafka")]

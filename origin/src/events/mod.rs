@@ -12,6 +12,8 @@ pub mod dedup;
 pub mod journal;
 pub mod kafka;
 pub mod model;
+#[cfg(feature = "kafka")]
+pub mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +57,14 @@ pub fn start_sink(
             let sink = kafka::Kafka::new(config)?;
             let offsets = kafka::offset_file(&config.state_dir, &sink);
             intake.acknowledged_by_sink(kafka::read_offset(&offsets));
+            let window = window::TopicWindow::new(config)?;
+            let _ = intake.window.set(window.clone());
+            let (journal, stop) = (intake.journal.clone(), shutdown.clone());
+            let dedup = Duration::from_secs(config.dedup_hours * 3600);
+            tasks.spawn(async move {
+                let follow = move || window.follow(&journal, dedup, &stop);
+                let _ = tokio::task::spawn_blocking(follow).await;
+            });
             tasks.spawn(retain(Box::new(move || kafka::read_offset(&offsets))));
             tasks.spawn(kafka::follow(
                 intake.clone(),
@@ -89,6 +99,9 @@ pub struct Intake {
     bus: std::sync::OnceLock<tokio::sync::watch::Sender<u64>>,
     /// `daihuo_events_total{type, result="written|duplicate"}`.
     counted: IntCounterVec,
+    /// With the Kafka sink: the other origins' events, from the bus.
+    #[cfg(feature = "kafka")]
+    window: std::sync::OnceLock<Arc<window::TopicWindow>>,
 }
 
 impl Intake {
@@ -103,6 +116,8 @@ impl Intake {
             journal,
             bus: std::sync::OnceLock::new(),
             counted: metrics.events.clone(),
+            #[cfg(feature = "kafka")]
+            window: std::sync::OnceLock::new(),
         }))
     }
 
@@ -133,6 +148,17 @@ impl Intake {
         for (i, r) in records.iter().enumerate() {
             if !crate::streamid::valid_name(&r.room) {
                 return Err(ApiError::BadRequest(format!("record {i}: invalid room")));
+            }
+        }
+        #[cfg(feature = "kafka")]
+        if let Some(window) = self.window.get() {
+            let rooms: Vec<&str> = records.iter().map(|r| r.room.as_str()).collect();
+            let caught_up = tokio::time::timeout(BUS_WAIT, window.before_taking(&rooms)).await;
+            if let Err(why) = caught_up.unwrap_or_else(|_| Err("timed out".into())) {
+                return Err(ApiError::Unavailable(format!(
+                    "catching up with the other origins' events on the bus ({why}); send them \
+                     again"
+                )));
             }
         }
         let journal = self.journal.clone();
