@@ -248,14 +248,17 @@ async fn intake_acks(
     let brokers = format!("127.0.0.1:{}", daihuo::daemons::free_port());
     let _broker = match sink {
         conf::Sink::Kafka => {
-            let broker = tansu::broker(&brokers, "daihuo-events").await;
-            let raw = raw_produce_acks(&brokers, clients, window).await;
+            // The peer on a broker of its own: the origin's window would read its messages.
+            let peer = format!("127.0.0.1:{}", daihuo::daemons::free_port());
+            let peer_broker = tansu::broker(&peer, "daihuo-events").await;
+            let raw = raw_produce_acks(&peer, clients, window).await;
             report(
                 "the peer: rdkafka producers to Tansu, no daihuo",
                 &raw,
                 window,
             );
-            Some(broker)
+            drop(peer_broker);
+            Some(tansu::broker(&brokers, "daihuo-events").await)
         }
         conf::Sink::Journal => None,
     };

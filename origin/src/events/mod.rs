@@ -154,7 +154,9 @@ impl Intake {
         if let Some(window) = self.window.get() {
             let rooms: Vec<&str> = records.iter().map(|r| r.room.as_str()).collect();
             let caught_up = tokio::time::timeout(BUS_WAIT, window.before_taking(&rooms)).await;
-            if let Err(why) = caught_up.unwrap_or_else(|_| Err("timed out".into())) {
+            let caught_up = caught_up.unwrap_or_else(|_| Err(window.lag()));
+            if let Err(why) = caught_up {
+                tracing::warn!("events refused (503): not caught up with the bus: {why}");
                 return Err(ApiError::Unavailable(format!(
                     "catching up with the other origins' events on the bus ({why}); send them \
                      again"

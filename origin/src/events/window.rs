@@ -80,6 +80,8 @@ impl TopicWindow {
         if stale {
             self.caught_up().await?;
         }
+        // Taken as of now, not as of the question (a catch-up may have taken a while).
+        let now = Instant::now();
         let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
         if taken.len() > 100_000 {
             taken.retain(|_, at| now.duration_since(*at) <= QUIET);
@@ -88,6 +90,18 @@ impl TopicWindow {
             taken.insert(room.to_string(), now);
         }
         Ok(())
+    }
+
+    /// How far the window is, per partition (for a catch-up that timed out).
+    pub fn lag(&self) -> String {
+        let at = self.positions.borrow();
+        match at.is_empty() {
+            true => "not following the topic yet".into(),
+            false => format!(
+                "{} s without reaching the topic's end; at {at:?}",
+                super::BUS_WAIT.as_secs()
+            ),
+        }
     }
 
     /// Waits until every message the topic holds now is in the window.
