@@ -20,6 +20,12 @@
 //!   then with `sink = "kafka"` and Tansu (a Kafka-protocol broker) on loopback, which adds the
 //!   bus's acks=all. Reports p50, p99 and max of each.
 //!
+//! - The long show: a reader long-polling at the head of an origin's journal, and how soon a
+//!   comment accepted every 2 ms reaches it, with the journal empty and with 10 million carts
+//!   in it (`EVENTS_LONG_SHOW` sets the count, 0 skips it; written in batches of 10,000 as
+//!   fast as the journal takes them); the process's resident memory at both; then a reader
+//!   from offset 0 pages through everything.
+//!
 //! Run with `cargo bench -p daihuo --bench events` (or `make bench`); `EVENTS_SECONDS` sets
 //! the length of each run (default 5). Targets (the issue's, on loopback): at least 20,000
 //! durable cart events/s per edge, comment p99 under 50 ms. The bench reports; it does not
@@ -181,6 +187,140 @@ async fn redis_carts(addr: SocketAddr, clients: usize, batch: usize, window: Dur
 /// How long an origin with `sink = "kafka"` (Tansu on loopback) takes to acknowledge one cart
 /// to the edge that posted it, with `clients` posters: the journal's fsync, the dedup index,
 /// then Kafka's acks=all. Called through the intake the origin API hands edges' batches to.
+/// The long show: how soon a reader at the journal's head gets a new comment, and the
+/// process's memory, with the journal empty and with `events` carts in it (written in
+/// batches, as fast as the journal takes them); then a reader from offset 0 pages through
+/// all of them.
+async fn long_show(work: &std::path::Path, events: u64, window: Duration) {
+    let config = conf::EventsConfig {
+        state_dir: work.join("long-show"),
+        ..Default::default()
+    };
+    let intake = origin::events::Intake::open(&config, &origin::Metrics::new()).expect("journal");
+    let empty = feed_latency(&intake, window).await;
+    let rss_empty = rss_mib();
+    let started = Instant::now();
+    let journal = intake.journal().clone();
+    tokio::task::spawn_blocking(move || {
+        for first in (0..events).step_by(10_000) {
+            let batch: Vec<origin::events::Record> = (first..(first + 10_000).min(events))
+                .map(|i| origin::events::Record {
+                    room: "show".into(),
+                    event: serde_json::from_str(&cart(&format!("x{i}"))).expect("cart"),
+                })
+                .collect();
+            journal.append(&batch).expect("appended");
+        }
+    })
+    .await
+    .expect("filled");
+    let filled = started.elapsed();
+    // Once the index has every pair (in bulk, appends run ahead of it by up to 200,000).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let full = feed_latency(&intake, window).await;
+    let rss_full = rss_mib();
+    let started = Instant::now();
+    let (mut after, mut read) = (None, 0u64);
+    loop {
+        let lines = intake
+            .journal()
+            .read(after, origin::events::READ_LIMIT)
+            .expect("read");
+        let Some(last) = lines.last() else { break };
+        read += lines.len() as u64;
+        let last: serde_json::Value = serde_json::from_str(last).expect("line");
+        after = last["offset"].as_u64();
+    }
+    let paged = started.elapsed();
+    let index =
+        std::fs::metadata(config.state_dir.join("journal/dedup.redb")).map_or(0, |m| m.len() >> 20);
+    println!(
+        "long show: {events} carts written in {filled:.1?} ({:.0}/s); the dedup index {index} MiB \
+         on disk",
+        events as f64 / filled.as_secs_f64()
+    );
+    for (what, latencies, rss) in [("empty", &empty, rss_empty), ("full", &full, rss_full)] {
+        println!(
+            "  journal {what}: a new comment reaches a reader at the head p50 {:?}, p99 {:?} \
+             ({} comments); process RSS {rss} MiB",
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99),
+            latencies.len()
+        );
+    }
+    println!(
+        "  a reader from offset 0 paged through {read} lines in {paged:.1?} ({:.0} lines/s)",
+        read as f64 / paged.as_secs_f64()
+    );
+    intake.close();
+}
+
+/// Latencies of comments accepted every 2 ms for `window`, each until a reader long-polling
+/// at the journal's head has it.
+async fn feed_latency(intake: &Arc<origin::events::Intake>, window: Duration) -> Vec<Duration> {
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let head = *intake.journal().subscribe().borrow();
+    let reader = {
+        let (intake, sent, latencies) = (intake.clone(), sent.clone(), latencies.clone());
+        tokio::spawn(async move {
+            let mut after = head.checked_sub(1);
+            loop {
+                let Ok(lines) = intake.read(after).await else {
+                    break;
+                };
+                if lines.is_empty() {
+                    break;
+                }
+                let now = Instant::now();
+                for line in &lines {
+                    let v: serde_json::Value = serde_json::from_str(line).expect("line");
+                    after = v["offset"].as_u64();
+                    let id = v["event"]["id"].as_str().unwrap_or_default();
+                    if let Some(at) = sent.lock().expect("sent").remove(id) {
+                        latencies.lock().expect("latencies").push(now - at);
+                    }
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < window {
+        let id = format!("f{head}-{n}");
+        n += 1;
+        let event = serde_json::from_str(&format!(
+            r#"{{"id":"{id}","type":"comment","user":"u1","text":"nice"}}"#
+        ))
+        .expect("comment");
+        sent.lock().expect("sent").insert(id, Instant::now());
+        let record = origin::events::Record {
+            room: "show".into(),
+            event,
+        };
+        intake.accept(vec![record]).await.expect("accepted");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The reader would end at its next long poll that times out (20 s): stopped instead.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    reader.abort();
+    let _ = reader.await;
+    let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    latencies.sort();
+    latencies
+}
+
+/// The process's resident memory, MiB.
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib >> 10)
+}
+
 /// Prints the count, rate and p50/p99/max of sorted ack `latencies`.
 fn report(what: &str, latencies: &[Duration], window: Duration) {
     println!(
@@ -508,6 +648,13 @@ fn main() {
         ] {
             let acks = intake_acks(work.path(), 64, window, sink).await;
             report(what, &acks, window);
+        }
+        let events: u64 = std::env::var("EVENTS_LONG_SHOW")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10_000_000);
+        if events > 0 {
+            long_show(work.path(), events, window).await;
         }
         let latencies = comment_latency(work.path(), window).await;
         if latencies.is_empty() {
