@@ -56,6 +56,22 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Inserts `pairs` into the generation started at `since`.
+fn insert(
+    txn: &redb::WriteTransaction,
+    since: u64,
+    pairs: &[(&str, &str)],
+) -> Result<(), DedupError> {
+    let name = generation(since);
+    let mut table = txn
+        .open_table(TableDefinition::<(&str, &str), ()>::new(&name))
+        .map_err(err)?;
+    for pair in pairs {
+        table.insert(*pair, ()).map_err(err)?;
+    }
+    Ok(())
+}
+
 /// The (user, id) pairs written within the window.
 pub struct Dedup {
     db: Database,
@@ -149,13 +165,7 @@ impl Dedup {
                 meta.insert(CURRENT, now).map_err(err)?;
                 current = now;
             }
-            let name = generation(current);
-            let mut table = txn
-                .open_table(TableDefinition::<(&str, &str), ()>::new(&name))
-                .map_err(err)?;
-            for pair in pairs {
-                table.insert(*pair, ()).map_err(err)?;
-            }
+            insert(&txn, current, pairs)?;
             meta.insert(INDEXED_THROUGH, through).map_err(err)?;
         }
         txn.commit().map_err(err)?;
@@ -177,13 +187,7 @@ impl Dedup {
                 .get(CURRENT)
                 .map_err(err)?
                 .map_or(now_secs(), |v| v.value());
-            let name = generation(current);
-            let mut table = txn
-                .open_table(TableDefinition::<(&str, &str), ()>::new(&name))
-                .map_err(err)?;
-            for pair in pairs {
-                table.insert(*pair, ()).map_err(err)?;
-            }
+            insert(&txn, current, pairs)?;
         }
         txn.commit().map_err(err)
     }

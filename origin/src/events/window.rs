@@ -176,16 +176,7 @@ impl TopicWindow {
 
     /// Assigns every partition of the topic from `window` ago; the offsets it starts from.
     fn assign(&self, window: Duration) -> Result<HashMap<i32, i64>, String> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), REQUEST)
-            .map_err(|e| e.to_string())?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let partitions = partitions(&self.consumer, &self.topic)?;
         if partitions.is_empty() {
             return Err("no such topic yet".into());
         }
@@ -230,16 +221,7 @@ impl TopicWindow {
 /// The next offset of each partition of `topic` (0 for an empty one, or when the topic does
 /// not exist yet: nothing was published anywhere).
 fn ends(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i64)>, String> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST)
-        .map_err(|e| format!("topic {topic}: {e}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    partitions
+    partitions(consumer, topic)?
         .into_iter()
         .map(|p| {
             consumer
@@ -248,6 +230,19 @@ fn ends(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i64)>, String>
                 .map_err(|e| format!("topic {topic} partition {p}: {e}"))
         })
         .collect()
+}
+
+/// The partitions of `topic` (none when it does not exist).
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, String> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST)
+        .map_err(|e| format!("topic {topic}: {e}"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
 }
 
 /// The (user, id) of a message: its headers (the payload is not parsed).
