@@ -210,7 +210,9 @@ impl Router {
             );
             return Ok((Bytes::from(body), Kind::Accepted));
         }
-        let result = self.route(route).await;
+        // Boxed: a media object's future (the cache and the upstream fetch) is ~38 KB, and
+        // inline it made every request's future that big, events included.
+        let result = Box::pin(self.route(route)).await;
         // Counted on playlists, which every player reloads every part, not on each media
         // object (the cache-hit path stays lean); only streams that answered, so a viewer
         // cannot mint series with made-up names.

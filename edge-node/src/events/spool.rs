@@ -120,15 +120,27 @@ impl Spool {
         }))
     }
 
-    /// Stops taking writes, waits for the writer to commit what it has, and releases the
-    /// file (once reads in flight finish). Later calls fail with [`SpoolError::Stopped`].
+    /// Stops taking writes, waits for the writer to commit what it has, makes the last
+    /// deletions durable, and releases the file (once reads in flight finish). Later calls
+    /// fail with [`SpoolError::Stopped`].
     pub fn close(&self) {
         drop(self.writes.lock().unwrap_or_else(|e| e.into_inner()).take());
         let thread = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
         }
-        drop(self.db.write().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(db) = self.db.write().unwrap_or_else(|e| e.into_inner()).take() {
+            // An empty durable commit persists the non-durable deletions before it.
+            let synced = db
+                .begin_write()
+                .map_err(store)
+                .and_then(|t| t.commit().map_err(store));
+            if let Err(e) = synced {
+                tracing::warn!(
+                    "spool: the last deletions were not synced ({e}); they will be sent again"
+                );
+            }
+        }
     }
 
     fn database(&self) -> Result<Arc<Database>, SpoolError> {
@@ -206,8 +218,15 @@ impl Spool {
     }
 
     /// Deletes acknowledged items. Blocking.
+    ///
+    /// A deletion is not fsynced on its own: the next write's commit makes it durable (a
+    /// deletion that empties the spool is fsynced at once). A crash before then only brings
+    /// those records back, never loses one (every write is an fsynced commit, which persists
+    /// the deletions before it): they are sent again and the origin drops them as duplicates
+    /// by (user, id) (a dead letter is refused and filed again). So deletions never hold
+    /// redb's one write transaction across an fsync that posters wait behind.
     pub fn remove(&self, keys: &[u64]) -> Result<(), SpoolError> {
-        let txn = self.database()?.begin_write().map_err(store)?;
+        let mut txn = self.database()?.begin_write().map_err(store)?;
         {
             let mut table = txn.open_table(TABLE).map_err(store)?;
             let mut freed = 0u64;
@@ -216,7 +235,11 @@ impl Spool {
                     freed += v.value().len() as u64;
                 }
             }
+            let empties = table.is_empty().map_err(store)?;
             drop(table);
+            if !empties {
+                txn.set_durability(redb::Durability::None);
+            }
             txn.commit().map_err(store)?;
             self.bytes
                 .fetch_sub(freed.min(self.bytes()), Ordering::Relaxed);
