@@ -93,7 +93,18 @@ pub async fn run(
     let mut held = Held::default();
     // A pass reads the spool from its oldest record to its newest, batch after batch.
     let mut after: Option<u64> = None;
+    // Whether this pass read past records it could not deliver (their origin held back).
+    // Under steady posting a pass may never reach the spool's end, so such a pass starts
+    // again from the oldest once a held origin may be tried again: else the records a room's
+    // primary failed mid-pass would wait for a lull in posting, not for the backup.
+    let mut left_behind = false;
     loop {
+        if after.is_some() && left_behind && held.next_try().is_none_or(|at| at <= Instant::now()) {
+            after = None;
+        }
+        if after.is_none() {
+            left_behind = false;
+        }
         dead.spool_bytes
             .set(i64::try_from(spool.bytes()).unwrap_or(i64::MAX));
         let reader = spool.clone();
@@ -159,7 +170,9 @@ pub async fn run(
                 }
             }
         }
+        let read = records.len() + done.len();
         done.extend(deliver(&target, records, &mut held, &dead).await);
+        left_behind |= done.len() < read;
         if !done.is_empty() {
             let remover = spool.clone();
             match tokio::task::spawn_blocking(move || remover.remove(&done)).await {
