@@ -165,9 +165,9 @@ impl Intake {
         }
         let journal = self.journal.clone();
         let kinds: Vec<Kind> = records.iter().map(|r| r.event.kind).collect();
-        let done = tokio::task::spawn_blocking(move || journal.append(&records))
+        let done = journal
+            .append_async(records)
             .await
-            .map_err(|e| ApiError::Unavailable(format!("journal: {e}")))?
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         // Per type, the batch's share (duplicates are rare: replays after a crash).
         for kind in kinds {
