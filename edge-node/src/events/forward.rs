@@ -108,25 +108,29 @@ pub async fn run(
         dead.spool_bytes
             .set(i64::try_from(spool.bytes()).unwrap_or(i64::MAX));
         let reader = spool.clone();
-        let batch =
-            match tokio::task::spawn_blocking(move || reader.oldest_after(after, BATCH)).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => {
-                    warn!("spool read: {e}");
-                    Vec::new()
-                }
-                Err(e) => {
-                    warn!("spool read: {e}");
-                    Vec::new()
-                }
-            };
-        if after.is_none() {
-            // A pass starts at the oldest record.
-            let waited = batch
-                .first()
-                .map_or(Duration::ZERO, |(k, _)| spool.waited(*k));
-            dead.spool_oldest.set(waited.as_secs_f64());
-        }
+        let read = tokio::task::spawn_blocking(move || {
+            // The oldest record's wait is read from the store at every batch: a pass that
+            // reads on past held records does not see it.
+            Ok::<_, super::spool::SpoolError>((
+                reader.oldest_after(after, BATCH)?,
+                reader.oldest_waited()?,
+            ))
+        })
+        .await;
+        let batch = match read {
+            Ok(Ok((batch, waited))) => {
+                dead.spool_oldest.set(waited.as_secs_f64());
+                batch
+            }
+            Ok(Err(e)) => {
+                warn!("spool read: {e}");
+                Vec::new()
+            }
+            Err(e) => {
+                warn!("spool read: {e}");
+                Vec::new()
+            }
+        };
         let Some(&(last, _)) = batch.last() else {
             if after.take().is_some() {
                 // The end of a pass. With origins held back, the next pass starts when the

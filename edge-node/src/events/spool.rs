@@ -163,7 +163,7 @@ impl Spool {
 
     /// How long the record under key `oldest`, the oldest held, has waited: since its commit
     /// (for a record from before this process started, since the spool was opened).
-    pub fn waited(&self, oldest: u64) -> Duration {
+    fn waited(&self, oldest: u64) -> Duration {
         let mut commits = self.commits.lock().unwrap_or_else(|e| e.into_inner());
         while commits.len() > 1 && commits[1].0 <= oldest {
             commits.pop_front();
@@ -172,6 +172,15 @@ impl Spool {
             .front()
             .filter(|(first, _)| *first <= oldest)
             .map_or(Duration::ZERO, |(_, at)| at.elapsed())
+    }
+
+    /// How long the oldest record held has waited (zero for an empty spool), read from the
+    /// store, whatever the forwarder has read or sent lately. Blocking.
+    pub fn oldest_waited(&self) -> Result<Duration, SpoolError> {
+        let txn = self.database()?.begin_read().map_err(store)?;
+        let table = txn.open_table(TABLE).map_err(store)?;
+        let first = table.first().map_err(store)?.map(|(k, _)| k.value());
+        Ok(first.map_or(Duration::ZERO, |k| self.waited(k)))
     }
 
     /// Stores `items` durably; returns once committed.
@@ -359,8 +368,13 @@ mod tests {
         spool.write(vec![b"c".to_vec()]).await.unwrap();
         let first = spool.waited(0);
         assert!(first >= Duration::from_secs(1), "{first:?}");
+        // Read from the store: the newest record leaving changes nothing.
+        spool.remove(&[2]).unwrap();
+        assert!(spool.oldest_waited().unwrap() >= first);
+        spool.write(vec![b"c".to_vec()]).await.unwrap();
+        // The oldest leaving does, whoever reads.
         spool.remove(&[0, 1]).unwrap();
-        let next = spool.waited(2);
+        let next = spool.oldest_waited().unwrap();
         assert!(next < first, "{next:?} after {first:?}");
         // Records from before a restart count from the reopen.
         spool.close();
