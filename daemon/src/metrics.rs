@@ -33,6 +33,47 @@ pub struct Metrics {
     pub cpu: Gauge,
 }
 
+/// `process_cpu_seconds_total`, the name Prometheus's client libraries give it, read from
+/// `/proc/self/stat` at each scrape: the CPU a load test divides by its viewers
+/// (`daihuo-rehearsal --metrics`), and what `rate()` turns into cores. (The prometheus
+/// crate's own process collector needs its `process` feature and the procfs crate for this
+/// one number.)
+struct ProcessCpu {
+    counter: prometheus::Counter,
+    /// The value last reported, so the counter only moves forward by what was used since.
+    reported: std::sync::Mutex<f64>,
+}
+
+impl ProcessCpu {
+    fn new() -> Self {
+        Self {
+            counter: prometheus::Counter::new(
+                "process_cpu_seconds_total",
+                "User and system CPU time this process has used, seconds.",
+            )
+            .expect("static metric definition"),
+            reported: std::sync::Mutex::new(0.0),
+        }
+    }
+}
+
+impl prometheus::core::Collector for ProcessCpu {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.counter.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        if let Some(now) = crate::scale::cpu_seconds() {
+            let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+            if now > *reported {
+                self.counter.inc_by(now - *reported);
+                *reported = now;
+            }
+        }
+        self.counter.collect()
+    }
+}
+
 /// A counter of a static definition.
 pub fn counter(name: &str, help: &str) -> IntCounter {
     IntCounter::new(name, help).expect("static metric definition")
@@ -111,6 +152,7 @@ impl Metrics {
             Box::new(m.scale_hint.clone()),
             Box::new(m.cpu.clone()),
             Box::new(build),
+            Box::new(ProcessCpu::new()),
         ]);
         m
     }
@@ -152,5 +194,32 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The process's CPU time is exported at each scrape and never goes back.
+    #[test]
+    fn process_cpu_seconds_are_read_at_each_scrape() {
+        let m = Metrics::new();
+        let value = |text: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+                .expect("process_cpu_seconds_total")
+                .parse()
+                .expect("a number")
+        };
+        let before = value(&m.render());
+        // Some CPU: 0.1 s or more of spinning (USER_HZ ticks are 10 ms).
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(150) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = value(&m.render());
+        assert!(after > before, "{before} then {after}");
     }
 }

@@ -119,7 +119,7 @@ impl Scale {
 }
 
 /// User + system CPU time of this process so far, from `/proc/self/stat`.
-fn cpu_seconds() -> Option<f64> {
+pub(crate) fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which may hold spaces, so split after its ')').
     let rest = stat.rsplit_once(')')?.1;
