@@ -17,9 +17,10 @@ build:
 	@scripts/install-web.sh
 	$(CARGO) build --release -p origin --bin daihuo-origin
 	$(CARGO) build --release -p edge-node --bin daihuo-edge
+	$(CARGO) build --release -p rehearsal --bin daihuo-rehearsal
 
 # Release binaries packed by cargo-deb into target/debian/ ($CARGO_TARGET_DIR/debian/):
-# daihuo-edge, daihuo-origin (each with a -dbgsym.ddeb) and daihuo-common.
+# daihuo-edge, daihuo-origin (each with a -dbgsym.ddeb), daihuo-common and daihuo-rehearsal.
 deb:
 	@scripts/install-deps.sh build
 	@scripts/install-cargo-deb.sh
@@ -27,6 +28,7 @@ deb:
 	$(CARGO) deb --no-build -p edge-node
 	$(CARGO) deb --no-build -p origin
 	$(CARGO) deb --no-build -p edge-node --variant common
+	$(CARGO) deb --no-build -p rehearsal
 
 deps:
 	@scripts/install-deps.sh run

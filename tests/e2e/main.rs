@@ -13,6 +13,7 @@ mod hostile_peers;
 mod kafka;
 mod operations;
 mod package;
+mod rehearsal;
 mod security;
 mod single_box;
 mod socket;

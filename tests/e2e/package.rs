@@ -28,6 +28,7 @@ struct Unpacked {
 fn unpack() -> Unpacked {
     let edge = binary("edge-node", "daihuo-edge");
     let origin = binary("origin", "daihuo-origin");
+    let rehearsal = binary("rehearsal", "daihuo-rehearsal");
     let profile_dir = edge.parent().unwrap();
     // Beside the binaries, so they can be hard-linked in.
     let dir = tempfile::Builder::new()
@@ -39,7 +40,7 @@ fn unpack() -> Unpacked {
     let target = dir.path().join("target");
     let release = target.join("release");
     std::fs::create_dir_all(&release).unwrap();
-    for bin in [&edge, &origin] {
+    for bin in [&edge, &origin, &rehearsal] {
         let staged = release.join(bin.file_name().unwrap());
         if std::fs::hard_link(bin, &staged).is_err() {
             std::fs::copy(bin, &staged).unwrap();
@@ -53,6 +54,7 @@ fn unpack() -> Unpacked {
         ("daihuo-edge", "edge-node", None),
         ("daihuo-origin", "origin", None),
         ("daihuo-common", "edge-node", Some("common")),
+        ("daihuo-rehearsal", "rehearsal", None),
     ] {
         let file = out.join(format!("{deb}.deb"));
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -142,6 +144,9 @@ fn debs_install_binaries_units_configs_and_dashboard() {
         // The packaged binary accepts the packaged example, as ExecStartPre will.
         run(Command::new(&exe).arg("check").arg("--config").arg(&config));
     }
+    // The load tester ships too, and runs.
+    let help = run(Command::new(assert_file(root, "usr/bin/daihuo-rehearsal")).arg("--help"));
+    assert!(help.contains("--edge <URL>"), "{help}");
     conf::EdgeConfig::load(&root.join("etc/daihuo/edge.toml")).unwrap();
     conf::EdgeConfig::load(&root.join("etc/daihuo/single-box.toml")).unwrap();
     conf::OriginConfig::load(&root.join("etc/daihuo/origin.toml")).unwrap();

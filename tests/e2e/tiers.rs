@@ -127,13 +127,13 @@ async fn play(
 /// Two origins, an edge relaying to them (`upstream` adds `[upstream]` keys), ffmpeg
 /// publishing `live/demo` to the edge for `seconds`, and an HTTP/3 client of the edge that has
 /// seen the stream start.
-struct Tiers {
-    dir: tempfile::TempDir,
+pub(crate) struct Tiers {
+    pub(crate) dir: tempfile::TempDir,
     der: rustls::pki_types::CertificateDer<'static>,
-    specs: [OriginSpec; 2],
+    pub(crate) specs: [OriginSpec; 2],
     /// The origins' processes; taking one out kills it (SIGKILL to its group).
-    procs: Vec<Option<Child>>,
-    edge: Edge,
+    pub(crate) procs: Vec<Option<Child>>,
+    pub(crate) edge: Edge,
     push: Child,
     h3: H3Client,
     /// The video rendition's name.
@@ -147,7 +147,7 @@ impl Tiers {
     /// The encoder pushes for 300 s, far longer than any test here needs even on a loaded
     /// machine (`play_through_kill` is bounded at 120 s), so a slow set-up never sees the
     /// stream end; the push is killed when the test ends.
-    async fn start(upstream: &str) -> Self {
+    pub(crate) async fn start(upstream: &str) -> Self {
         require_ffmpeg();
         let dir = tempfile::tempdir().unwrap();
         let (cert, key, der) = certificate(dir.path());
