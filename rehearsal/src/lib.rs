@@ -132,6 +132,11 @@ pub struct Args {
     /// run; viewers start once the room plays.
     #[arg(long, value_name = "SRT_URL")]
     pub source: Option<String>,
+    /// With `--source`: push this recording (MPEG-TS or MP4, H.264 and AAC) as it is
+    /// (`-c copy`, looped) instead of encoding a test picture, so the encoder's CPU stays
+    /// out of the measurement.
+    #[arg(long, value_name = "FILE", requires = "source")]
+    pub source_file: Option<PathBuf>,
     /// CA certificates (PEM) that sign the edges' certificates; the system's without it.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
@@ -237,22 +242,36 @@ async fn server_and_path(url: &str) -> Result<(Arc<Server>, String)> {
     Ok((Arc::new(Server::resolve(&base).await?), path))
 }
 
-/// The test source: ffmpeg pushing 720p30 with a frame counter and a tone over SRT.
-fn start_source(url: &str) -> Result<tokio::process::Child> {
-    tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "superfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "60", "-b:v", "3M", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "128k", "-f", "mpegts", url])
+/// The source: ffmpeg pushing `file` as it is (looped), or 720p30 with a frame counter and a
+/// tone, over SRT.
+fn start_source(url: &str, file: Option<&std::path::Path>) -> Result<tokio::process::Child> {
+    let mut ffmpeg = tokio::process::Command::new("ffmpeg");
+    ffmpeg.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
+    match file {
+        Some(file) => {
+            ffmpeg
+                .args(["-stream_loop", "-1", "-re", "-i"])
+                .arg(file)
+                .args(["-c", "copy"]);
+        }
+        None => {
+            ffmpeg
+                .args(["-re", "-f", "lavfi", "-i", "testsrc=size=1280x720:rate=30"])
+                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+                .args([
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "superfast",
+                    "-tune",
+                    "zerolatency",
+                ])
+                .args(["-g", "60", "-b:v", "3M", "-pix_fmt", "yuv420p"])
+                .args(["-c:a", "aac", "-b:a", "128k"]);
+        }
+    }
+    ffmpeg
+        .args(["-f", "mpegts", url])
         .kill_on_drop(true)
         .spawn()
         .context("--source: cannot run ffmpeg")
@@ -293,7 +312,7 @@ pub async fn run(args: Args) -> Result<Report> {
     }
 
     let mut source = match &args.source {
-        Some(url) => Some(start_source(url)?),
+        Some(url) => Some(start_source(url, args.source_file.as_deref())?),
         None => None,
     };
     if source.is_some() {
