@@ -146,7 +146,7 @@ pub struct Args {
     /// Print the report as JSON on stdout (the progress line stays on stderr).
     #[arg(long)]
     pub json: bool,
-    /// Exit with status 3 when a service level is missed.
+    /// Exit with status 3 when a service level is missed or `--source` ended before the run.
     #[arg(long)]
     pub strict: bool,
 }
@@ -242,6 +242,11 @@ async fn server_and_path(url: &str) -> Result<(Arc<Server>, String)> {
     Ok((Arc::new(Server::resolve(&base).await?), path))
 }
 
+/// How `ffmpeg` ended (`exit status: 1`), once it has.
+fn exited(ffmpeg: &mut tokio::process::Child) -> Option<std::process::ExitStatus> {
+    ffmpeg.try_wait().ok().flatten()
+}
+
 /// The source: ffmpeg pushing `file` as it is (looped), or 720p30 with a frame counter and a
 /// tone, over SRT.
 fn start_source(url: &str, file: Option<&std::path::Path>) -> Result<tokio::process::Child> {
@@ -315,12 +320,20 @@ pub async fn run(args: Args) -> Result<Report> {
         Some(url) => Some(start_source(url, args.source_file.as_deref())?),
         None => None,
     };
-    if source.is_some() {
+    if let Some(ffmpeg) = source.as_mut() {
         // Viewers come once the room plays, as they would to a show already on.
         let conn = Conn::open(Proto::H1, &edges[0], &net, None).await?;
         let top = format!("/live/{}/index.m3u8", args.room);
         let ready = Instant::now() + Duration::from_secs(30);
         loop {
+            // A refused publish (the room is live already, a wrong key) ends ffmpeg; the
+            // room may still play an earlier stream, which is not what is to be measured.
+            if let Some(status) = exited(ffmpeg) {
+                bail!(
+                    "--source: ffmpeg {status} before {top} played (its messages are above: \
+                     a room still live from another publisher refuses this one)"
+                );
+            }
             if let Ok(f) = conn.get(&top).await {
                 if f.status == 200 {
                     break;
@@ -336,6 +349,9 @@ pub async fn run(args: Args) -> Result<Report> {
         }
         // The first parts of each rendition.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(status) = exited(ffmpeg) {
+            bail!("--source: ffmpeg {status} as {top} began to play (its messages are above)");
+        }
     }
 
     let clock = Clock::new();
@@ -482,6 +498,11 @@ pub async fn run(args: Args) -> Result<Report> {
     while watchers.join_next().await.is_some() {}
     progress.abort();
     eprintln!();
+    // A source that ended early leaves figures of an ended stream: the report says so.
+    let source_ended = source
+        .as_mut()
+        .and_then(exited)
+        .map(|s| format!("ffmpeg {s}"));
     if let Some(mut s) = source.take() {
         let _ = s.kill().await;
     }
@@ -577,6 +598,7 @@ pub async fn run(args: Args) -> Result<Report> {
         persisted,
         faults,
         cpu,
+        source_ended,
         sla: Vec::new(),
     };
     report.judge();

@@ -30,7 +30,8 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.table());
             }
-            if strict && report.sla.iter().any(|r| r.pass == Some(false)) {
+            let missed = report.sla.iter().any(|r| r.pass == Some(false));
+            if strict && (missed || report.source_ended.is_some()) {
                 return ExitCode::from(3);
             }
             ExitCode::SUCCESS

@@ -203,6 +203,8 @@ pub struct Report {
     pub persisted: Option<Persisted>,
     pub faults: Vec<Faulted>,
     pub cpu: Option<Cpu>,
+    /// How `--source` ended when it ended before the run did (the stream then ended too).
+    pub source_ended: Option<String>,
     pub sla: Vec<Row>,
 }
 
@@ -379,6 +381,13 @@ impl Report {
         }
         for f in self.failures.iter().take(5) {
             let _ = writeln!(out, "  a viewer failed: {f}");
+        }
+        if let Some(how) = &self.source_ended {
+            let _ = writeln!(
+                out,
+                "the source ended before the run did ({how}): the figures after it are of an \
+                 ended stream"
+            );
         }
         if !self.events.is_empty() {
             let _ = writeln!(

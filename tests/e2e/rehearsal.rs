@@ -64,6 +64,34 @@ async fn a_short_show_with_an_origin_killed_loses_no_viewer_and_no_order() {
         .status()
         .unwrap();
     assert!(converted.success());
+    // A `--source` the edge refuses (the room is live from the harness's ffmpeg) is an
+    // error, not a rehearsal of the stream that was already there.
+    let mut refused = Command::new(&rehearsal);
+    refused
+        .args(["--edge", &format!("https://localhost:{}", https.port())])
+        .arg("--ca")
+        .arg(&cert)
+        .args([
+            "--room",
+            "demo",
+            "--viewers",
+            "1",
+            "--ramp",
+            "0",
+            "--hold",
+            "1",
+        ])
+        .arg("--source")
+        .arg(format!(
+            "srt://{}?streamid=#!::r=live/demo,m=publish",
+            t.edge.addrs.srt
+        ));
+    let refused = tokio::task::spawn_blocking(move || refused.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("--source: ffmpeg exit status"), "{stderr}");
     let output = tokio::task::spawn_blocking({
         let journals: Vec<String> = t
             .specs
