@@ -104,7 +104,7 @@ pub fn respond(result: Result<(Bytes, Kind), ApiError>) -> Response<Bytes> {
 /// Answers a playlist route (multivariant, or media with its LL-HLS request) from the store.
 pub async fn playlist(store: &Store, route: &Route) -> Result<(Bytes, Kind), ApiError> {
     let text = match route {
-        Route::Multivariant { room } => store.multivariant(room).await?,
+        Route::Multivariant { room } => Bytes::from(store.multivariant(room).await?),
         Route::MediaPlaylist {
             room,
             rendition,
@@ -112,7 +112,7 @@ pub async fn playlist(store: &Store, route: &Route) -> Result<(Bytes, Kind), Api
         } => store.media_playlist(room, rendition, blocking).await?,
         _ => return Err(ApiError::NotFound("not a playlist".into())),
     };
-    Ok((Bytes::from(text), Kind::Playlist))
+    Ok((text, Kind::Playlist))
 }
 
 /// Parses the request (path and LL-HLS query) and checks its method: the one parse of a

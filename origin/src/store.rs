@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use codec::hls::multivariant;
 use codec::hls::playlist::{Blocking, MediaPlaylist, PlaylistOptions, RenditionReport};
-use codec::hls::query::BlockingRequest;
+use codec::hls::query::{BlockingRequest, SkipRequest};
 use codec::hls::segmenter::{Part, SegmenterOutput};
 use codec::hls::FirstMsn;
 use codec::TrackConfig;
@@ -122,6 +122,9 @@ struct StreamState {
     live: bool,
     /// Increments per publish, so a stale publication cannot touch a newer one.
     generation: u64,
+    /// Increments with every change, under the lock: what a rendered playlist was rendered
+    /// from ([`Rendition::rendered`]).
+    revision: u64,
     /// One past the highest segment number published (a floor for new renditions, so URLs
     /// never repeat across re-publish).
     next_msn: u64,
@@ -148,6 +151,12 @@ struct Rendition {
     total_secs: f64,
     /// Measured frames per second (video), for FRAME-RATE.
     frame_rate: Option<f64>,
+    /// The media playlist last rendered, by `_HLS_skip` mode, with the stream's revision it
+    /// was rendered at: every viewer woken by one publish gets the same bytes, rendered
+    /// once, instead of a render each under the stream's lock. (A Mutex only because
+    /// readers hold the state by shared reference; it is taken under the state's lock, so it
+    /// is never contended.)
+    rendered: Mutex<[Option<(u64, Bytes)>; 3]>,
 }
 
 impl Store {
@@ -176,6 +185,7 @@ impl Store {
                     state: Mutex::new(StreamState {
                         live: false,
                         generation: 0,
+                        revision: 0,
                         next_msn: 0,
                         expected: Default::default(),
                         renditions: BTreeMap::new(),
@@ -191,6 +201,7 @@ impl Store {
             }
             state.live = true;
             state.generation += 1;
+            state.revision += 1;
             // Renditions of the previous publish stay until their replacements appear, each
             // then continues its numbering after a discontinuity.
             state.generation
@@ -274,7 +285,7 @@ impl Store {
         room: &str,
         rendition: &str,
         request: &BlockingRequest,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Bytes, StoreError> {
         let stream = self.stream(room)?;
         stream
             .wait_result(self.options.block_timeout(), |s| {
@@ -284,9 +295,9 @@ impl Store {
                 }
                 // An ended playlist is always Ready: blocking requests get ENDLIST at once.
                 match r.playlist.check_blocking(request) {
-                    Blocking::Ready => {
-                        Ok(Some(r.playlist.render(request.skip, &s.reports(rendition))))
-                    }
+                    Blocking::Ready => Ok(Some(r.rendered(s.revision, request.skip, || {
+                        r.playlist.render(request.skip, &s.reports(rendition))
+                    }))),
                     Blocking::Wait => Ok(None),
                     Blocking::TooFar => Err(StoreError::TooFarAhead),
                 }
@@ -411,6 +422,26 @@ impl StreamState {
 }
 
 impl Rendition {
+    /// The media playlist with `skip` as of `revision`: the one rendered at that revision,
+    /// else `render`'s, kept for the next reader. A playlist also lists other renditions'
+    /// latest parts (`EXT-X-RENDITION-REPORT`), so the revision is the whole stream's.
+    fn rendered(&self, revision: u64, skip: SkipRequest, render: impl FnOnce() -> String) -> Bytes {
+        let slot = match skip {
+            SkipRequest::No => 0,
+            SkipRequest::Yes => 1,
+            SkipRequest::V2 => 2,
+        };
+        let mut rendered = lock(&self.rendered);
+        match &rendered[slot] {
+            Some((at, text)) if *at == revision => text.clone(),
+            _ => {
+                let text = Bytes::from(render());
+                rendered[slot] = Some((revision, text.clone()));
+                text
+            }
+        }
+    }
+
     fn object(&self, object: Object) -> Result<Option<Bytes>, StoreError> {
         let next = self.playlist.last_part();
         match object {
@@ -530,6 +561,7 @@ impl Publication {
                             total_bits: 0,
                             total_secs: 0.0,
                             frame_rate: None,
+                            rendered: Mutex::default(),
                         },
                     );
                     first_msn
@@ -596,6 +628,7 @@ impl Publication {
             if state.generation != self.generation {
                 return None;
             }
+            state.revision += 1;
             f(&mut state)
         };
         self.stream.notify();

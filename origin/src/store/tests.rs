@@ -23,6 +23,16 @@ impl Status for StoreError {
 
 const PART: Duration = Duration::from_millis(500);
 
+/// Room `demo`'s media playlist of `rendition`, as text.
+async fn playlist(
+    store: &Store,
+    rendition: &str,
+    request: &BlockingRequest,
+) -> Result<String, StoreError> {
+    let bytes = store.media_playlist("demo", rendition, request).await?;
+    Ok(String::from_utf8(bytes.to_vec()).expect("a playlist is text"))
+}
+
 fn store() -> Arc<Store> {
     Store::new(StoreOptions {
         segment_target: Duration::from_secs(2),
@@ -75,7 +85,7 @@ async fn blocking_reload_is_woken_by_the_publish() {
     let q = blocking(&format!("_HLS_msn={msn}&_HLS_part=1"));
     let waiter = {
         let store = store.clone();
-        tokio::spawn(async move { store.media_playlist("demo", "audio", &q).await })
+        tokio::spawn(async move { playlist(&store, "audio", &q).await })
     };
     let part_waiter = {
         let store = store.clone();
@@ -102,6 +112,41 @@ async fn blocking_reload_is_woken_by_the_publish() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn readers_of_one_revision_share_one_render_and_any_change_renders_anew() {
+    let store = store();
+    let p = store.publish("demo").unwrap();
+    let a = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init")));
+    let b = msn_of(p.set_rendition("dub", audio(), Bytes::from_static(b"init-dub")));
+    p.push_part("audio", part(a, 0));
+    p.push_part("dub", part(b, 0));
+    let whole = BlockingRequest::default();
+    let get = async |request: &BlockingRequest| {
+        store
+            .media_playlist("demo", "audio", request)
+            .await
+            .unwrap()
+    };
+    let first = get(&whole).await;
+    // The same bytes, not a copy, for every reader until something changes.
+    assert_eq!(get(&whole).await.as_ptr(), first.as_ptr());
+    let delta = get(&blocking("_HLS_skip=YES")).await;
+    assert_ne!(delta.as_ptr(), first.as_ptr());
+    assert_eq!(get(&whole).await.as_ptr(), first.as_ptr());
+    // A part of another rendition changes this one's rendition report.
+    p.push_part("dub", part(b, 1));
+    let after = String::from_utf8(get(&whole).await.to_vec()).unwrap();
+    assert!(
+        after.contains(&format!("dub/index.m3u8\",LAST-MSN={b},LAST-PART=1")),
+        "{after}"
+    );
+    assert!(!String::from_utf8_lossy(&first).contains("LAST-PART=1"));
+    // And a part of its own is in the next render.
+    p.push_part("audio", part(a, 1));
+    let own = String::from_utf8(get(&whole).await.to_vec()).unwrap();
+    assert!(own.contains(&format!("part{a}.1.m4s")), "{own}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn blocking_requests_time_out_after_three_target_durations() {
     let store = store();
     let p = store.publish("demo").unwrap();
@@ -109,7 +154,7 @@ async fn blocking_requests_time_out_after_three_target_durations() {
     p.push_part("audio", part(msn, 0));
     let start = tokio::time::Instant::now();
     let q = blocking(&format!("_HLS_msn={msn}&_HLS_part=1"));
-    let err = store.media_playlist("demo", "audio", &q).await.unwrap_err();
+    let err = playlist(&store, "audio", &q).await.unwrap_err();
     assert_eq!(err.status(), 503);
     assert_eq!(start.elapsed(), Duration::from_secs(6));
 }
@@ -122,10 +167,7 @@ async fn too_far_ahead_and_unknown_things_are_refused_at_once() {
     p.push_part("audio", part(msn, 0));
     let start = tokio::time::Instant::now();
     let far = blocking(&format!("_HLS_msn={}", msn + 10));
-    let err = store
-        .media_playlist("demo", "audio", &far)
-        .await
-        .unwrap_err();
+    let err = playlist(&store, "audio", &far).await.unwrap_err();
     assert_eq!(err.status(), 400);
     let not_hinted = Object::Part { msn, index: 3 };
     assert_eq!(
@@ -201,15 +243,14 @@ async fn republish_continues_numbering_after_a_discontinuity() {
 
     // Ended: ENDLIST, and a blocking request is answered at once.
     let q = blocking(&format!("_HLS_msn={}", first + 1));
-    let ended = store.media_playlist("demo", "audio", &q).await.unwrap();
+    let ended = playlist(&store, "audio", &q).await.unwrap();
     assert!(ended.contains("#EXT-X-ENDLIST"), "{ended}");
 
     let p = store.publish("demo").unwrap();
     let next = msn_of(p.set_rendition("audio", audio(), Bytes::from_static(b"init2")));
     assert_eq!(next, first + 1);
     p.push_part("audio", part(next, 0));
-    let live = store
-        .media_playlist("demo", "audio", &BlockingRequest::default())
+    let live = playlist(&store, "audio", &BlockingRequest::default())
         .await
         .unwrap();
     assert!(live.contains("#EXT-X-DISCONTINUITY"), "{live}");
