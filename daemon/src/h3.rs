@@ -7,23 +7,44 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::drain::Drain;
+use crate::metrics::{UdpIo, UdpSeen};
 use crate::serve::{text, Handler, Peer, PerIp, PerIpCounts, Proto, MAX_BODY};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Request, Response};
 use tokio::task::JoinSet;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Binds a QUIC endpoint on `addr` (UDP; `[::]` is dual-stack, see [`crate::net`]) serving
 /// `server`. The socket is bound first so a failure is the plain `io::Error` of the address,
 /// like the TCP listeners'.
 pub fn bind(addr: SocketAddr, server: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
     let socket = crate::net::udp_socket(addr, |_| Ok(()))?;
+    offload(&socket, addr);
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(server),
         socket,
         Arc::new(quinn::TokioRuntime),
     )
+}
+
+/// Says what segmentation offload the kernel gives `socket` (quinn uses what there is): a
+/// datagram per system call costs several times the CPU of a batch.
+fn offload(socket: &std::net::UdpSocket, addr: SocketAddr) {
+    match quinn::udp::UdpSocketState::new(socket.into()) {
+        Ok(state) if state.max_gso_segments() > 1 => debug!(
+            %addr,
+            gso = state.max_gso_segments(),
+            gro = state.gro_segments(),
+            "udp segmentation offload"
+        ),
+        Ok(_) => warn!(
+            %addr,
+            "this kernel offers no UDP segmentation offload (GSO): every HTTP/3 datagram \
+             costs a system call of its own"
+        ),
+        Err(e) => warn!(%addr, "udp socket options: {e}"),
+    }
 }
 
 /// QUIC transport settings from `limits`: concurrent request streams and the idle timeout.
@@ -99,6 +120,12 @@ async fn connection<H: Handler>(
     addr: SocketAddr,
     mut shutdown: Drain,
 ) {
+    let mut udp = handler.udp_io().map(|io| UdpCount {
+        io,
+        conn: conn.clone(),
+        seen: UdpSeen::default(),
+    });
+    let mut count = tokio::time::interval(UDP_COUNT_EVERY);
     let mut h3 =
         match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await {
             Ok(c) => c,
@@ -123,6 +150,12 @@ async fn connection<H: Handler>(
                 // GOAWAY: take no new requests, let those in flight finish.
                 let _ = h3.shutdown(0).await;
                 break;
+            }
+            _ = count.tick(), if udp.is_some() => {
+                if let Some(udp) = udp.as_mut() {
+                    udp.add();
+                }
+                continue;
             }
         };
         while requests.try_join_next().is_some() {}
@@ -218,6 +251,29 @@ async fn connection<H: Handler>(
     }
     // Dropping the set would abort requests still answering.
     while requests.join_next().await.is_some() {}
+}
+
+/// How often a connection's UDP counts are added to the process's.
+const UDP_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection's UDP datagrams and system calls, added to the process's counts every
+/// [`UDP_COUNT_EVERY`] and when it is dropped (the connection ended, however).
+struct UdpCount {
+    io: UdpIo,
+    conn: quinn::Connection,
+    seen: UdpSeen,
+}
+
+impl UdpCount {
+    fn add(&mut self) {
+        self.io.add(&self.conn.stats(), &mut self.seen);
+    }
+}
+
+impl Drop for UdpCount {
+    fn drop(&mut self) {
+        self.add();
+    }
 }
 
 /// Why a response body was not all sent.

@@ -31,6 +31,50 @@ pub struct Metrics {
     /// `daihuo_cpu_utilization_ratio`: this process's CPU use over the last interval, as a
     /// share of all cores.
     pub cpu: Gauge,
+    /// HTTP/3's UDP datagrams and the system calls that carried them.
+    pub udp: UdpIo,
+}
+
+/// `daihuo_quic_datagrams_sent_total` and `daihuo_quic_send_calls_total`: the UDP
+/// datagrams QUIC connections sent and the system calls that sent them. Datagrams per call
+/// above 1 is segmentation offload (GSO) at work (quinn batches up to 10 a call); at 1,
+/// every datagram costs a system call of its own. (Receiving is batched per socket, with
+/// `recvmmsg` and GRO, not per connection, so a connection's counts say nothing of it;
+/// the listener logs what the kernel offers at start.)
+#[derive(Clone)]
+pub struct UdpIo {
+    datagrams: IntCounter,
+    calls: IntCounter,
+}
+
+/// A connection's counts when last added ([`UdpIo::add`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UdpSeen(quinn::UdpStats);
+
+impl UdpIo {
+    fn new() -> Self {
+        Self {
+            datagrams: counter(
+                "daihuo_quic_datagrams_sent_total",
+                "UDP datagrams sent by QUIC (HTTP/3) connections.",
+            ),
+            calls: counter(
+                "daihuo_quic_send_calls_total",
+                "System calls that sent them; datagrams per call above 1 is GSO \
+                 segmentation offload at work.",
+            ),
+        }
+    }
+
+    /// Adds what a connection sent since `seen` (its counts when last added), and
+    /// remembers its counts now.
+    pub fn add(&self, stats: &quinn::ConnectionStats, seen: &mut UdpSeen) {
+        let (now, before) = (stats.udp_tx, seen.0);
+        self.datagrams
+            .inc_by(now.datagrams.saturating_sub(before.datagrams));
+        self.calls.inc_by(now.ios.saturating_sub(before.ios));
+        seen.0 = now;
+    }
 }
 
 /// `process_cpu_seconds_total`, the name Prometheus's client libraries give it, read from
@@ -128,6 +172,7 @@ impl Metrics {
                 "This process's CPU use over the last few seconds, as a share of all cores.",
             )
             .expect("static metric definition"),
+            udp: UdpIo::new(),
         };
         for result in ["ok", "error"] {
             m.reloads.with_label_values(&[result]);
@@ -151,6 +196,8 @@ impl Metrics {
             Box::new(m.config_info.clone()),
             Box::new(m.scale_hint.clone()),
             Box::new(m.cpu.clone()),
+            Box::new(m.udp.datagrams.clone()),
+            Box::new(m.udp.calls.clone()),
             Box::new(build),
             Box::new(ProcessCpu::new()),
         ]);

@@ -82,6 +82,12 @@ pub trait Handler: Send + Sync + 'static {
         None
     }
 
+    /// Where its HTTP/3 connections count their UDP datagrams and system calls, if it counts
+    /// them.
+    fn udp_io(&self) -> Option<crate::metrics::UdpIo> {
+        None
+    }
+
     /// The limits its listeners enforce.
     fn limits(&self) -> Limits {
         Limits::default()

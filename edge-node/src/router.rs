@@ -42,6 +42,8 @@ pub struct Router {
     connections: IntGaugeVec,
     /// `daihuo_listener_limited_total{action}`.
     limited: IntCounterVec,
+    /// `daihuo_quic_datagrams_total`, `daihuo_quic_io_calls_total`.
+    udp: daemon::metrics::UdpIo,
     /// Who watches what, for `daihuo_viewers`.
     viewers: Viewers,
     /// Viewer event intake.
@@ -86,6 +88,7 @@ impl Router {
             requests,
             connections: metrics.process.connections.clone(),
             limited: metrics.process.limited.clone(),
+            udp: metrics.process.udp.clone(),
             viewers: Viewers::new(metrics),
             events,
             feed,
@@ -341,6 +344,10 @@ impl Handler for Router {
 
     fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
         Some(self.connections.with_label_values(&[transport]))
+    }
+
+    fn udp_io(&self) -> Option<daemon::metrics::UdpIo> {
+        Some(self.udp.clone())
     }
 
     fn clients(&self) -> Arc<daemon::clients::Clients> {

@@ -149,6 +149,8 @@ pub struct Api {
     pub connections: prometheus::IntGaugeVec,
     /// `daihuo_listener_limited_total{action}`.
     pub limited: prometheus::IntCounterVec,
+    /// `daihuo_quic_datagrams_total`, `daihuo_quic_io_calls_total`.
+    pub udp: daemon::metrics::UdpIo,
 }
 
 impl Api {
@@ -164,6 +166,7 @@ impl Api {
             audience: crate::audience::Audience::default(),
             connections: metrics.process.connections.clone(),
             limited: metrics.process.limited.clone(),
+            udp: metrics.process.udp.clone(),
         }
     }
 }
@@ -236,6 +239,10 @@ impl Handler for Api {
 
     fn connections(&self, transport: &str) -> Option<prometheus::IntGauge> {
         Some(self.connections.with_label_values(&[transport]))
+    }
+
+    fn udp_io(&self) -> Option<daemon::metrics::UdpIo> {
+        Some(self.udp.clone())
     }
 
     fn limited(&self, action: &'static str) {

@@ -151,6 +151,8 @@ fn check_families(text: &str) {
         "daihuo_scale_hint",
         "daihuo_cpu_utilization_ratio",
         "daihuo_publishes_total",
+        "daihuo_quic_datagrams_sent_total",
+        "daihuo_quic_send_calls_total",
     ] {
         assert!(names.contains(family), "{family} missing from\n{text}");
     }

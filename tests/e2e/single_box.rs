@@ -167,6 +167,26 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
         "audio frames {audio_frames}, expected ~{expected}"
     );
 
+    // HTTP/3's datagrams left in batches (GSO), not a system call each: the connection's
+    // counts reach /metrics every few seconds while it is open.
+    let (sent, calls) = eventually(15, async || {
+        let (_, metrics) = curl(&format!("http://{}/metrics", a.admin)).ok()?;
+        let metrics = String::from_utf8_lossy(&metrics).into_owned();
+        let value = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        };
+        let sent = value("daihuo_quic_datagrams_sent_total")?;
+        let calls = value("daihuo_quic_send_calls_total")?;
+        (sent > 1000.0).then_some((sent, calls))
+    })
+    .await;
+    assert!(
+        sent > 2.0 * calls,
+        "{sent} datagrams sent in {calls} system calls: no segmentation offload"
+    );
+
     edge.shutdown(Duration::from_secs(5)).await;
 }
 
