@@ -45,6 +45,8 @@ cert = "/nonexistent/cert.pem"
 max_bytes = 10
 [http]
 listen = "127.0.0.1:9100"
+[http3]
+endpoints = 5000
 "#;
     let err = EdgeConfig::from_toml(text).unwrap_err();
     let keys: Vec<&str> = err.field_errors().iter().map(|e| e.key.as_str()).collect();
@@ -54,12 +56,20 @@ listen = "127.0.0.1:9100"
         "https.key",
         "cache.max_bytes",
         "http.listen",
+        "http3.endpoints",
     ] {
         assert!(keys.contains(&key), "missing {key} in {keys:?}");
     }
     assert!(err
         .to_string()
         .contains("http.listen (line 12): 127.0.0.1:9100 is already used by admin.listen"));
+}
+
+#[test]
+fn http3_endpoints_zero_is_one_per_core() {
+    let config = EdgeConfig::from_toml("[http3]\nendpoints = 0\n").unwrap();
+    assert_eq!(config.http3.endpoint_count(16), 16);
+    assert_eq!(EdgeConfig::default().http3.endpoint_count(16), 1);
 }
 
 #[test]

@@ -14,18 +14,47 @@ use http::{Request, Response};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-/// Binds a QUIC endpoint on `addr` (UDP; `[::]` is dual-stack, see [`crate::net`]) serving
-/// `server`. The socket is bound first so a failure is the plain `io::Error` of the address,
-/// like the TCP listeners'.
-pub fn bind(addr: SocketAddr, server: quinn::ServerConfig) -> std::io::Result<quinn::Endpoint> {
-    let socket = crate::net::udp_socket(addr, |_| Ok(()))?;
-    offload(&socket, addr);
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )
+/// Binds `count` QUIC endpoints on `addr` (UDP; `[::]` is dual-stack, see [`crate::net`])
+/// serving `server`: one, or several on one port with SO_REUSEPORT (the kernel spreads
+/// clients over them by address hash; port 0 picks one port for all). The sockets are bound
+/// first so a failure is the plain `io::Error` of the address, like the TCP listeners'.
+///
+/// The endpoints share one configuration, so a packet that lands on a sibling of its
+/// connection's endpoint (the client's address changed) is answered with a stateless reset
+/// the client recognizes, and it reconnects at once instead of waiting out a dead path.
+pub fn bind(
+    addr: SocketAddr,
+    server: quinn::ServerConfig,
+    count: usize,
+) -> std::io::Result<Vec<quinn::Endpoint>> {
+    let shared = count > 1;
+    let reuse = |s: &socket2::Socket| {
+        if shared {
+            s.set_reuse_port(true)
+        } else {
+            Ok(())
+        }
+    };
+    let first = crate::net::udp_socket(addr, reuse)?;
+    offload(&first, addr);
+    // Port 0: the siblings bind the port the first one got.
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(crate::net::udp_socket(addr, reuse)?);
+    }
+    let config = quinn::EndpointConfig::default();
+    sockets
+        .into_iter()
+        .map(|socket| {
+            quinn::Endpoint::new(
+                config.clone(),
+                Some(server.clone()),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+        })
+        .collect()
 }
 
 /// Says what segmentation offload the kernel gives `socket` (quinn uses what there is): a
@@ -57,11 +86,56 @@ pub fn transport(limits: &crate::serve::Limits) -> quinn::TransportConfig {
     t
 }
 
-/// Accepts QUIC connections until `shutdown` turns true, then closes the endpoint and waits
-/// for connections to finish.
-pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, mut shutdown: Drain) {
+/// Accepts QUIC connections on every endpoint until `shutdown` turns true, then closes them
+/// and waits for connections to finish. Limits count over all of them: a client's per-IP
+/// share, and the open connections above which new ones get a Retry.
+pub async fn serve<H: Handler>(endpoints: Vec<quinn::Endpoint>, handler: Arc<H>, shutdown: Drain) {
+    let shared = Shared::default();
+    let mut accepting = JoinSet::new();
+    for endpoint in endpoints {
+        accepting.spawn(accept(
+            endpoint,
+            handler.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while accepting.join_next().await.is_some() {}
+}
+
+/// What the endpoints of one listener count together.
+#[derive(Clone, Default)]
+struct Shared {
+    per_ip: PerIpCounts,
+    /// Connections open or handshaking.
+    open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One connection in [`Shared::open`] while it lives.
+struct Opened(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Opened {
+    fn new(open: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One endpoint's accept loop (see [`serve`]).
+async fn accept<H: Handler>(
+    endpoint: quinn::Endpoint,
+    handler: Arc<H>,
+    shared: Shared,
+    mut shutdown: Drain,
+) {
     let mut connections = JoinSet::new();
-    let per_ip = PerIpCounts::default();
+    let per_ip = &shared.per_ip;
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i {
@@ -70,7 +144,7 @@ pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, mut s
             },
             _ = shutdown.stopped() => break,
         };
-        // Reap finished connections so the set counts those open or handshaking.
+        // Reap the tasks of finished connections.
         while connections.try_join_next().is_some() {}
         // Under load, or over its address's cap, a client proves its address (a Retry round
         // trip) before any handshake work is done for it, so spoofed Initials cost nothing
@@ -79,11 +153,12 @@ pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, mut s
         let limits = handler.limits();
         let addr = crate::net::canonical(incoming.remote_address());
         let share = PerIp::take(
-            &per_ip,
+            per_ip,
             handler.clients().limit_key(addr.ip()),
             limits.per_ip,
         );
-        let busy = connections.len() >= limits.quic_retry_above || share.is_none();
+        let open = shared.open.load(std::sync::atomic::Ordering::Relaxed);
+        let busy = open >= limits.quic_retry_above || share.is_none();
         if busy && !incoming.remote_address_validated() && incoming.may_retry() {
             handler.limited("quic_retry");
             if let Err(e) = incoming.retry() {
@@ -99,8 +174,13 @@ pub async fn serve<H: Handler>(endpoint: quinn::Endpoint, handler: Arc<H>, mut s
         };
         let handler = handler.clone();
         let shutdown = shutdown.clone();
+        let opened = Opened::new(&shared.open);
         connections.spawn(async move {
-            let _open = (crate::serve::Open::new(handler.connections("quic")), share);
+            let _open = (
+                crate::serve::Open::new(handler.connections("quic")),
+                share,
+                opened,
+            );
             match incoming.await {
                 Ok(conn) => connection(conn, handler, addr, shutdown).await,
                 Err(e) => debug!(peer = %addr, "quic handshake failed: {e}"),

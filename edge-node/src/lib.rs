@@ -98,7 +98,8 @@ struct Listeners {
 struct ViewerListeners {
     https: Option<TcpListener>,
     http: Option<TcpListener>,
-    quic: Option<quinn::Endpoint>,
+    /// One or more endpoints on the HTTP/3 port (`http3.endpoints`).
+    quic: Option<Vec<quinn::Endpoint>>,
 }
 
 impl ViewerListeners {
@@ -121,8 +122,8 @@ impl ViewerListeners {
         if let Some(l) = self.http {
             lifecycle.spawn(serve::serve_plain(l, router.clone(), lifecycle.drain()));
         }
-        if let Some(endpoint) = self.quic {
-            lifecycle.spawn(h3::serve(endpoint, router.clone(), lifecycle.drain()));
+        if let Some(endpoints) = self.quic {
+            lifecycle.spawn(h3::serve(endpoints, router.clone(), lifecycle.drain()));
         }
         Ok(())
     }
@@ -153,7 +154,9 @@ impl Listeners {
                 let limits = serve::Limits::from(&config.limits);
                 server.transport_config(Arc::new(h3::transport(&limits)));
                 let addr = config.http3.listen;
-                Some(h3::bind(addr, server).map_err(bind("http3", addr))?)
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let count = config.http3.endpoint_count(cores);
+                Some(h3::bind(addr, server, count).map_err(bind("http3", addr))?)
             }
             false => None,
         };
@@ -171,7 +174,10 @@ impl Listeners {
         Ok(Addrs {
             srt: self.ingest.local_addr(),
             https: local(&viewers.https),
-            http3: viewers.quic.as_ref().and_then(|q| q.local_addr().ok()),
+            http3: viewers
+                .quic
+                .as_ref()
+                .and_then(|q| q.first()?.local_addr().ok()),
             http: local(&viewers.http),
             admin: admin.map_err(origin::StartError::bind("admin", config.admin.listen))?,
         })

@@ -142,7 +142,7 @@ impl Node {
         // HTTP/3 on the UDP port of the same number (port 0 resolved by the TCP bind).
         let quic = match config.http.http3 {
             true => Some(
-                h3::bind(http_addr, certificates.quic_config(clients.as_ref())?)
+                h3::bind(http_addr, certificates.quic_config(clients.as_ref())?, 1)
                     .map_err(bind("http3", http_addr))?,
             ),
             false => None,
@@ -168,8 +168,8 @@ impl Node {
         let api = Arc::new(api::Api::new(store.clone(), events.clone(), &metrics));
         let acceptor = tokio_rustls::TlsAcceptor::from(certificates.tcp_config(clients.as_ref())?);
         lifecycle.spawn(serve::serve_tls(http, acceptor, api.clone(), drain.clone()));
-        if let Some(endpoint) = quic {
-            lifecycle.spawn(h3::serve(endpoint, api, drain.clone()));
+        if let Some(endpoints) = quic {
+            lifecycle.spawn(h3::serve(endpoints, api, drain.clone()));
         }
         let scale = daemon::scale::Scale::new(&config.scale, metrics.process.clone());
         lifecycle.spawn(scale.clone().run(drain));

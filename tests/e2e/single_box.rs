@@ -312,6 +312,49 @@ async fn dual_stack_listeners_and_cross_origin_answers() {
     edge.shutdown(Duration::from_secs(2)).await;
 }
 
+/// `[http3] endpoints = 4`: four QUIC endpoints on one port (SO_REUSEPORT). Every client is
+/// answered whichever endpoint the kernel hands it to, and the per-address cap counts over
+/// all four, not per endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http3_on_several_endpoints_answers_everyone_and_caps_an_address_once() {
+    let mut config = loopback_config();
+    config.http3.listen = "[::]:0".parse().unwrap();
+    config.http3.endpoints = 4;
+    config.limits.max_connections_per_ip = 12;
+    let edge = Edge::start(&config).await.expect("edge starts");
+    let port = edge.addrs.http3.unwrap().port();
+    let v4: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let path = "/live/nothing/index.m3u8";
+    // Twelve clients, each from its own port: were an endpoint not served, about a quarter of
+    // them would get no answer.
+    let mut held = Vec::new();
+    for n in 0..12 {
+        let client = H3Client::connect(v4, &edge.certificate())
+            .await
+            .unwrap_or_else(|e| panic!("client {n}: {e:#}"));
+        assert_eq!(client.get(path).await.unwrap().status, 404, "client {n}");
+        held.push(client);
+    }
+    // The address holds its twelve: more are refused on every endpoint.
+    for n in 0..6 {
+        let extra = tokio::time::timeout(
+            Duration::from_secs(10),
+            H3Client::connect(v4, &edge.certificate()),
+        )
+        .await;
+        assert!(
+            !matches!(extra, Ok(Ok(_))),
+            "a 13th connection from one address was accepted ({n})"
+        );
+    }
+    // Another address is not held back by that one's.
+    let v6 = format!("[::1]:{port}").parse().unwrap();
+    let other = H3Client::connect(v6, &edge.certificate()).await.unwrap();
+    assert_eq!(other.get(path).await.unwrap().status, 404);
+    drop(held);
+    edge.shutdown(Duration::from_secs(2)).await;
+}
+
 /// SRT ingest on `[::]` (the default) takes encoders over IPv4 and IPv6.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srt_ingest_is_dual_stack() {
