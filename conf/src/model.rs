@@ -607,6 +607,11 @@ pub struct HlsConfig {
     pub part_target_ms: u64,
     /// Complete segments listed in each media playlist. Default 10.
     pub window_segments: usize,
+    /// How long a stream that ended keeps answering (its playlists with `EXT-X-ENDLIST`, its
+    /// window's media) before the room is forgotten, in seconds: players still on it play
+    /// out, and an encoder that reconnects within it goes on with the same numbering.
+    /// Default 60.
+    pub ended_linger_s: u64,
 }
 
 impl Default for HlsConfig {
@@ -615,6 +620,7 @@ impl Default for HlsConfig {
             segment_target_ms: 2000,
             part_target_ms: 334,
             window_segments: 10,
+            ended_linger_s: 60,
         }
     }
 }
@@ -650,6 +656,11 @@ impl HlsConfig {
             (3..=100).contains(&self.window_segments),
             "hls.window_segments",
             format!("{} is outside 3..=100", self.window_segments),
+        );
+        e.check(
+            (1..=86_400).contains(&self.ended_linger_s),
+            "hls.ended_linger_s",
+            format!("{} is outside 1..=86400", self.ended_linger_s),
         );
     }
 }

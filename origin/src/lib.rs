@@ -46,9 +46,6 @@ use daemon::{h3, serve, Lifecycle, TlsError};
 use live::Live;
 use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 
-/// How long an ended stream keeps answering (with `EXT-X-ENDLIST`) before it is forgotten.
-pub const LINGER: Duration = Duration::from_secs(60);
-
 /// The origin API's client verifier (mutual TLS) when `http.client_ca` is set; without it, a
 /// warning when the API listens beyond loopback, where anyone reaching it may post events.
 fn api_clients(config: &OriginConfig) -> Result<Option<Arc<dyn ClientCertVerifier>>, TlsError> {
@@ -72,7 +69,7 @@ pub fn store_options(hls: &HlsConfig) -> StoreOptions {
         segment_target: hls.segment_target(),
         part_target: hls.part_target(),
         window: hls.window_segments,
-        linger: LINGER,
+        linger: Duration::from_secs(hls.ended_linger_s),
     }
 }
 
