@@ -82,6 +82,7 @@ bench: bench-deps
 	$(CARGO) bench -p daihuo --bench edge_load
 	$(CARGO) bench -p daihuo --bench events
 	$(CARGO) bench -p daihuo --bench glass
+	$(CARGO) bench -p daihuo --bench capacity
 
 clean:
 	$(CARGO) clean

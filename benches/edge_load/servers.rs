@@ -1,14 +1,15 @@
 //! The servers under load: `daihuo-edge` and nginx as child processes pinned to one core, the
-//! publish that fills the edge, and their CPU time from `/proc`.
+//! publish that fills the edge, the live stream it ingests meanwhile, and their CPU time
+//! from `/proc`.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use daihuo::bench::{free_tcp, free_udp};
 use daihuo::Child;
-use rustls::pki_types::CertificateDer;
 
 use crate::{ROOM, SERVER_CORE};
 
@@ -27,6 +28,7 @@ impl Server {
 pub struct Edge {
     server: Server,
     pub srt: SocketAddr,
+    pub https: SocketAddr,
     pub http: SocketAddr,
     pub http3: SocketAddr,
 }
@@ -37,10 +39,12 @@ impl Edge {
     }
 }
 
-/// The running nginx (master process) and its loopback address.
+/// The running nginx (master process) and its loopback addresses: plain HTTP/1.1, and TLS
+/// with HTTP/1.1 and HTTP/2.
 pub struct Nginx {
     server: Server,
     pub addr: SocketAddr,
+    pub tls: SocketAddr,
 }
 
 impl Nginx {
@@ -56,71 +60,20 @@ impl Nginx {
     }
 }
 
-/// Variables cargo sets for the crate it runs (besides `CARGO_PKG_*`).
-const BENCH_RUN_ENV: &[&str] = &[
-    "CARGO_MANIFEST_DIR",
-    "CARGO_MANIFEST_PATH",
-    "CARGO_CRATE_NAME",
-    "CARGO_BIN_NAME",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_TARGET_TMPDIR",
-    "CARGO_RUSTC_CURRENT_DIR",
-    "OUT_DIR",
-];
-
-/// Builds the release `daihuo-edge` into this bench's target directory (a no-op when it is
-/// fresh) and returns its path.
-pub fn build_edge() -> Result<PathBuf> {
-    // target/release/deps/edge_load-HASH → target/release
-    let exe = std::env::current_exe()?;
-    let release = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("bench executable is not in target/PROFILE/deps")?;
-    let target = release.parent().context("no target directory")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut build = Command::new(cargo);
-    // Drop what cargo set for this bench's own run: build scripts that watch these variables
-    // (ring's watches CARGO_MANIFEST_DIR) would otherwise rebuild, here and in `make build`.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_") || BENCH_RUN_ENV.contains(&name.as_ref()) {
-            build.env_remove(name.as_ref());
-        }
-    }
-    let status = build
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "edge-node",
-            "--bin",
-            "daihuo-edge",
-        ])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(target)
-        .status()
-        .context("run cargo build")?;
-    if !status.success() {
-        bail!("cargo build of daihuo-edge failed: {status}");
-    }
-    let bin = target.join("release/daihuo-edge");
-    if !bin.is_file() {
-        bail!("{} is missing after the build", bin.display());
-    }
-    Ok(bin)
+/// A certificate for `localhost` generated here, which both servers present and the viewers
+/// trust: `dir/cert.pem` and `dir/key.pem`.
+pub fn certificate(dir: &Path) -> Result<PathBuf> {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let cert_path = dir.join("cert.pem");
+    std::fs::write(&cert_path, certified.cert.pem())?;
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem())?;
+    Ok(cert_path)
 }
 
-/// Starts the edge on loopback, pinned to the server core, with a certificate generated here
-/// (the HTTP/3 viewers trust it).
-pub async fn start_edge(bin: &Path, dir: &Path) -> Result<(Edge, CertificateDer<'static>)> {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+/// Starts the edge on loopback, pinned to the server core, with the certificate of
+/// [`certificate`].
+pub async fn start_edge(bin: &Path, dir: &Path) -> Result<Edge> {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, certified.cert.pem())?;
-    std::fs::write(&key_path, certified.signing_key.serialize_pem())?;
 
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
     let (srt, http3) = (loopback(free_udp()?), loopback(free_udp()?));
@@ -136,6 +89,7 @@ pub async fn start_edge(bin: &Path, dir: &Path) -> Result<(Edge, CertificateDer<
          [http]\nlisten = \"{http}\"\n\
          [admin]\nlisten = \"{admin}\"\n\
          [transcode]\nencoder = \"off\"\n\
+         [hls]\nended_linger_s = 3600\n\
          [events]\nstate_dir = {:?}\n\
          [limits]\nmax_connections_per_ip = 0\n\
          [log]\nlevel = \"warn\"\n",
@@ -158,21 +112,21 @@ pub async fn start_edge(bin: &Path, dir: &Path) -> Result<(Edge, CertificateDer<
     .context("spawn taskset daihuo-edge")?;
     let mut server = Server { child };
     listening(&mut server, http, &dir.join("edge.log")).await?;
-    let cert = certified.cert.der().clone();
-    Ok((
-        Edge {
-            server,
-            srt,
-            http,
-            http3,
-        },
-        cert,
-    ))
+    Ok(Edge {
+        server,
+        srt,
+        https,
+        http,
+        http3,
+    })
 }
 
-/// Starts nginx on loopback, pinned to the server core, serving `dir/www`.
+/// Starts nginx on loopback, pinned to the server core, serving `dir/www` over plain HTTP and
+/// over TLS (HTTP/1.1 and HTTP/2, the certificate of [`certificate`]), with its open file
+/// cache on (descriptors and sizes of the files kept between requests).
 pub async fn start_nginx(dir: &Path) -> Result<Nginx> {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_tcp()?));
+    let tls = SocketAddr::from(([127, 0, 0, 1], free_tcp()?));
     let d = dir.display();
     let config = format!(
         "worker_processes 1;\n\
@@ -189,8 +143,15 @@ pub async fn start_nginx(dir: &Path) -> Result<Nginx> {
            keepalive_timeout 120s;\n\
            default_type application/octet-stream;\n\
            client_body_temp_path {d}/nginx-body;\n\
+           open_file_cache max=10000 inactive=120s;\n\
+           open_file_cache_valid 120s;\n\
+           open_file_cache_errors on;\n\
+           ssl_certificate {d}/cert.pem;\n\
+           ssl_certificate_key {d}/key.pem;\n\
+           ssl_protocols TLSv1.3;\n\
            server {{\n\
              listen {addr};\n\
+             listen {tls} ssl http2;\n\
              root {d}/www;\n\
            }}\n\
          }}\n"
@@ -215,7 +176,7 @@ pub async fn start_nginx(dir: &Path) -> Result<Nginx> {
     .context("spawn nginx (scripts/install-deps.sh bench installs nginx-light)")?;
     let mut server = Server { child };
     listening(&mut server, addr, &log).await?;
-    let nginx = Nginx { server, addr };
+    let nginx = Nginx { server, addr, tls };
     // The worker is forked after the master binds: wait until it is there.
     let deadline = Instant::now() + Duration::from_secs(10);
     while nginx.pids().is_err() {
@@ -241,6 +202,20 @@ async fn listening(server: &mut Server, addr: SocketAddr, log: &Path) -> Result<
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Publishes `input` over and over in real time to room `room`, for as long as the returned
+/// process lives: the live stream the edge ingests and packages while it is measured.
+pub fn publish_live(input: &Path, srt: SocketAddr, room: &str) -> Result<Child> {
+    let url = format!("srt://{srt}?streamid=#!::r=live/{room},m=publish");
+    Child::spawn(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args(["-stream_loop", "-1", "-re", "-i"])
+            .arg(input)
+            .args(["-c", "copy", "-f", "mpegts", &url]),
+    )
+    .context("spawn ffmpeg")
 }
 
 /// Publishes `input` in real time over SRT and waits until ffmpeg is done.
@@ -317,31 +292,6 @@ pub fn cpu_ticks(pids: &[u32]) -> Result<u64> {
 pub fn clock_ticks_per_second() -> Result<f64> {
     let out = Command::new("getconf").arg("CLK_TCK").output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
-}
-
-/// A TCP port free on loopback now (bound, then released for the server to take).
-fn free_tcp() -> Result<u16> {
-    unique(|| Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()))
-}
-
-/// A UDP port free on loopback now.
-fn free_udp() -> Result<u16> {
-    unique(|| Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()))
-}
-
-/// A port from `pick` not handed out before in this run: once released, the kernel may give
-/// the same ephemeral port to the next `bind(0)`, and two listeners of one server would
-/// then be configured on one port.
-fn unique(pick: impl Fn() -> Result<u16>) -> Result<u16> {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = pick()?;
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
-            return Ok(port);
-        }
-    }
 }
 
 /// Sets `mode` on `dir` and, when `recursive`, on every directory under it (files get `mode`

@@ -1,19 +1,15 @@
-//! The viewers: the object list they loop over (read from the edge's playlists and mirrored
-//! to nginx's root), one keep-alive HTTP/1.1 or HTTP/3 connection each, and one timed run.
+//! The viewers: the LL-HLS request mix they loop over (read from the edge's playlists and
+//! mirrored to nginx's root), one connection each over the protocol of the run (the
+//! rehearsal's clients: hyper for HTTP/1.1 and HTTP/2, quinn and h3 for HTTP/3), and one
+//! timed run.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use bytes::Bytes;
-use daihuo::playlist::{attr, segments, tags};
-use daihuo::H3Client;
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::CertificateDer;
+use anyhow::{bail, Result};
+use daihuo::playlist::{attr, part_numbers, tags};
+use rehearsal::http::{Conn, Net, Proto, Server};
 
 use crate::servers::cpu_ticks;
 use crate::ROOM;
@@ -21,33 +17,53 @@ use crate::ROOM;
 /// Wrong responses printed in full (all are counted).
 const SHOWN_ERRORS: usize = 5;
 
-/// A media object every viewer loops over.
-pub struct Object {
+/// One request of the mix every viewer loops over, and the body length it must get.
+pub struct Request {
     pub path: String,
     pub len: usize,
 }
 
-/// Reads the ended stream's playlists, fetches every part and segment once from the edge
-/// (which caches them) and writes the bytes under `www` at their URL paths.
-pub async fn cache_objects(edge: SocketAddr, www: &Path) -> Result<Vec<Object>> {
-    let mut conn = h1_connect(edge).await?;
+/// Where a run's viewers connect, and how.
+#[derive(Clone)]
+pub struct Target {
+    pub proto: Proto,
+    pub server: Arc<Server>,
+    pub net: Arc<Net>,
+}
+
+impl Target {
+    async fn open(&self) -> Result<Conn> {
+        Conn::open(self.proto, &self.server, &self.net, None).await
+    }
+}
+
+/// The LL-HLS mix of the ended stream, as a player at the live edge asks for it: for each
+/// part of each media playlist, the blocking reload that announces it
+/// (`?_HLS_msn=M&_HLS_part=P`, which the edge answers at once for an ended stream, from the
+/// render it shares between viewers) and the part; video and audio interleaved. Fetched
+/// once from the edge over plain HTTP (which caches the parts) and written under `www` at
+/// their URL paths, the playlists as the files nginx serves for any query.
+pub async fn cache_mix(edge: &Target, www: &Path) -> Result<Vec<Request>> {
+    let conn = edge.open().await?;
     let base = format!("/live/{ROOM}");
     let mut playlists = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     // The publish is over: every media playlist ends with ENDLIST (soon, if not yet).
     loop {
-        let multivariant = text(&mut conn, &format!("{base}/index.m3u8")).await?;
+        let multivariant = text(&conn, &format!("{base}/index.m3u8")).await?;
         let mut uris: Vec<String> = tags(&multivariant, "#EXT-X-MEDIA:")
             .iter()
             .filter_map(|l| attr(l, "URI").map(str::to_string))
             .collect();
-        uris.extend(segments(&multivariant).iter().map(|s| s.to_string()));
+        uris.extend(
+            daihuo::playlist::segments(&multivariant)
+                .iter()
+                .map(|s| s.to_string()),
+        );
         playlists.clear();
         for uri in &uris {
-            playlists.push((
-                uri.clone(),
-                text(&mut conn, &format!("{base}/{uri}")).await?,
-            ));
+            let path = format!("{base}/{uri}");
+            playlists.push((path.clone(), text(&conn, &path).await?));
         }
         let ended = playlists.iter().all(|(_, p)| p.contains("#EXT-X-ENDLIST"));
         if ended && !playlists.is_empty() {
@@ -59,88 +75,85 @@ pub async fn cache_objects(edge: SocketAddr, www: &Path) -> Result<Vec<Object>> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let mut objects = Vec::new();
-    for (uri, playlist) in &playlists {
-        let dir = uri.rsplit_once('/').map_or("", |(d, _)| d);
-        let parts = tags(playlist, "#EXT-X-PART:");
-        let names = parts
+    let write = |path: &str, body: &[u8]| -> Result<()> {
+        let file = www.join(path.trim_start_matches('/'));
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&file, body)?;
+        Ok(())
+    };
+    let mut tracks = Vec::new();
+    for (path, playlist) in &playlists {
+        write(path, playlist.as_bytes())?;
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        let mut track = Vec::new();
+        for uri in tags(playlist, "#EXT-X-PART:")
             .iter()
             .filter_map(|l| attr(l, "URI"))
-            .chain(segments(playlist));
-        for name in names {
-            let path = format!("{base}/{dir}/{name}");
-            let (status, body) = h1_get(&mut conn, &path).await?;
-            if status != 200 {
-                bail!("{path}: status {status}");
+        {
+            let Some((msn, part)) = part_numbers(uri) else {
+                bail!("{path}: a part named {uri}");
+            };
+            let part_path = format!("{dir}/{uri}");
+            let got = conn.get(&part_path).await?;
+            if got.status != 200 {
+                bail!("{part_path}: status {}", got.status);
             }
-            let file = www.join(path.trim_start_matches('/'));
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&file, &body)?;
-            objects.push(Object {
-                path,
-                len: body.len(),
-            });
+            write(&part_path, &got.body)?;
+            track.push([
+                Request {
+                    path: format!("{path}?_HLS_msn={msn}&_HLS_part={part}"),
+                    len: playlist.len(),
+                },
+                Request {
+                    path: part_path,
+                    len: got.body.len(),
+                },
+            ]);
+        }
+        tracks.push(track);
+    }
+    let longest = tracks.iter().map(Vec::len).max().unwrap_or(0);
+    if longest == 0 {
+        bail!("the playlists list no parts");
+    }
+    let mut tracks: Vec<_> = tracks.into_iter().map(Vec::into_iter).collect();
+    let mut mix = Vec::new();
+    for _ in 0..longest {
+        for track in &mut tracks {
+            mix.extend(track.next().into_iter().flatten());
         }
     }
-    if objects.is_empty() {
-        bail!("the playlists list no parts or segments");
-    }
-    Ok(objects)
+    Ok(mix)
 }
 
-/// Checks that nginx and the edge (now from its cache) serve identical bytes.
-pub async fn same_bytes(objects: &[Object], nginx: SocketAddr, edge: SocketAddr) -> Result<()> {
-    let (mut a, mut b) = (h1_connect(nginx).await?, h1_connect(edge).await?);
-    for o in objects {
-        let (sa, ba) = h1_get(&mut a, &o.path).await?;
-        let (sb, bb) = h1_get(&mut b, &o.path).await?;
-        if sa != 200 || sb != 200 || ba != bb || ba.len() != o.len {
-            bail!(
-                "{}: nginx {sa} ({} bytes), edge {sb} ({} bytes), expected {}",
-                o.path,
-                ba.len(),
-                bb.len(),
-                o.len
-            );
+/// Checks that every target answers every request of the mix with the same bytes.
+pub async fn same_bytes(mix: &[Request], targets: &[&Target]) -> Result<()> {
+    let mut conns = Vec::new();
+    for t in targets {
+        conns.push(t.open().await?);
+    }
+    for r in mix {
+        let mut first: Option<bytes::Bytes> = None;
+        for (t, conn) in targets.iter().zip(&conns) {
+            let got = conn.get(&r.path).await?;
+            let same = first.as_ref().is_none_or(|b| *b == got.body);
+            if got.status != 200 || got.body.len() != r.len || !same {
+                bail!(
+                    "{} over {} at {}: {} ({} bytes), expected {} bytes like the first",
+                    r.path,
+                    t.proto.name(),
+                    t.server.url,
+                    got.status,
+                    got.body.len(),
+                    r.len
+                );
+            }
+            first.get_or_insert(got.body);
         }
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
-// Viewers
-
-pub enum Target {
-    Http1(SocketAddr),
-    Http3(SocketAddr, CertificateDer<'static>),
-}
-
-/// One viewer's connection.
-enum Conn {
-    Http1(SendRequest<Empty<Bytes>>),
-    Http3(H3Client),
-}
-
-impl Conn {
-    async fn open(target: &Target) -> Result<Self> {
-        Ok(match target {
-            Target::Http1(addr) => Conn::Http1(h1_connect(*addr).await?),
-            Target::Http3(addr, cert) => Conn::Http3(H3Client::connect(*addr, cert).await?),
-        })
-    }
-
-    /// GETs `path`: status and body length.
-    async fn get(&mut self, path: &str) -> Result<(u16, usize)> {
-        match self {
-            Conn::Http1(send) => h1_get_len(send, path).await,
-            Conn::Http3(h3) => {
-                let reply = h3.get(path).await?;
-                Ok((reply.status, reply.body.len()))
-            }
-        }
-    }
 }
 
 /// What a set of viewers did.
@@ -164,39 +177,46 @@ impl Load {
         let room = SHOWN_ERRORS.saturating_sub(self.shown.len());
         self.shown.extend(other.shown.into_iter().take(room));
     }
+
+    fn show(&mut self, what: String) {
+        if self.shown.len() < SHOWN_ERRORS {
+            self.shown.push(what);
+        }
+    }
 }
 
-/// One viewer: GETs the objects in order, starting at `first`, until `deadline`.
+/// One viewer: makes the mix's requests in order, starting at `first`, until `deadline`.
 async fn viewer(
     mut conn: Conn,
-    target: Arc<Target>,
-    objects: Arc<Vec<Object>>,
+    target: Target,
+    mix: Arc<Vec<Request>>,
     first: usize,
     deadline: Instant,
 ) -> Load {
     let mut load = Load::default();
     let mut i = first;
     while Instant::now() < deadline {
-        let o = &objects[i % objects.len()];
+        let r = &mix[i % mix.len()];
         i += 1;
-        match conn.get(&o.path).await {
-            Ok((200, len)) if len == o.len => {
+        match conn.get(&r.path).await {
+            Ok(got) if got.status == 200 && got.body.len() == r.len => {
                 load.requests += 1;
-                load.bytes += len as u64;
+                load.bytes += r.len as u64;
             }
-            Ok((status, len)) => {
+            Ok(got) => {
                 load.wrong += 1;
-                if load.shown.len() < SHOWN_ERRORS {
-                    load.shown
-                        .push(format!("{}: {status}, {len} of {} bytes", o.path, o.len));
-                }
+                load.show(format!(
+                    "{}: {}, {} of {} bytes",
+                    r.path,
+                    got.status,
+                    got.body.len(),
+                    r.len
+                ));
             }
             Err(e) => {
                 load.failed += 1;
-                if load.shown.len() < SHOWN_ERRORS {
-                    load.shown.push(format!("{}: {e:#}", o.path));
-                }
-                match Conn::open(&target).await {
+                load.show(format!("{}: {e:#}", r.path));
+                match target.open().await {
                     Ok(c) => conn = c,
                     Err(_) => break,
                 }
@@ -216,35 +236,30 @@ pub struct Measured {
     pub client_cpu: f64,
 }
 
-/// Opens `viewers` connections, then lets them loop over `objects` for `window`.
+/// Opens `viewers` connections, then lets them loop over `mix` for `window`.
 pub async fn measure(
-    target: Arc<Target>,
+    target: &Target,
     pids: &[u32],
-    objects: &Arc<Vec<Object>>,
+    mix: &Arc<Vec<Request>>,
     viewers: usize,
     window: Duration,
     tick: f64,
 ) -> Result<Measured> {
-    let conns = futures::future::join_all((0..viewers).map(|_| Conn::open(&target))).await;
+    let conns = futures::future::join_all((0..viewers).map(|_| target.open())).await;
     let conns = conns.into_iter().collect::<Result<Vec<_>>>()?;
 
     let (server0, client0) = (cpu_ticks(pids)?, cpu_ticks(&[std::process::id()])?);
     let start = Instant::now();
     let deadline = start + window;
-    // Spread the viewers over the list, as players joining at different times would be.
-    let stride = objects.len().max(1) as f64 / viewers as f64;
+    // Spread the viewers over the mix, as players joining at different times would be; a
+    // playlist and its part stay together.
+    let stride = (mix.len() / 2).max(1) as f64 / viewers as f64;
     let tasks: Vec<_> = conns
         .into_iter()
         .enumerate()
         .map(|(n, conn)| {
-            let first = (n as f64 * stride) as usize;
-            tokio::spawn(viewer(
-                conn,
-                target.clone(),
-                objects.clone(),
-                first,
-                deadline,
-            ))
+            let first = 2 * (n as f64 * stride) as usize;
+            tokio::spawn(viewer(conn, target.clone(), mix.clone(), first, deadline))
         })
         .collect();
     let mut load = Load::default();
@@ -261,58 +276,11 @@ pub async fn measure(
     })
 }
 
-// ---------------------------------------------------------------------------------------
-// HTTP/1.1 client
-
-async fn h1_connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect {addr}"))?;
-    stream.set_nodelay(true)?;
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(send)
-}
-
-async fn h1_request(
-    send: &mut SendRequest<Empty<Bytes>>,
-    path: &str,
-) -> Result<hyper::Response<hyper::body::Incoming>> {
-    let req = http::Request::get(path)
-        .header(http::header::HOST, "127.0.0.1")
-        .body(Empty::new())?;
-    send.ready().await?;
-    Ok(send.send_request(req).await?)
-}
-
-/// GETs `path`: status and body.
-async fn h1_get(send: &mut SendRequest<Empty<Bytes>>, path: &str) -> Result<(u16, Bytes)> {
-    let res = h1_request(send, path).await?;
-    let status = res.status().as_u16();
-    Ok((status, res.into_body().collect().await?.to_bytes()))
-}
-
-/// GETs `path`: status and body length (the body is read and dropped chunk by chunk).
-async fn h1_get_len(send: &mut SendRequest<Empty<Bytes>>, path: &str) -> Result<(u16, usize)> {
-    let res = h1_request(send, path).await?;
-    let status = res.status().as_u16();
-    let mut body = res.into_body();
-    let mut len = 0;
-    while let Some(frame) = body.frame().await {
-        if let Some(data) = frame?.data_ref() {
-            len += data.len();
-        }
-    }
-    Ok((status, len))
-}
-
 /// GETs a playlist, which must answer 200.
-async fn text(send: &mut SendRequest<Empty<Bytes>>, path: &str) -> Result<String> {
-    let (status, body) = h1_get(send, path).await?;
-    if status != 200 {
-        bail!("{path}: status {status}");
+async fn text(conn: &Conn, path: &str) -> Result<String> {
+    let got = conn.get(path).await?;
+    if got.status != 200 {
+        bail!("{path}: status {}", got.status);
     }
-    Ok(String::from_utf8(body.to_vec())?)
+    Ok(String::from_utf8(got.body.to_vec())?)
 }
