@@ -17,9 +17,10 @@
 //! not in it; it includes the edge's ingest and packaging of the stream. Viewers per core is
 //! 1000 over the CPU milliseconds per second one viewer costs. The protocols alternate for
 //! `CAPACITY_ROUNDS` rounds (default 2); the table gives each round and the median cost per
-//! protocol (of an even count, the dearer middle one), with what the rehearsal judged of the field's service levels (first frame,
-//! stalls, play success, latency). A figure counts only where every level passed: at a
-//! level the edge cannot hold, the viewers per core it reports is not capacity.
+//! protocol (of an even count, the dearer middle one), with what the rehearsal judged of the
+//! field's service levels (first frame, stalls, play success, latency). A figure counts only
+//! where every level passed: at a level the edge cannot hold, the viewers per core it
+//! reports is not capacity.
 //!
 //! The bench reports and never asserts on speed. Run with `cargo bench -p daihuo --bench
 //! capacity` (or `make bench`).
