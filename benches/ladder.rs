@@ -2,20 +2,21 @@
 //!
 //! Measures daihuo's in-process ladder (`hwaccel::Ladder`, software backend: one decode, one
 //! bicubic scale per rung cascaded from the next larger rung, one libx264 encode per rung,
-//! IDRs every 2 s) fed the video frames of a 1080p30 H.264 + AAC transport stream. Demuxing
-//! and `Ladder::new` happen before timing; the timed region is every `Ladder::push` plus
-//! `Ladder::finish`. In the same run, on the same
-//! file, the ffmpeg CLI encodes the same ladder:
-//! `ffmpeg -i in.ts -filter_complex "[0:v]split=3[v0][v1][v2];[v1]scale=1280:720[s1];..."`
+//! IDRs every 2 s) fed the video frames of a 1080p30 H.264 + AAC transport stream. The timed
+//! region is the whole job: demuxing the stream (read into memory before), `Ladder::new`
+//! (decoder and encoder setup), every `Ladder::push` and `Ladder::finish`. In the same run,
+//! on the same file, the ffmpeg CLI encodes the same ladder with the same scaling topology,
+//! each rung scaled from the one above it:
+//! `ffmpeg -i in.ts -filter_complex "[0:v]split=2[s0][c0];[c0]scale=1280:720,split=2[s1][c1];[c1]scale=854:480[s2]"`
 //! with one output per rung (`-c:v libx264 -preset P -b:v 4500k -maxrate 5400k -bufsize 5400k
 //! -bf 0 -tune zerolatency -g 60 -sc_threshold 0 ... -f null /dev/null`), timed as a whole
-//! process (demux and encoder setup included). For each x264 preset it reports frames per
+//! process (reading the file, demux and encoder setup included). For each x264 preset it reports frames per
 //! second (wall clock, best of 3) for both, the ratio, and CPU seconds (user + system) per
 //! minute of input: daihuo's from `/proc/self/stat` utime + stime, ffmpeg's from the cutime +
 //! cstime of this process (children that were waited for).
 //!
 //! Run with `make bench` or `cargo bench -p daihuo --bench ladder`. `LADDER_SECONDS` sets the
-//! input length (default 10), `LADDER_PRESETS` the presets (default `ultrafast,veryfast`),
+//! input length (default 60), `LADDER_PRESETS` the presets (default `ultrafast,veryfast`),
 //! `LADDER_THREADS` the decoder and encoder threads on both sides (default 0: automatic).
 
 use std::path::Path;
@@ -39,14 +40,15 @@ struct Run {
 }
 
 fn main() {
-    let seconds: u32 = env_or("LADDER_SECONDS", 10);
+    let seconds: u32 = env_or("LADDER_SECONDS", 60);
     let threads: usize = env_or("LADDER_THREADS", 0);
     let presets = std::env::var("LADDER_PRESETS").unwrap_or_else(|_| "ultrafast,veryfast".into());
     let tick = clock_ticks_per_second();
 
     // `_dir` holds the temporary directory (and the input) until the end.
     let (_dir, input) = daihuo::bench::input_1080p(seconds);
-    let (config, frames) = demux(&std::fs::read(&input).expect("read input"));
+    let ts = std::fs::read(&input).expect("read input");
+    let (config, frames) = demux(&ts);
     let TrackConfig::H264 { width, height, .. } = config else {
         unreachable!("demux returns the H.264 track")
     };
@@ -81,7 +83,7 @@ fn main() {
         // Alternate the two sides so that background load hits both alike.
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            ours.push(transcode(&config, &frames, &rungs, threads, tick));
+            ours.push(transcode(&ts, frames.len(), &rungs, threads, tick));
             theirs.push(ffmpeg_ladder(&input, &rungs, threads, tick));
         }
         let (ours, theirs) = (best(&ours), best(&theirs));
@@ -99,20 +101,17 @@ fn main() {
     }
 }
 
-/// Feeds every frame through a fresh ladder and finishes it; checks each rung got them all.
-fn transcode(
-    config: &TrackConfig,
-    frames: &[Frame],
-    rungs: &[RungSpec],
-    threads: usize,
-    tick: f64,
-) -> Run {
+/// Demuxes `ts`, feeds every video frame through a fresh ladder and finishes it, all timed;
+/// checks each rung encoded all `expected` frames.
+fn transcode(ts: &[u8], expected: usize, rungs: &[RungSpec], threads: usize, tick: f64) -> Run {
+    let (cpu, start) = (own_cpu(tick), Instant::now());
+    let (config, frames) = demux(ts);
     let options = LadderOptions {
         backend: BackendKind::Software,
         segment_target: Duration::from_secs(2),
         threads,
     };
-    let mut ladder = Ladder::new(config, rungs.to_vec(), options).expect("open the ladder");
+    let mut ladder = Ladder::new(&config, rungs.to_vec(), options).expect("open the ladder");
     let mut out = Vec::new();
     let mut counts = vec![0usize; rungs.len()];
     let mut count = |out: &mut Vec<LadderOutput>| {
@@ -128,8 +127,7 @@ fn transcode(
             }
         }
     };
-    let (cpu, start) = (own_cpu(tick), Instant::now());
-    for frame in frames {
+    for frame in &frames {
         ladder.push(frame, &mut out).expect("ladder push");
         count(&mut out);
     }
@@ -140,24 +138,17 @@ fn transcode(
         cpu: own_cpu(tick) - cpu,
     };
     assert!(
-        counts.iter().all(|&n| n == frames.len()),
-        "every rung encodes every source frame: {counts:?} of {}",
-        frames.len()
+        counts.iter().all(|&n| n == expected),
+        "every rung encodes every source frame: {counts:?} of {expected}"
     );
     run
 }
 
-/// The same ladder with the ffmpeg CLI: one decode, a split, one scale and one libx264 output
-/// per rung, the encoder options the ladder gives libx264 (`hwaccel/src/encode.rs`).
+/// The same ladder with the ffmpeg CLI: one decode, each rung scaled from the one above it
+/// (the top one at the source's size unscaled, as the ladder does), one libx264 output per
+/// rung with the encoder options the ladder gives libx264 (`hwaccel/src/encode.rs`).
 fn ffmpeg_ladder(input: &Path, rungs: &[RungSpec], threads: usize, tick: f64) -> Run {
-    let labels: String = (0..rungs.len()).map(|i| format!("[v{i}]")).collect();
-    let mut graph = format!("[0:v]split={}{labels}", rungs.len());
-    for (i, rung) in rungs.iter().enumerate() {
-        graph.push_str(&format!(
-            ";[v{i}]scale={}:{}[s{i}]",
-            rung.width, rung.height
-        ));
-    }
+    let graph = cascade(rungs);
     let threads = threads.to_string();
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
@@ -183,6 +174,28 @@ fn ffmpeg_ladder(input: &Path, rungs: &[RungSpec], threads: usize, tick: f64) ->
     };
     assert!(status.success(), "ffmpeg failed: {cmd:?}");
     run
+}
+
+/// The filter graph of [`ffmpeg_ladder`]: `[s{i}]` is rung i's picture; each rung but the last
+/// also feeds the next one's scale (`[c{i}]`).
+fn cascade(rungs: &[RungSpec]) -> String {
+    let mut graph = String::new();
+    let mut from = "[0:v]".to_string();
+    for (i, rung) in rungs.iter().enumerate() {
+        if i > 0 {
+            graph.push(';');
+            graph.push_str(&format!("{from}scale={}:{},", rung.width, rung.height));
+        } else {
+            graph.push_str(&from);
+        }
+        if i + 1 < rungs.len() {
+            graph.push_str(&format!("split=2[s{i}][c{i}]"));
+            from = format!("[c{i}]");
+        } else {
+            graph.push_str(&format!("null[s{i}]"));
+        }
+    }
+    graph
 }
 
 /// The H.264 track's configuration and all its frames, in decode order.
