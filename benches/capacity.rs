@@ -30,7 +30,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use daihuo::bench::{free_tcp, free_udp, release_binary};
+use daihuo::bench::{free_tcp, free_udp, release_binary, spawn_pinned};
 use daihuo::Child;
 
 const SERVER_CORE: &str = "0";
@@ -120,17 +120,7 @@ impl Edge {
                 dir.join("state").display().to_string(),
             ),
         )?;
-        let log = std::fs::File::create(dir.join("edge.log"))?;
-        let child = Child::spawn(
-            Command::new("taskset")
-                .args(["-c", SERVER_CORE])
-                .arg(bin)
-                .arg("--config")
-                .arg(&config)
-                .stdout(log.try_clone()?)
-                .stderr(log),
-        )
-        .context("spawn taskset daihuo-edge")?;
+        let child = spawn_pinned(SERVER_CORE, bin, &config, &dir.join("edge.log"))?;
         let ready = format!("http://127.0.0.1:{admin}/readyz");
         for _ in 0..100 {
             if daihuo::peers::curl(&ready).is_ok_and(|(status, _)| status == 200) {

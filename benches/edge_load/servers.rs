@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use daihuo::bench::{free_tcp, free_udp};
+use daihuo::bench::{free_tcp, free_udp, spawn_pinned};
 use daihuo::Child;
 
 use crate::{ROOM, SERVER_CORE};
@@ -99,17 +99,7 @@ pub async fn start_edge(bin: &Path, dir: &Path) -> Result<Edge> {
     );
     let config_path = dir.join("edge.toml");
     std::fs::write(&config_path, config)?;
-    let log = std::fs::File::create(dir.join("edge.log"))?;
-    let child = Child::spawn(
-        Command::new("taskset")
-            .args(["-c", SERVER_CORE])
-            .arg(bin)
-            .arg("--config")
-            .arg(&config_path)
-            .stdout(log.try_clone()?)
-            .stderr(log),
-    )
-    .context("spawn taskset daihuo-edge")?;
+    let child = spawn_pinned(SERVER_CORE, bin, &config_path, &dir.join("edge.log"))?;
     let mut server = Server { child };
     listening(&mut server, http, &dir.join("edge.log")).await?;
     Ok(Edge {

@@ -113,3 +113,24 @@ fn unique(pick: impl Fn() -> anyhow::Result<u16>) -> anyhow::Result<u16> {
         }
     }
 }
+
+/// Runs the daemon `bin --config CONFIG` pinned to `core` (taskset), its output to `log`.
+pub fn spawn_pinned(
+    core: &str,
+    bin: &Path,
+    config: &Path,
+    log: &Path,
+) -> anyhow::Result<crate::Child> {
+    use anyhow::Context;
+    let out = std::fs::File::create(log)?;
+    crate::Child::spawn(
+        std::process::Command::new("taskset")
+            .args(["-c", core])
+            .arg(bin)
+            .arg("--config")
+            .arg(config)
+            .stdout(out.try_clone()?)
+            .stderr(out),
+    )
+    .with_context(|| format!("spawn taskset {}", bin.display()))
+}
