@@ -84,7 +84,8 @@ impl Metrics {
             ),
             srt_dropped: counter_vec(
                 "daihuo_srt_packets_dropped_total",
-                "SRT packets given up (arrived too late for the latency window).",
+                "SRT packets never delivered: still missing when the latency window passed \
+                 them, or given up with those (a copy arriving after that is not counted).",
                 stream,
             ),
             srt_rtt: GaugeVec::new(

@@ -110,6 +110,25 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
     assert_eq!(status, 200);
     assert_eq!(over_http, part_reply.body.to_vec());
 
+    // The publisher's SRT round-trip time is measured (each ACK and its ACK2), in seconds.
+    let rtt = eventually(15, async || {
+        let (_, metrics) = curl(&format!("http://{}/metrics", a.admin)).ok()?;
+        let metrics = String::from_utf8_lossy(&metrics).into_owned();
+        let value = |name: &str| {
+            metrics.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix("{stream=\"demo\"}")?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        };
+        let rtt = value("daihuo_srt_rtt_seconds")?;
+        (rtt > 0.0).then_some(rtt)
+    })
+    .await;
+    assert!(rtt < 1.0, "loopback RTT {rtt} s");
+
     // Answers advertise HTTP/3 on the port it is served on.
     let alt = reply.headers.get("alt-svc").expect("alt-svc");
     assert!(alt.to_str().unwrap().starts_with("h3=\":"), "{alt:?}");

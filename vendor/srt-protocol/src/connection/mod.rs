@@ -577,6 +577,85 @@ mod duplex_connection {
         assert_eq!(connection.handle_input(now, Input::Timer), Close);
     }
 
+    /// The receiver's counters mean what libsrt's do: a gap counts its packets as lost when
+    /// it is seen, a retransmission that fills it as retransmitted, a copy that arrives after
+    /// its place was released as belated (not as dropped), and an ACK2 gives the RTT.
+    #[test]
+    fn receiver_statistics_count_loss_retransmits_belated_copies_and_rtt() {
+        let start = Instant::now();
+        let mut connection = DuplexConnection::new(new_connection(start));
+        let data = |seq: u32, retransmitted: bool| {
+            Input::Packet(Ok((
+                Data(DataPacket {
+                    seq_number: SeqNumber(seq),
+                    message_loc: PacketLocation::ONLY,
+                    in_order_delivery: false,
+                    encryption: DataEncryption::None,
+                    retransmitted,
+                    message_number: MsgNumber(seq),
+                    timestamp: TimeStamp::MIN,
+                    dest_sockid: local_sockid(),
+                    payload: Bytes::from_static(&[0; 100]),
+                }),
+                remote_addr(),
+            )))
+        };
+        let now = start;
+        connection.handle_input(now, data(0, false));
+        connection.handle_input(now, data(3, false));
+        assert_eq!(
+            connection.statistics().rx_loss_data,
+            2,
+            "1 and 2 are missing"
+        );
+        connection.handle_input(now, data(1, true));
+        connection.handle_input(now, data(2, true));
+        let stats = connection.statistics();
+        assert_eq!((stats.rx_retransmit_data, stats.rx_loss_data), (2, 2));
+
+        // The receiver acknowledges on its timer; the sender's ACK2 comes back 20 ms later.
+        let mut now = start;
+        let mut ack = None;
+        while ack.is_none() && now < start + TSBPD / 2 {
+            now += MILLIS;
+            while let SendPacket((packet, _)) = connection.handle_input(now, Input::Timer) {
+                if let Control(ControlPacket {
+                    control_type: Ack(Acknowledgement::Full(_, _, seq)),
+                    ..
+                }) = packet
+                {
+                    ack = Some(seq);
+                }
+            }
+        }
+        let ack = ack.expect("a full ACK");
+        now += 20 * MILLIS;
+        let ack2 = Control(ControlPacket {
+            timestamp: TimeStamp::MIN,
+            dest_sockid: local_sockid(),
+            control_type: Ack2(ack),
+        });
+        connection.handle_input(now, Input::Packet(Ok((ack2, remote_addr()))));
+        let stats = connection.statistics();
+        assert_eq!(stats.rx_ack2_errors, 0);
+        assert!(stats.rx_average_rtt > Duration::ZERO, "{stats:?}");
+
+        // Past the latency all four are released; a late copy of 1 is belated.
+        now += TSBPD * 2;
+        for _ in 0..100 {
+            if let WaitForData(_) = connection.handle_input(now, Input::Timer) {
+                break;
+            }
+        }
+        connection.handle_input(now, data(1, true));
+        let stats = connection.statistics();
+        assert_eq!(
+            (stats.rx_belated_data, stats.rx_dropped_data),
+            (1, 0),
+            "{stats:?}"
+        );
+    }
+
     #[test]
     fn too_late_packet_drop() {
         let start = Instant::now();

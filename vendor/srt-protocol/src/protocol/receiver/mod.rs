@@ -148,6 +148,12 @@ impl<'a> ReceiverContext<'a> {
                 use DataPacketAction::*;
                 match action {
                     ReceivedWithLoss(loss_list) => {
+                        // daihuo patch: libsrt's pktRcvLossTotal, every packet a gap
+                        // skipped, counted when the gap is seen (its bytes estimated from
+                        // this packet's).
+                        let lost = loss_list.iter_decompressed().count() as u64;
+                        self.stats.rx_loss_data += lost;
+                        self.stats.rx_loss_bytes += lost * bytes;
                         self.output.send_control(now, Nak(loss_list));
                     }
                     ReceivedWithLightAck { light_ack, .. } => {
@@ -159,9 +165,15 @@ impl<'a> ReceiverContext<'a> {
             Err(e) => {
                 use DataPacketError::*;
                 match e {
-                    BufferFull { .. } | PacketTooEarly { .. } | PacketTooLate { .. } => {
+                    BufferFull { .. } | PacketTooEarly { .. } => {
                         self.stats.rx_dropped_data += 1;
                         self.stats.rx_dropped_bytes += bytes;
+                    }
+                    // daihuo patch: a packet whose place was already released (delivered,
+                    // or dropped as too late): usually a second retransmission of one that
+                    // arrived. libsrt counts it as belated (pktRcvBelated), not as a drop.
+                    PacketTooLate { .. } => {
+                        self.stats.rx_belated_data += 1;
                     }
                     DecryptionError(_) => {
                         self.stats.rx_decrypt_errors += 1;
@@ -176,10 +188,16 @@ impl<'a> ReceiverContext<'a> {
     pub fn handle_ack2_packet(&mut self, now: Instant, seq_num: FullAckSeqNumber) {
         self.stats.rx_ack2 += 1;
         let rtt = self.receiver.arq.handle_ack2_packet(now, seq_num);
-        if let Some(rtt) = rtt {
-            self.timers.update_rtt(rtt);
-            //self.warn("ack not found", now, &seq_num);
-            self.stats.rx_ack2_errors += 1;
+        // daihuo patch: the receiver's RTT reaches its statistics; only an unknown ACK2 is an
+        // error (it was the other way round).
+        match rtt {
+            Some(rtt) => {
+                self.timers.update_rtt(rtt);
+                let micros = u64::try_from(rtt.mean().as_micros()).unwrap_or(0);
+                self.stats.rx_average_rtt = Duration::from_micros(micros);
+            }
+            // An ACK2 for an ACK this side does not remember.
+            None => self.stats.rx_ack2_errors += 1,
         }
     }
 
