@@ -355,12 +355,21 @@ impl ReceiveBuffer {
             .count()
     }
 
+    /// When the message at the front is released, or, when the front is missing, when it is
+    /// given up ([`Self::drop_too_late_packets`]).
+    ///
+    /// daihuo patch: upstream had no time for a missing front, so its drop waited for some
+    /// other timer (6 to 85 ms late, seen under loss).
     pub fn next_message_release_time(&self) -> Option<Instant> {
-        self.buffer
-            .front()
-            .filter(|p| p.is_first())?
-            .data_packet()
-            .map(|d| self.remote_clock.instant_from(d.timestamp) + self.tsbpd_latency)
+        let front = self.buffer.front()?;
+        if let Some(data) = front.data_packet().filter(|_| front.is_first()) {
+            return Some(self.remote_clock.instant_from(data.timestamp) + self.tsbpd_latency);
+        }
+        if self.too_late_packet_drop {
+            self.gap_deadline()
+        } else {
+            None
+        }
     }
 
     fn append_next(&mut self, data: DataPacket) -> Result<DataPacketAction, DataPacketError> {
@@ -457,8 +466,15 @@ impl ReceiveBuffer {
             .calculate()
     }
 
-    /// Drops the packets that are deemed to be too late
-    /// i.e.: there is a packet after it that is ready to be released
+    /// Drops what stands, too late, in front of the next message that can be released, as
+    /// libsrt does: a run of missing packets once the first packet received after it is due
+    /// (its time, the latency and the tolerance have passed; a missing packet was sent no
+    /// later than that one), and the received pieces of a message such a run broke, once
+    /// due themselves. A received packet that starts a message stays, to be released, late.
+    ///
+    /// daihuo patch: upstream dropped everything from the front up to the last packet whose
+    /// own time had passed, received ones included: one missing packet cost every packet that
+    /// waited behind it (8 to 50 of them, seen under loss).
     fn drop_too_late_packets(
         &mut self,
         now: Instant,
@@ -466,49 +482,49 @@ impl ReceiveBuffer {
         if !self.too_late_packet_drop {
             return Ok(None);
         }
-
-        let data_packets = self.buffer.iter().map(|packet| {
-            packet.data_packet().map(|data| {
-                (
-                    data.seq_number,
-                    self.remote_clock.instant_from(data.timestamp),
-                    data.message_loc,
-                )
-            })
-        });
-
-        let tsbpd_threshold = now - self.tsbpd_latency - self.tsbpd_tolerance;
-        let too_late_packets = data_packets.take_while(|packet| {
-            packet.map_or(true, |(_, packet_time, message_loc)| {
-                packet_time <= tsbpd_threshold || !message_loc.contains(PacketLocation::FIRST)
-            })
-        });
-
-        let dropped_packets = too_late_packets.fold(None, |last, packet| match (last, packet) {
-            (None, Some((seq_number, packet_time, _))) => Some((seq_number, packet_time)),
-            (Some((_, first_packet_time)), Some((seq_number, _, _))) => {
-                Some((seq_number, first_packet_time))
+        let mut end = 0;
+        let mut first_due = None;
+        for (i, packet) in self.buffer.iter().enumerate() {
+            // A missing packet is decided by the first received one after it.
+            let Some(data) = packet.data_packet() else {
+                continue;
+            };
+            let due = self.remote_clock.instant_from(data.timestamp) + self.tsbpd_latency;
+            if due + self.tsbpd_tolerance > now {
+                break;
             }
-            (last, _) => last,
-        });
-
-        let (last_seq_number, first_packet_time) = match dropped_packets {
-            Some(packets) => packets,
-            None => return Ok(None),
+            first_due.get_or_insert(due);
+            if i > 0 && packet.is_first() {
+                // The missing run before it goes; it is released next.
+                end = i;
+                break;
+            }
+            // The front's broken message, or a piece of one the run broke.
+            end = i + 1;
+        }
+        let Some(first_due) = first_due.filter(|_| end > 0) else {
+            return Ok(None);
         };
 
         let begin_packet = self.seqno0;
-        let end_packet = last_seq_number + 1;
-        let drop_count = end_packet.saturating_sub(begin_packet);
-
+        let end_packet = begin_packet + u32::try_from(end).unwrap();
         self.seqno0 = end_packet;
-        self.buffer.drain(0..drop_count);
+        self.buffer.drain(0..end);
         self.recalculate_lrsn(0);
 
         Err(MessageError {
-            delay: TimeSpan::from_interval(first_packet_time + self.tsbpd_latency, now),
+            delay: TimeSpan::from_interval(first_due, now),
             too_late_packets: begin_packet..end_packet,
         })
+    }
+
+    /// When the front of the buffer, which cannot be released (missing, or a message with a
+    /// missing piece), is given up: when the first packet received at or after it is due,
+    /// plus the tolerance. `None` until a packet arrives behind a missing front.
+    fn gap_deadline(&self) -> Option<Instant> {
+        let data = self.buffer.iter().find_map(BufferPacket::data_packet)?;
+        let sent = self.remote_clock.instant_from(data.timestamp);
+        Some(sent + self.tsbpd_latency + self.tsbpd_tolerance)
     }
 
     fn recalculate_lrsn(&mut self, start_idx: usize) {
@@ -639,10 +655,11 @@ mod receive_buffer {
         );
         assert_eq!(buf.next_ack_dsn(), init_seq_num + 1);
         assert_eq!(buf.next_message_release_time(), Some(start + tsbpd));
+        // The broken message goes; 2 starts one of its own and stays.
         assert_eq!(
             buf.pop_next_message(start + tsbpd * 2),
             Err(MessageError {
-                too_late_packets: SeqNumber(0)..SeqNumber(3),
+                too_late_packets: SeqNumber(0)..SeqNumber(2),
                 delay: TimeSpan::from_millis(2_000)
             })
         );
@@ -871,6 +888,62 @@ mod receive_buffer {
         assert_eq!(buf.prepare_loss_list(now, mean_rtt), None);
     }
 
+    /// daihuo patch: a missing packet costs only itself. Twenty one-packet messages 1 ms
+    /// apart, the sixth never arrives; read late (50 ms past the latency, as a busy receiver
+    /// may): the gap is given up when the packet behind it is due, and all 19 others are
+    /// released. Upstream dropped the gap and every packet behind it whose time had passed.
+    #[test]
+    fn one_missing_packet_costs_only_itself() {
+        let tsbpd = Duration::from_millis(120);
+        let start = Instant::now();
+        let mut buf = ReceiveBuffer::new(start, tsbpd, true, SeqNumber(0), PacketCount(8192));
+        for n in (0..20).filter(|n| *n != 5) {
+            let _ = buf.push_packet(
+                start,
+                DataPacket {
+                    seq_number: SeqNumber(n),
+                    message_loc: PacketLocation::ONLY,
+                    message_number: MsgNumber(n),
+                    timestamp: TimeStamp::from_micros(n * 1_000),
+                    ..basic_pack()
+                },
+            );
+        }
+        let now = start + tsbpd + Duration::from_millis(50);
+        let (mut released, mut dropped) = (0, Vec::new());
+        loop {
+            match buf.pop_next_message(now) {
+                Ok(Some(_)) => released += 1,
+                Ok(None) => break,
+                Err(e) => dropped.push(e.too_late_packets),
+            }
+        }
+        assert_eq!((released, dropped), (19, vec![SeqNumber(5)..SeqNumber(6)]));
+    }
+
+    /// daihuo patch: a missing front has a deadline of its own, so the receiver wakes to
+    /// give it up then, not at some later timer.
+    #[test]
+    fn a_missing_front_is_given_up_when_the_packet_behind_it_is_due() {
+        let tsbpd = Duration::from_millis(120);
+        let start = Instant::now();
+        let mut buf = ReceiveBuffer::new(start, tsbpd, true, SeqNumber(0), PacketCount(8192));
+        let _ = buf.push_packet(
+            start,
+            DataPacket {
+                seq_number: SeqNumber(1),
+                message_loc: PacketLocation::ONLY,
+                timestamp: TimeStamp::from_micros(3_000),
+                ..basic_pack()
+            },
+        );
+        let due = start + Duration::from_millis(3) + tsbpd + Duration::from_millis(5);
+        assert_eq!(buf.next_message_release_time(), Some(due));
+        assert_eq!(buf.pop_next_message(due - Duration::from_millis(1)), Ok(None));
+        assert!(buf.pop_next_message(due).is_err());
+        assert!(matches!(buf.pop_next_message(due), Ok(Some(_))));
+    }
+
     #[test]
     fn drop_too_late_packets() {
         // packets:
@@ -888,11 +961,12 @@ mod receive_buffer {
         let mut buf = ReceiveBuffer::new(start, tsbpd, true, init_seq_num, PacketCount(8192));
 
         let now = start;
+        // A whole message in one packet, as every packet of a live stream is.
         let _ = buf.push_packet(
             now,
             DataPacket {
                 seq_number: init_seq_num + 1,
-                message_loc: PacketLocation::FIRST,
+                message_loc: PacketLocation::ONLY,
                 ..basic_pack()
             },
         );
@@ -912,17 +986,25 @@ mod receive_buffer {
         assert_eq!(buf.pop_next_message(now), Ok(None));
         assert_eq!(buf.next_ack_dsn(), init_seq_num);
 
-        // 5 ms buffer release tolerance, we are ok with releasing them 5ms late
+        // The missing front is given up when the packet behind it is due: 5 ms after its
+        // time (the release tolerance), and not before.
+        assert_eq!(
+            buf.next_message_release_time(),
+            Some(start + tsbpd + Duration::from_millis(5))
+        );
         let now = now + Duration::from_millis(5);
-        // it should drop all packets before and including the last late packet
+        // daihuo patch: only the missing packet is dropped (libsrt's behaviour); upstream
+        // dropped 1 with it, a packet that had arrived.
         assert_eq!(
             buf.pop_next_message(now),
             Err(MessageError {
-                too_late_packets: SeqNumber(0)..SeqNumber(2),
+                too_late_packets: SeqNumber(0)..SeqNumber(1),
                 delay: TimeSpan::from_millis(5)
             })
         );
         assert_eq!(buf.next_ack_dsn(), SeqNumber(2));
+        // 1 is released, late.
+        assert!(matches!(buf.pop_next_message(now), Ok(Some(_))));
 
         // it should continue to wait for any remaining missing packets
         assert_eq!(buf.pop_next_message(now), Ok(None));
