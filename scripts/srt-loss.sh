@@ -60,7 +60,7 @@ rungs = []
 [hls]
 window_segments = 100
 [log]
-level = "warn"
+level = "info"
 [events]
 state_dir = "$work/state"
 TOML
@@ -90,6 +90,7 @@ TOML
   kill $pid
   wait $pid 2>/dev/null || true
   echo "daihuo loss=$loss% latency=${lat}ms: $(frames "$work/v.mp4") of $sent frames | $counters"
+  grep 'publish uplink' "$work/edge.log" || true
   ;;
 *) echo "usage: $0 daihuo|libsrt LOSS_PCT LATENCY_MS [SECONDS] [EDGE_BINARY]" >&2; exit 2 ;;
 esac

@@ -362,24 +362,61 @@ impl Received {
     }
 }
 
-/// Copies a publisher's SRT statistics (cumulative, every second) into the stream's series.
+/// Readings of a publisher's SRT statistics the uplink's loss ratio spans (one a second).
+const LOSS_WINDOW: usize = 5;
+
+/// Copies a publisher's SRT statistics (cumulative, every second) into the stream's series,
+/// and keeps the latest in `latest` for the publish's last log line.
 async fn srt_statistics(
     mut stats: impl futures::Stream<Item = SocketStatistics> + Unpin,
     metrics: Metrics,
     room: String,
+    latest: Arc<std::sync::Mutex<Option<SocketStatistics>>>,
 ) {
     let lost = metrics.srt_lost.with_label_values(&[&room]);
     let retransmitted = metrics.srt_retransmitted.with_label_values(&[&room]);
     let dropped = metrics.srt_dropped.with_label_values(&[&room]);
     let rtt = metrics.srt_rtt.with_label_values(&[&room]);
+    let loss_ratio = metrics.srt_loss_ratio.with_label_values(&[&room]);
     let mut last = (0, 0, 0);
+    // (lost, sent) so far at each of the last readings: a packet sent arrived the first
+    // time (unique) or was lost.
+    let mut window = std::collections::VecDeque::with_capacity(LOSS_WINDOW + 1);
     while let Some(s) = stats.next().await {
         lost.inc_by(s.rx_loss_data.saturating_sub(last.0));
         retransmitted.inc_by(s.rx_retransmit_data.saturating_sub(last.1));
         dropped.inc_by(s.rx_dropped_data.saturating_sub(last.2));
         last = (s.rx_loss_data, s.rx_retransmit_data, s.rx_dropped_data);
         rtt.set(s.rx_average_rtt.as_secs_f64());
+        window.push_back((s.rx_loss_data, s.rx_loss_data + s.rx_unique_data));
+        if window.len() > LOSS_WINDOW + 1 {
+            window.pop_front();
+        }
+        if let (Some(first), Some(now)) = (window.front(), window.back()) {
+            let sent = now.1.saturating_sub(first.1);
+            if sent > 0 {
+                loss_ratio.set(now.0.saturating_sub(first.0) as f64 / sent as f64);
+            }
+        }
+        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
     }
+}
+
+/// The publisher's uplink over the whole publish, logged when it ends.
+fn log_link(stats: Option<&SocketStatistics>) {
+    let Some(s) = stats else { return };
+    let sent = s.rx_loss_data + s.rx_unique_data;
+    info!(
+        audit = "publish",
+        packets = sent,
+        lost = s.rx_loss_data,
+        loss_percent = format!("{:.2}", 100.0 * s.rx_loss_data as f64 / sent.max(1) as f64),
+        retransmitted = s.rx_retransmit_data,
+        dropped = s.rx_dropped_data,
+        belated = s.rx_belated_data,
+        rtt_ms = format!("{:.2}", s.rx_average_rtt.as_secs_f64() * 1000.0),
+        "publish uplink"
+    );
 }
 
 /// Packages publishes here, into the store (the origin, or the single-box edge).
@@ -582,7 +619,13 @@ impl<D: Destination> Accept<D> {
             metrics.streams_live.inc();
             metrics.publishes.inc();
             let stats = socket.statistics().clone();
-            let stats = tokio::spawn(srt_statistics(stats, metrics.clone(), room.clone()));
+            let latest = Arc::default();
+            let stats = tokio::spawn(srt_statistics(
+                stats,
+                metrics.clone(),
+                room.clone(),
+                Arc::clone(&latest),
+            ));
             let received = Received::new(&metrics, &room);
             // The publish ends on shutdown or when a takeover stops it.
             let (stop, stopped) = drain::channel();
@@ -598,6 +641,7 @@ impl<D: Destination> Accept<D> {
             forward.abort();
             self.live.remove(&room, id);
             stats.abort();
+            log_link(latest.lock().unwrap_or_else(|e| e.into_inner()).as_ref());
             metrics.streams_live.dec();
             metrics.forget_stream(&room);
         }

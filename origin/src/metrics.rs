@@ -29,6 +29,9 @@ pub struct Metrics {
     pub srt_retransmitted: IntCounterVec,
     pub srt_dropped: IntCounterVec,
     pub srt_rtt: GaugeVec,
+    /// `daihuo_srt_loss_ratio{stream}`: the share of the publisher's packets its uplink lost
+    /// over the last few seconds (before retransmission recovered them).
+    pub srt_loss_ratio: GaugeVec,
     /// Publish attempts refused (bad stream id, auth, room taken, limit).
     pub publish_refused: IntCounter,
     /// Publishes accepted (SRT sessions that completed the handshake).
@@ -93,6 +96,15 @@ impl Metrics {
                 stream,
             )
             .expect("static metric definition"),
+            srt_loss_ratio: GaugeVec::new(
+                Opts::new(
+                    "daihuo_srt_loss_ratio",
+                    "Share of the publisher's SRT packets its uplink lost over the last 5 s \
+                     (before retransmission; the uplink's health with daihuo_srt_rtt_seconds).",
+                ),
+                stream,
+            )
+            .expect("static metric definition"),
             publish_refused: counter(
                 "daihuo_publish_refused_total",
                 "Publish attempts refused (stream id, authorization, room already live, limits).",
@@ -144,6 +156,7 @@ impl Metrics {
             Box::new(m.srt_retransmitted.clone()),
             Box::new(m.srt_dropped.clone()),
             Box::new(m.srt_rtt.clone()),
+            Box::new(m.srt_loss_ratio.clone()),
             Box::new(m.publish_refused.clone()),
             Box::new(m.publishes.clone()),
             Box::new(m.ladder_fallbacks.clone()),
@@ -169,6 +182,7 @@ impl Metrics {
             let _ = family.remove_label_values(&[stream]);
         }
         let _ = self.srt_rtt.remove_label_values(&[stream]);
+        let _ = self.srt_loss_ratio.remove_label_values(&[stream]);
     }
 
     /// Registers families made elsewhere (the edge's) in the process's registry.

@@ -110,7 +110,8 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
     assert_eq!(status, 200);
     assert_eq!(over_http, part_reply.body.to_vec());
 
-    // The publisher's SRT round-trip time is measured (each ACK and its ACK2), in seconds.
+    // The publisher's uplink: its SRT round-trip time (each ACK and its ACK2), in seconds,
+    // and the share of its packets lost over the last seconds.
     let rtt = eventually(15, async || {
         let (_, metrics) = curl(&format!("http://{}/metrics", a.admin)).ok()?;
         let metrics = String::from_utf8_lossy(&metrics).into_owned();
@@ -124,10 +125,12 @@ async fn ffmpeg_push_plays_over_h3_https_and_http() {
             })
         };
         let rtt = value("daihuo_srt_rtt_seconds")?;
-        (rtt > 0.0).then_some(rtt)
+        let loss = value("daihuo_srt_loss_ratio")?;
+        (rtt > 0.0).then_some((rtt, loss))
     })
     .await;
-    assert!(rtt < 1.0, "loopback RTT {rtt} s");
+    assert!(rtt.0 < 1.0, "loopback RTT {} s", rtt.0);
+    assert!((0.0..=1.0).contains(&rtt.1), "uplink loss ratio {}", rtt.1);
 
     // Answers advertise HTTP/3 on the port it is served on.
     let alt = reply.headers.get("alt-svc").expect("alt-svc");
