@@ -52,9 +52,9 @@ struct Run {
 }
 
 fn main() {
-    let viewers: usize = env_or("CAPACITY_VIEWERS", 400);
-    let hold: u64 = env_or("CAPACITY_SECONDS", 20);
-    let rounds: usize = env_or("CAPACITY_ROUNDS", 2).max(1);
+    let viewers: usize = daihuo::bench::env_or("CAPACITY_VIEWERS", 400);
+    let hold: u64 = daihuo::bench::env_or("CAPACITY_SECONDS", 20);
+    let rounds: usize = daihuo::bench::env_or("CAPACITY_ROUNDS", 2).max(1);
     if let Err(e) = run(viewers, hold, rounds) {
         panic!("capacity: {e:#}");
     }
@@ -282,11 +282,4 @@ fn uptime() -> String {
             )
         })
         .unwrap_or_default()
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }

@@ -40,8 +40,8 @@ struct Run {
 }
 
 fn main() {
-    let seconds: u32 = env_or("LADDER_SECONDS", 60);
-    let threads: usize = env_or("LADDER_THREADS", 0);
+    let seconds: u32 = daihuo::bench::env_or("LADDER_SECONDS", 60);
+    let threads: usize = daihuo::bench::env_or("LADDER_THREADS", 0);
     let presets = std::env::var("LADDER_PRESETS").unwrap_or_else(|_| "ultrafast,veryfast".into());
     let tick = clock_ticks_per_second();
 
@@ -261,11 +261,4 @@ fn clock_ticks_per_second() -> f64 {
         .trim()
         .parse()
         .expect("getconf CLK_TCK prints a number")
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }

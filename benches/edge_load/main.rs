@@ -64,9 +64,9 @@ const SERVER_CORE: &str = "0";
 const CLIENT_CORE: &str = "1";
 
 fn main() {
-    let viewers: usize = env_or("EDGE_LOAD_VIEWERS", 200);
-    let seconds: u64 = env_or("EDGE_LOAD_SECONDS", 10);
-    let rounds: usize = env_or("EDGE_LOAD_ROUNDS", 3).max(1);
+    let viewers: usize = daihuo::bench::env_or("EDGE_LOAD_VIEWERS", 200);
+    let seconds: u64 = daihuo::bench::env_or("EDGE_LOAD_SECONDS", 10);
+    let rounds: usize = daihuo::bench::env_or("EDGE_LOAD_ROUNDS", 3).max(1);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -329,11 +329,4 @@ fn bytes_per_cpu(m: &Measured) -> f64 {
 /// Requests per server CPU-second.
 fn per_cpu(m: &Measured) -> f64 {
     m.load.requests as f64 / m.server_cpu.max(f64::EPSILON)
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }

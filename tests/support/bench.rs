@@ -134,3 +134,11 @@ pub fn spawn_pinned(
     )
     .with_context(|| format!("spawn taskset {}", bin.display()))
 }
+
+/// The environment variable `name` parsed, else `default` (a benchmark's knobs).
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
